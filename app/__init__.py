@@ -1,0 +1,1 @@
+"""vecroute: vector search with learned IVF routing."""

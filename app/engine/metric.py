@@ -1,0 +1,51 @@
+"""Metrics and the one score convention: higher is better, for every metric.
+
+``ip`` scores are inner products, ``cosine`` scores are inner products of L2-normalised
+vectors (the engine normalises at the door), ``l2`` scores are negative squared distances.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import faiss
+import numpy as np
+
+
+class Metric(StrEnum):
+    IP = "ip"
+    COSINE = "cosine"
+    L2 = "l2"
+
+
+def as_matrix(x: np.ndarray, dim: int | None = None) -> np.ndarray:
+    """A C-contiguous float32 (n, d) view or copy of ``x``; fails at the door on a wrong shape."""
+    m = np.ascontiguousarray(x, dtype=np.float32)
+    if m.ndim == 1:
+        m = m.reshape(1, -1)
+    if m.ndim != 2:
+        raise ValueError(f"expected a (n, d) matrix, got shape {x.shape}")
+    if dim is not None and m.shape[1] != dim:
+        raise ValueError(f"expected dimension {dim}, got {m.shape[1]}")
+    return m
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm; zero rows stay zero (they score 0 against everything)."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32, copy=False)
+
+
+def prepare(x: np.ndarray, metric: Metric, dim: int | None = None) -> np.ndarray:
+    """Vectors as the engine stores and compares them: float32, unit-norm for cosine."""
+    m = as_matrix(x, dim)
+    return normalize(m) if metric is Metric.COSINE else m
+
+
+def faiss_metric(metric: Metric) -> int:
+    return faiss.METRIC_L2 if metric is Metric.L2 else faiss.METRIC_INNER_PRODUCT
+
+
+def to_scores(distances: np.ndarray, metric: Metric) -> np.ndarray:
+    """faiss's raw output turned into scores (higher is better)."""
+    return -distances if metric is Metric.L2 else distances

@@ -1,0 +1,161 @@
+"""Routers: functions from a query batch to the lists worth probing, best first.
+
+Every router scores the ``nlist`` lists of one clustering and probes the best ones; only the
+scores differ. Centroid routing scores with the clustering's own representatives; a learned
+router (papers 000/001) scores with trained rows ``W`` (plus a bias, and for ``mlp`` a small
+non-linear term). Trained routers are plain numpy arrays: serving them needs no torch, and a
+linear router costs exactly what centroid routing costs (one ``nlist x d`` product).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+from app.engine.clustering import Clustering
+from app.engine.metric import as_matrix
+
+
+class RouterKind(StrEnum):
+    CENTROID = "centroid"
+    LINEAR = "linear"
+    MLP = "mlp"
+
+
+class CentroidRule(StrEnum):
+    """How centroid routing scores a list.
+
+    ``assignment`` uses the clustering's assignment rule (``q.r + b``), e.g. L2 for k-means;
+    ``inner_product`` drops the bias (``q.r``), as faiss's inner-product IVF does.
+    """
+
+    ASSIGNMENT = "assignment"
+    INNER_PRODUCT = "inner_product"
+
+
+@dataclass(frozen=True, eq=False)
+class MlpTerm:
+    """The non-linear part of an ``mlp`` router: ``W2 relu(W1 q + b1)``."""
+
+    hidden_weights: np.ndarray  # (h, d)
+    hidden_bias: np.ndarray  # (h,)
+    output_weights: np.ndarray  # (nlist, h)
+
+    def __call__(self, q: np.ndarray) -> np.ndarray:
+        hidden = q @ self.hidden_weights.T
+        hidden += self.hidden_bias
+        np.maximum(hidden, 0.0, out=hidden)
+        return hidden @ self.output_weights.T
+
+
+@dataclass(frozen=True, eq=False)
+class Router:
+    """Immutable and tied to one clustering version.
+
+    ``temperature`` scales scores into the softmax that estimates, per list, the
+    probability of holding the nearest neighbour; it never changes the ranking.
+    """
+
+    kind: RouterKind
+    weights: np.ndarray  # (nlist, d)
+    bias: np.ndarray | None
+    clustering_version: int
+    version: int = 0
+    temperature: float = 1.0
+    mlp: MlpTerm | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weights", as_matrix(self.weights))
+        if self.bias is not None:
+            bias = np.ascontiguousarray(self.bias, dtype=np.float32).reshape(-1)
+            if bias.shape[0] != self.nlist:
+                raise ValueError("bias must have one entry per list")
+            object.__setattr__(self, "bias", bias)
+        if (self.kind is RouterKind.MLP) != (self.mlp is not None):
+            raise ValueError("an mlp router needs its non-linear term, and only it has one")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be positive")
+
+    @property
+    def nlist(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.weights.shape[1])
+
+    def scores(self, queries: np.ndarray) -> np.ndarray:
+        """(n, nlist) list scores for prepared queries; higher is better."""
+        q = as_matrix(queries, self.dim)
+        s = q @ self.weights.T
+        if self.bias is not None:
+            s += self.bias
+        if self.mlp is not None:
+            s += self.mlp(q)
+        return s
+
+    def route(self, queries: np.ndarray, nprobe: int) -> np.ndarray:
+        """(n, nprobe) int64 list numbers, best first."""
+        return top_lists(self.scores(queries), nprobe)
+
+    def probabilities(self, queries: np.ndarray) -> np.ndarray:
+        """Softmax of the scores: estimated probability that each list holds the top-1."""
+        return softmax(self.scores(queries) / self.temperature)
+
+    def route_adaptive(
+        self, queries: np.ndarray, mass: float, max_nprobe: int, min_nprobe: int = 1
+    ) -> np.ndarray:
+        """Probe, per query, the fewest lists whose probabilities sum to ``mass``.
+
+        Returns (n, max_nprobe) list numbers padded with -1, which faiss's preassigned
+        search skips; ambiguous queries get more probes, confident ones fewer.
+        """
+        if not 0.0 < mass <= 1.0:
+            raise ValueError("mass must be in (0, 1]")
+        max_nprobe = min(max_nprobe, self.nlist)
+        probs = self.probabilities(queries)
+        lists = top_lists(probs, max_nprobe)
+        ranked = np.take_along_axis(probs, lists, axis=1)
+        needed = np.argmax(np.cumsum(ranked, axis=1) >= mass, axis=1) + 1
+        reached = np.cumsum(ranked, axis=1)[:, -1] >= mass
+        needed = np.where(reached, needed, max_nprobe)
+        needed = np.clip(needed, min(min_nprobe, max_nprobe), max_nprobe)
+        lists[np.arange(max_nprobe)[None, :] >= needed[:, None]] = -1
+        return lists
+
+
+def centroid_router(
+    clustering: Clustering, rule: CentroidRule = CentroidRule.ASSIGNMENT
+) -> Router:
+    """Routing by the clustering's representatives: the baseline learned routers must beat."""
+    bias = clustering.bias if rule is CentroidRule.ASSIGNMENT else None
+    return Router(
+        kind=RouterKind.CENTROID,
+        weights=clustering.representatives,
+        bias=bias,
+        clustering_version=clustering.version,
+        params={"rule": str(rule)},
+    )
+
+
+def top_lists(scores: np.ndarray, nprobe: int) -> np.ndarray:
+    """Column indices of the ``nprobe`` largest scores of each row, best first."""
+    n, nlist = scores.shape
+    if nprobe < 1:
+        raise ValueError("nprobe must be at least 1")
+    if nprobe >= nlist:
+        return np.argsort(-scores, axis=1, kind="stable").astype(np.int64)
+    part = np.argpartition(-scores, nprobe - 1, axis=1)[:, :nprobe]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1).astype(np.int64)
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z

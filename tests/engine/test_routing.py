@@ -1,0 +1,38 @@
+"""Routers rank lists best first; adaptive routing probes until the probability mass is reached."""
+
+import numpy as np
+import pytest
+
+from app.engine.clustering import Algorithm, train_clustering
+from app.engine.metric import Metric
+from app.engine.routing import CentroidRule, Router, RouterKind, centroid_router, top_lists
+
+
+def test_top_lists_returns_best_first() -> None:
+    scores = np.array([[0.1, 0.9, 0.5, 0.7], [3.0, 2.0, 1.0, 0.0]], dtype=np.float32)
+    assert top_lists(scores, 2).tolist() == [[1, 3], [0, 1]]
+    assert top_lists(scores, 10).tolist() == [[1, 3, 2, 0], [0, 1, 2, 3]]
+
+
+def test_centroid_router_with_assignment_rule_routes_documents_to_their_own_list() -> None:
+    x = np.random.default_rng(0).standard_normal((3000, 16)).astype(np.float32)
+    c = train_clustering(x, 24, Algorithm.KMEANS, Metric.IP, seed=0)
+    assert np.array_equal(centroid_router(c).route(x, 1)[:, 0], c.assign(x))
+    ip_router = centroid_router(c, CentroidRule.INNER_PRODUCT)
+    assert ip_router.bias is None
+    assert np.array_equal(ip_router.route(x, 1)[:, 0], (x @ c.representatives.T).argmax(1))
+
+
+def test_adaptive_routing_probes_until_mass_is_reached() -> None:
+    weights = np.eye(4, dtype=np.float32)
+    router = Router(RouterKind.LINEAR, weights, None, clustering_version=0)
+    confident = np.array([[10.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    ambiguous = np.array([[1.0, 1.0, 1.0, 1.0]], dtype=np.float32)
+    assert router.route_adaptive(confident, 0.9, 4).tolist() == [[0, -1, -1, -1]]
+    assert (router.route_adaptive(ambiguous, 0.9, 4) >= 0).sum() == 4
+    assert (router.route_adaptive(ambiguous, 0.5, 4) >= 0).sum() == 2
+
+
+def test_router_rejects_mismatched_bias() -> None:
+    with pytest.raises(ValueError):
+        Router(RouterKind.LINEAR, np.zeros((3, 2)), np.zeros(4), clustering_version=0)

@@ -1,0 +1,1 @@
+"""The background worker: builds clusterings and trains routers from logged queries."""
