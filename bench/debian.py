@@ -1,0 +1,70 @@
+"""The shared Debian MiniLM data set (``../shared/data/debian``), whole or as a slice.
+
+Used by the benchmarks (all of it) and the tests (small slices). A slice keeps the first
+``n_docs`` documents and recomputes exact ground truth over them, since the shipped ground
+truth refers to the whole collection.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from app.engine.metric import Metric, normalize
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("VECROUTE_DEBIAN_DATA", ROOT.parent / "shared" / "data" / "debian"))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Vectors as stored (cosine: already unit-norm), queries, and exact top-k ground truth."""
+
+    metric: Metric
+    docs: np.ndarray
+    train_queries: np.ndarray
+    test_queries: np.ndarray
+    train_gt: np.ndarray  # (n_train, >=10) row indices into docs, best first
+    test_gt: np.ndarray  # (n_test, >=10)
+
+
+def available() -> bool:
+    return (DATA_DIR / "ip" / "docs.npy").exists()
+
+
+def load(
+    variant: str = "ip",
+    n_docs: int | None = None,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    gt_k: int = 10,
+) -> Dataset:
+    """``variant`` is ``ip`` (raw vectors, MIPS) or ``cos`` (unit-norm vectors)."""
+    if variant not in ("ip", "cos"):
+        raise ValueError("variant must be 'ip' or 'cos'")
+    ip = DATA_DIR / "ip"
+    docs = np.load(ip / "docs.npy", mmap_mode="r")[:n_docs].astype(np.float32)
+    train = np.load(ip / "queries_train.npy", mmap_mode="r")[:n_train].astype(np.float32)
+    test = np.load(ip / "queries_test.npy", mmap_mode="r")[:n_test].astype(np.float32)
+    if variant == "cos":
+        docs, train, test = normalize(docs), normalize(train), normalize(test)
+    metric = Metric.IP if variant == "ip" else Metric.COSINE
+    if n_docs is None:
+        gt_dir = DATA_DIR / variant
+        train_gt = np.load(gt_dir / "gt_train_top10.npy")[: len(train)].astype(np.int64)
+        test_gt = np.load(gt_dir / "gt_test_top100.npy")[: len(test)].astype(np.int64)
+    else:
+        train_gt = exact_top(docs, train, gt_k)
+        test_gt = exact_top(docs, test, gt_k)
+    return Dataset(metric, docs, train, test, train_gt, test_gt)
+
+
+def exact_top(docs: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Row indices of the exact top-k by inner product (the data is already prepared)."""
+    index = faiss.IndexFlatIP(docs.shape[1])
+    index.add(docs)
+    return index.search(queries, k)[1].astype(np.int64)
