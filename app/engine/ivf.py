@@ -1,0 +1,402 @@
+"""The in-memory ANN index: one faiss ``IndexIVFFlat`` whose lists we fill and probe ourselves.
+
+Placement and routing are ours, scanning is faiss's:
+
+- a vector goes to the list chosen by ``Clustering.assign`` (the rule stored with the
+  clustering), added with ``add_preassigned``; faiss's quantizer inside the IVF only holds
+  the representatives (for snapshots and inspection) and never routes;
+- a query is routed by a ``Router`` (centroid or learned) into probe lists, then scanned with
+  ``search_preassigned``: only the routing differs between routers;
+- before a clustering exists the index has one list, and exact search probes every list, so
+  exact and approximate search share one code path.
+
+Each vector is held once, in the IVF lists. A faiss ``Hashtable`` direct map (id -> list,
+offset) makes removal and replacement O(1) per id.
+
+Concurrency (which lock guards what):
+
+- ``_rw`` (reader-writer): the *contents* of the current IVF's lists. Searches and list
+  reads share it; adds and removals hold it exclusively, at most ``WRITE_CHUNK`` vectors
+  at a time, so a search never waits behind a large write for long.
+- ``_mutate`` (mutex): serialises writers (upsert, remove, set_clustering, snapshots).
+  Whoever holds it knows nobody else changes the index, so it may read the lists without
+  ``_rw`` (searches only read) and compute assignments outside the exclusive section.
+- ``_state`` (ivf, clustering, default router) is replaced as a whole, under ``_rw``
+  exclusive, and read by a single attribute load. An IVF swapped out is never written
+  again, so a search that picked it up before the swap still finishes consistently.
+
+faiss releases the GIL during search (SWIG ``-threads``), so searches from several Python
+threads run in parallel.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import faiss
+import numpy as np
+
+from app.engine.clustering import Clustering
+from app.engine.locks import RWLock
+from app.engine.metric import Metric, faiss_metric, prepare, to_scores
+from app.engine.routing import Router, centroid_router
+
+# Largest write held in one exclusive section: ~3 MB of 384-d vectors, a few milliseconds.
+WRITE_CHUNK = 2000
+# Probes when the caller names none: a recall-oriented middle ground for ~4 sqrt(n) lists.
+DEFAULT_NPROBE = 8
+# libstdc++ unordered_map<int64, int64>: a 32-byte node plus about one 8-byte bucket per entry.
+HASHTABLE_BYTES_PER_ENTRY = 40
+_HASHTABLE: int = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]  # missing from stubs
+
+
+class RouterMismatchError(ValueError):
+    """The router was trained for another clustering than the one the index holds."""
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    scores: np.ndarray  # (n, k) float32, higher is better, best first; padding -inf
+    ids: np.ndarray  # (n, k) int64 internal ids, padding -1
+    nprobe: float  # lists probed per query (mean); nlist for exact search
+
+
+@dataclass(frozen=True)
+class _State:
+    ivf: faiss.IndexIVFFlat
+    clustering: Clustering | None
+    router: Router | None  # the default centroid router of ``clustering``
+
+
+class VectorIndex:
+    """Vectors by int64 id in IVF lists; searched by any router of the current clustering."""
+
+    def __init__(self, dim: int, metric: Metric, clustering: Clustering | None = None) -> None:
+        if dim < 1:
+            raise ValueError("dim must be positive")
+        self.dim = int(dim)
+        self.metric = Metric(metric)
+        self._check_clustering(clustering)
+        self._rw = RWLock()
+        self._mutate = threading.Lock()
+        self._state = _State(
+            _new_ivf(self.dim, self.metric, clustering), clustering, _default_router(clustering)
+        )
+
+    @classmethod
+    def from_faiss(
+        cls, dim: int, metric: Metric, ivf: faiss.IndexIVFFlat, clustering: Clustering | None
+    ) -> VectorIndex:
+        """Adopt a filled IVF (e.g. read from a snapshot) built by an index of this class."""
+        index = cls(dim, metric, clustering)
+        expected = clustering.nlist if clustering is not None else 1
+        if ivf.d != index.dim or ivf.nlist != expected:
+            raise ValueError("the IVF does not match the dimension or the clustering")
+        if ivf.metric_type != faiss_metric(index.metric):
+            raise ValueError("the IVF does not match the metric")
+        if ivf.direct_map.type != _HASHTABLE:
+            raise ValueError("the IVF needs a hashtable direct map")
+        index._state = _State(ivf, clustering, index._state.router)
+        return index
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def clustering(self) -> Clustering | None:
+        return self._state.clustering
+
+    @property
+    def count(self) -> int:
+        return int(self._state.ivf.ntotal)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __contains__(self, id: object) -> bool:
+        if not isinstance(id, int | np.integer) or id < 0:
+            return False
+        with self._rw.read():
+            try:
+                self._state.ivf.direct_map.get(int(id))
+            except RuntimeError:  # faiss's hashtable lookup throws on a missing key
+                return False
+        return True
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        nprobe: int | None = None,
+        router: Router | None = None,
+        exact: bool = False,
+        lists: np.ndarray | None = None,
+        selector: faiss.IDSelector | None = None,
+    ) -> SearchResult:
+        """Top-``k`` ids of raw ``queries``, best first.
+
+        Probe lists come, in order of precedence, from ``exact`` (all lists), ``lists``
+        (preassigned, -1 padded, e.g. adaptive routing), or ``router`` (default: the
+        clustering's centroid router) with ``nprobe`` lists. ``selector`` filters ids during
+        the scan, so a filtered search still returns ``k`` results when enough pass.
+        """
+        if k < 1:
+            raise ValueError("k must be at least 1")
+        q = prepare(queries, self.metric, self.dim)
+        state = self._state
+        nlist = state.ivf.nlist
+        if exact or state.clustering is None:
+            probe = np.broadcast_to(np.arange(nlist, dtype=np.int64), (q.shape[0], nlist))
+        elif lists is not None:
+            probe = _check_lists(lists, q.shape[0], nlist)
+        else:
+            chosen = router if router is not None else state.router
+            assert chosen is not None and state.clustering is not None
+            _check_router(chosen, state.clustering)
+            wanted = DEFAULT_NPROBE if nprobe is None else nprobe
+            probe = chosen.route(q, min(wanted, nlist))
+        probe = np.ascontiguousarray(probe, dtype=np.int64)
+        with self._rw.read():
+            distances, ids = _scan(state.ivf, q, k, probe, selector)
+        scores = to_scores(distances, self.metric)
+        scores[ids < 0] = -np.inf
+        probes = float((probe >= 0).sum(axis=1).mean()) if q.shape[0] else 0.0
+        return SearchResult(scores.astype(np.float32, copy=False), ids, probes)
+
+    def iter_vectors(self, block: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, prepared vectors) in blocks of at most ``block``, list by list.
+
+        Each list is copied under the read lock; writes landing during the iteration may or
+        may not be seen (hold off writers for a frozen view, as snapshots do).
+        """
+        if block < 1:
+            raise ValueError("block must be positive")
+        ivf = self._state.ivf
+        pending_ids: list[np.ndarray] = []
+        pending_vecs: list[np.ndarray] = []
+        held = 0
+        for list_no in range(ivf.nlist):
+            with self._rw.read():
+                ids, vecs = _read_list(ivf, list_no)
+            pending_ids.append(ids)
+            pending_vecs.append(vecs)
+            held += len(ids)
+            while held >= block:
+                all_ids, all_vecs = np.concatenate(pending_ids), np.concatenate(pending_vecs)
+                yield all_ids[:block], all_vecs[:block]
+                pending_ids, pending_vecs = [all_ids[block:]], [all_vecs[block:]]
+                held -= block
+        if held:
+            yield np.concatenate(pending_ids), np.concatenate(pending_vecs)
+
+    def list_sizes(self) -> np.ndarray:
+        ivf = self._state.ivf
+        with self._rw.read():
+            invlists: Any = ivf.invlists
+            return np.array([invlists.list_size(i) for i in range(ivf.nlist)], np.int64)
+
+    def memory_bytes(self) -> int:
+        """Estimated payload: vectors and ids in the lists, the id hashtable, representatives.
+
+        Excludes the lists' spare vector capacity (allocator slack); bench/engine.py compares
+        this estimate with the process's measured growth.
+        """
+        ivf = self._state.ivf
+        per_vector = ivf.code_size + 8 + HASHTABLE_BYTES_PER_ENTRY
+        return int(ivf.ntotal) * per_vector + ivf.nlist * self.dim * 4
+
+    @contextmanager
+    def frozen(self) -> Iterator[tuple[faiss.IndexIVFFlat, Clustering | None]]:
+        """Hold off every writer (searches go on) and expose the IVF and its clustering.
+
+        The IVF must only be read inside the block, e.g. serialised by a snapshot.
+        """
+        with self._mutate:
+            state = self._state
+            yield state.ivf, state.clustering
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add raw ``vectors`` under ``ids``; an id already held (or repeated) is replaced."""
+        ids = _as_ids(ids)
+        x = prepare(vectors, self.metric, self.dim)
+        if x.shape[0] != ids.shape[0]:
+            raise ValueError("ids and vectors must have the same length")
+        ids, x = _last_occurrence(ids, x)
+        with self._mutate:
+            state = self._state
+            assign = _assign(state.clustering, x)
+            for start in range(0, len(ids), WRITE_CHUNK):
+                chunk = slice(start, start + WRITE_CHUNK)
+                chunk_ids = np.ascontiguousarray(ids[chunk])
+                chunk_x = np.ascontiguousarray(x[chunk])
+                chunk_assign = np.ascontiguousarray(assign[chunk])
+                with self._rw.write():
+                    # Remove and re-add in one section: no search sees the id missing.
+                    _remove(state.ivf, chunk_ids)
+                    _add(state.ivf, chunk_x, chunk_assign, chunk_ids)
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove ``ids``; returns how many were present (absent ids are ignored)."""
+        ids = np.unique(_as_ids(ids))
+        removed = 0
+        with self._mutate:
+            ivf = self._state.ivf
+            for start in range(0, len(ids), WRITE_CHUNK):
+                chunk_ids = np.ascontiguousarray(ids[start : start + WRITE_CHUNK])
+                with self._rw.write():
+                    removed += _remove(ivf, chunk_ids)
+        return removed
+
+    def set_clustering(self, clustering: Clustering | None) -> None:
+        """Re-assign every held vector to the lists of ``clustering`` (None: one list).
+
+        The new IVF is built aside while searches continue on the old one (writers wait),
+        then swapped in at once.
+        """
+        self._check_clustering(clustering)
+        with self._mutate:
+            old = self._state.ivf
+            new = _new_ivf(self.dim, self.metric, clustering)
+            for list_no in range(old.nlist):
+                # No read lock: holding _mutate, nobody writes ``old``; searches only read it.
+                ids, vecs = _read_list(old, list_no)
+                if len(ids):
+                    _add(new, vecs, _assign(clustering, vecs), ids)
+            state = _State(new, clustering, _default_router(clustering))
+            with self._rw.write():
+                self._state = state
+
+    def _check_clustering(self, clustering: Clustering | None) -> None:
+        if clustering is None:
+            return
+        if clustering.dim != self.dim:
+            raise ValueError(f"clustering has dimension {clustering.dim}, index {self.dim}")
+        if clustering.metric is not self.metric:
+            raise ValueError(f"clustering is for {clustering.metric}, index is {self.metric}")
+
+
+def _new_ivf(dim: int, metric: Metric, clustering: Clustering | None) -> faiss.IndexIVFFlat:
+    """An empty, trained IVF whose quantizer holds the representatives (one zero list if none)."""
+    reps = clustering.representatives if clustering is not None else np.zeros((1, dim), np.float32)
+    quantizer = faiss.IndexFlat(dim, faiss_metric(metric))
+    quantizer.add(reps)
+    # faiss's Python wrapper keeps ``quantizer`` alive as long as the IVF.
+    ivf = faiss.IndexIVFFlat(quantizer, dim, reps.shape[0], faiss_metric(metric))
+    ivf.set_direct_map_type(_HASHTABLE)
+    return ivf
+
+
+def _default_router(clustering: Clustering | None) -> Router | None:
+    return centroid_router(clustering) if clustering is not None else None
+
+
+def _assign(clustering: Clustering | None, x: np.ndarray) -> np.ndarray:
+    if clustering is None:
+        return np.zeros(x.shape[0], dtype=np.int64)
+    return clustering.assign(x)
+
+
+def _as_ids(ids: np.ndarray) -> np.ndarray:
+    a = np.asarray(ids)
+    if a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
+        raise ValueError("ids must be a 1-d integer array")
+    a = np.ascontiguousarray(a, dtype=np.int64)
+    if a.size and a.min() < 0:
+        raise ValueError("ids must be non-negative (-1 is padding)")
+    return a
+
+
+def _last_occurrence(ids: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop all but the last of repeated ids, as if the batch were applied in order."""
+    _, first_in_reversed = np.unique(ids[::-1], return_index=True)
+    if len(first_in_reversed) == len(ids):
+        return ids, x
+    keep = np.sort(len(ids) - 1 - first_in_reversed)
+    return ids[keep], x[keep]
+
+
+def _check_lists(lists: np.ndarray, n: int, nlist: int) -> np.ndarray:
+    a = np.asarray(lists)
+    if a.ndim != 2 or a.shape[0] != n or a.shape[1] < 1:
+        raise ValueError(f"lists must be (n={n}, nprobe), got shape {a.shape}")
+    if a.size and (a.min() < -1 or a.max() >= nlist):
+        raise ValueError(f"list numbers must be in [-1, {nlist})")
+    return a
+
+
+def _check_router(router: Router, clustering: Clustering) -> None:
+    if router.nlist != clustering.nlist or router.dim != clustering.dim:
+        raise RouterMismatchError("router shape does not match the clustering")
+    if router.clustering_version != clustering.version:
+        raise RouterMismatchError(
+            f"router is for clustering version {router.clustering_version}, "
+            f"index holds version {clustering.version}"
+        )
+
+
+def _scan(
+    ivf: faiss.IndexIVFFlat,
+    q: np.ndarray,
+    k: int,
+    probe: np.ndarray,
+    selector: faiss.IDSelector | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """faiss's preassigned search; per-call parameters so concurrent searches never share."""
+    n, width = probe.shape
+    params = faiss.SearchParametersIVF()
+    params.nprobe = width
+    if selector is not None:
+        params.sel = selector
+    distances = np.empty((n, k), dtype=np.float32)
+    ids = np.empty((n, k), dtype=np.int64)
+    if n == 0:
+        return distances, ids
+    coarse = np.zeros((n, width), dtype=np.float32)  # unused by a flat, non-residual IVF
+    swig: Any = ivf  # faiss's stubs miss the SWIG-level C entry point
+    swig.search_preassigned_c(
+        n,
+        faiss.swig_ptr(q),
+        k,
+        faiss.swig_ptr(probe),
+        faiss.swig_ptr(coarse),
+        faiss.swig_ptr(distances),
+        faiss.swig_ptr(ids),
+        False,
+        params,
+    )
+    return distances, ids
+
+
+def _add(ivf: faiss.IndexIVFFlat, x: np.ndarray, assign: np.ndarray, ids: np.ndarray) -> None:
+    ivf.add_core(len(ids), faiss.swig_ptr(x), faiss.swig_ptr(ids), faiss.swig_ptr(assign))
+
+
+def _remove(ivf: faiss.IndexIVFFlat, ids: np.ndarray) -> int:
+    if len(ids) == 0:
+        return 0
+    # The hashtable direct map removes in O(1) per id, but only through an IDSelectorArray.
+    return int(ivf.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))))
+
+
+def _read_list(ivf: faiss.IndexIVFFlat, list_no: int) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of one list's ids and vectors."""
+    invlists: Any = ivf.invlists  # faiss's stubs type it Optional and miss release_*
+    size = invlists.list_size(list_no)
+    ids = np.empty(size, dtype=np.int64)
+    vecs = np.empty((size, ivf.d), dtype=np.float32)
+    if size:
+        id_ptr = invlists.get_ids(list_no)
+        code_ptr = invlists.get_codes(list_no)
+        try:
+            faiss.memcpy(faiss.swig_ptr(ids), id_ptr, ids.nbytes)
+            faiss.memcpy(faiss.swig_ptr(vecs), code_ptr, vecs.nbytes)
+        finally:
+            invlists.release_ids(list_no, id_ptr)
+            invlists.release_codes(list_no, code_ptr)
+    return ids, vecs
