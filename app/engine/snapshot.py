@@ -1,0 +1,205 @@
+"""Snapshots: the whole index in one file, written atomically and checked before loading.
+
+Layout (all of it covered by the checksum except the trailer itself)::
+
+    MAGIC | u64 header length | header JSON | representatives .npy | bias .npy | faiss index
+    | sha256 of everything before (32 bytes) | END
+
+The header holds the index's dimension, metric and count, the clustering's algorithm,
+metric, version and params, and the caller's ``meta`` (e.g. the last applied write seq).
+Writing streams through the hash (faiss writes via a callback), so a large index is never
+held twice in memory. Loading hashes the file first and parses only if it matches: a
+truncated, partial or bit-flipped file raises ``SnapshotError`` and nothing is built from it.
+The file appears under its name only complete: temp file in the same directory, fsync,
+rename, fsync of the directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import uuid
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import faiss
+import numpy as np
+
+from app.engine.clustering import Algorithm, Clustering
+from app.engine.ivf import VectorIndex
+from app.engine.metric import Metric
+
+MAGIC = b"VRSNAP01"
+END = b"VRSNAPOK"
+FORMAT = 1
+_DIGEST = hashlib.sha256().digest_size
+_TRAILER = _DIGEST + len(END)
+_IO_BLOCK = 1 << 20
+
+
+class SnapshotError(Exception):
+    """The snapshot is missing, truncated, corrupt or from another format."""
+
+
+class _HashingWriter:
+    """A write-only stream that hashes what passes through it."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.hash = hashlib.sha256()
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.hash.update(data)
+        return self._out.write(data)
+
+
+class _BoundedReader:
+    """Reads at most ``limit`` bytes from ``src``: the payload, never the trailer."""
+
+    def __init__(self, src: BinaryIO, limit: int) -> None:
+        self._src = src
+        self._left = limit
+
+    def read(self, size: int = -1) -> bytes:
+        if size < 0 or size > self._left:
+            size = self._left
+        data = self._src.read(size)
+        self._left -= len(data)
+        return data
+
+    def exact(self, size: int) -> bytes:
+        data = self.read(size)
+        if len(data) != size:
+            raise SnapshotError("snapshot ends early")
+        return data
+
+
+def save_snapshot(index: VectorIndex, path: Path, meta: dict[str, Any]) -> None:
+    """Write the whole index and ``meta`` (JSON-serialisable) to ``path`` atomically.
+
+    Writers are held off while the index is serialised; searches go on.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            out = _HashingWriter(f)
+            with index.frozen() as (ivf, clustering):
+                header = {
+                    "format": FORMAT,
+                    "dim": index.dim,
+                    "metric": str(index.metric),
+                    "count": int(ivf.ntotal),
+                    "clustering": _clustering_header(clustering),
+                    "meta": meta,
+                }
+                encoded = json.dumps(header, sort_keys=True).encode()
+                out.write(MAGIC)
+                out.write(struct.pack("<Q", len(encoded)))
+                out.write(encoded)
+                if clustering is not None:
+                    for array in (clustering.representatives, clustering.bias):
+                        np.lib.format.write_array(out, array, allow_pickle=False)
+                faiss.write_index(ivf, faiss.PyCallbackIOWriter(out.write, _IO_BLOCK))  # type: ignore[attr-defined]
+            f.write(out.hash.digest())
+            f.write(END)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_snapshot(path: Path) -> tuple[VectorIndex, dict[str, Any]]:
+    """The index and meta saved at ``path``; ``SnapshotError`` unless the file is intact."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            payload = _verified_payload_size(f)
+            f.seek(0)
+            return _parse(_BoundedReader(f, payload))
+    except OSError as exc:
+        raise SnapshotError(f"cannot read snapshot {path}: {exc}") from exc
+
+
+def _verified_payload_size(f: BinaryIO) -> int:
+    """Hash the payload and compare it with the trailer; returns the payload's size."""
+    size = os.fstat(f.fileno()).st_size
+    payload = size - _TRAILER
+    if payload < len(MAGIC):
+        raise SnapshotError("snapshot too short")
+    digest = hashlib.sha256()
+    left = payload
+    while left:
+        chunk = f.read(min(_IO_BLOCK, left))
+        if not chunk:
+            raise SnapshotError("snapshot ends early")
+        digest.update(chunk)
+        left -= len(chunk)
+    trailer = f.read(_TRAILER)
+    if trailer[_DIGEST:] != END or trailer[:_DIGEST] != digest.digest():
+        raise SnapshotError("snapshot checksum mismatch (truncated or corrupt)")
+    return payload
+
+
+def _parse(src: _BoundedReader) -> tuple[VectorIndex, dict[str, Any]]:
+    if src.exact(len(MAGIC)) != MAGIC:
+        raise SnapshotError("not a vecroute snapshot")
+    (header_len,) = struct.unpack("<Q", src.exact(8))
+    try:
+        header = json.loads(src.exact(header_len))
+        if header["format"] != FORMAT:
+            raise SnapshotError(f"unsupported snapshot format {header['format']}")
+        metric = Metric(header["metric"])
+        clustering = _read_clustering(src, header["clustering"])
+        # read_index already returns the concrete class (re-wrapping it would free it twice).
+        ivf = faiss.read_index(faiss.PyCallbackIOReader(src.read, _IO_BLOCK))  # type: ignore[attr-defined]
+        if not isinstance(ivf, faiss.IndexIVFFlat):
+            raise SnapshotError("snapshot does not hold an IVF-flat index")
+        index = VectorIndex.from_faiss(int(header["dim"]), metric, ivf, clustering)
+    except SnapshotError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        # A checksum guards against damage; this catches a file written by a buggy writer.
+        raise SnapshotError(f"malformed snapshot: {exc}") from exc
+    if src.read(1) or index.count != header["count"]:
+        raise SnapshotError("snapshot content does not match its header")
+    return index, header["meta"]
+
+
+def _clustering_header(clustering: Clustering | None) -> dict[str, Any] | None:
+    if clustering is None:
+        return None
+    return {
+        "algorithm": str(clustering.algorithm),
+        "metric": str(clustering.metric),
+        "version": clustering.version,
+        "params": clustering.params,
+    }
+
+
+def _read_clustering(src: _BoundedReader, header: dict[str, Any] | None) -> Clustering | None:
+    if header is None:
+        return None
+    # format.read_array reads a .npy sequentially (np.load would seek back).
+    reps = np.lib.format.read_array(src, allow_pickle=False)
+    bias = np.lib.format.read_array(src, allow_pickle=False)
+    return Clustering(
+        reps,
+        bias,
+        Algorithm(header["algorithm"]),
+        Metric(header["metric"]),
+        int(header["version"]),
+        dict(header["params"]),
+    )
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
