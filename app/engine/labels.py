@@ -1,0 +1,100 @@
+"""Free training labels for learned routing: exact neighbours and the lists that hold them.
+
+Papers 000/001: the relevant list for a query is the one holding its exact nearest neighbour
+(objective ``top1``); generalised to every list holding one of the exact top-k (``topk``).
+Both come from one exact search, so labelling costs one flat scan of the collection per
+block of queries and never needs a human.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import faiss
+import numpy as np
+
+from app.engine.metric import Metric, faiss_metric, prepare
+
+# 4096 queries x 60k docs of float32 distances is ~1 GB inside faiss; 1024 keeps it ~250 MB.
+LABEL_BLOCK = 1024
+
+
+class Objective(StrEnum):
+    """What a router is trained to rank first.
+
+    ``top1``: the list of the exact nearest neighbour (softmax cross-entropy = MRR surrogate).
+    ``topk``: the lists of the exact top-k, each weighted by how many of them it holds, so the
+    softmax estimates the share of the top-k a list holds (a recall@k surrogate).
+    ``mixed``: a convex combination of the two targets (``TrainConfig.top1_weight``).
+    """
+
+    TOP1 = "top1"
+    TOPK = "topk"
+    MIXED = "mixed"
+
+
+def exact_neighbours(
+    docs: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    metric: Metric,
+    *,
+    block: int = LABEL_BLOCK,
+) -> np.ndarray:
+    """(n, k) int64 row indices into ``docs`` of each query's exact top-k, best first.
+
+    Vectors are prepared here (unit-norm for cosine) so callers may pass raw data. Queries
+    go through faiss in blocks to bound memory; rows are padded with -1 when the collection
+    holds fewer than ``k`` documents.
+    """
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    d = prepare(docs, metric)
+    q = prepare(queries, metric, d.shape[1])
+    index = faiss.IndexFlat(d.shape[1], faiss_metric(metric))
+    index.add(d)
+    out = np.full((q.shape[0], k), -1, dtype=np.int64)
+    kk = min(k, d.shape[0])
+    for start in range(0, q.shape[0], block):
+        _, ids = index.search(q[start : start + block], kk)
+        out[start : start + len(ids), :kk] = ids
+    return out
+
+
+def list_labels(neighbours: np.ndarray, doc_lists: np.ndarray) -> np.ndarray:
+    """(n, k) list number of each exact neighbour (-1 stays -1); column 0 is the top-1 label."""
+    nb = np.asarray(neighbours, dtype=np.int64)
+    if nb.ndim != 2:
+        raise ValueError(f"neighbours must be a (n, k) matrix, got shape {nb.shape}")
+    lists = np.asarray(doc_lists, dtype=np.int64).reshape(-1)
+    return np.where(nb >= 0, lists[np.maximum(nb, 0)], -1)
+
+
+def target_weights(
+    neighbour_lists: np.ndarray, objective: Objective, k: int, top1_weight: float = 0.5
+) -> np.ndarray:
+    """(n, k) weight of each neighbour's list in the query's target distribution.
+
+    The target of query i is ``sum_j w[i, j] * onehot(neighbour_lists[i, j])``; rows sum to 1,
+    so a list holding m of the top-k gets weight m/k under ``topk``. Training then minimises
+    ``-sum_j w[i, j] log p(neighbour_lists[i, j] | q_i)``, which is exactly the soft-target
+    cross-entropy without materialising an (n, nlist) target matrix.
+    """
+    lists = np.asarray(neighbour_lists, dtype=np.int64)
+    if lists.ndim != 2 or lists.shape[1] < k:
+        raise ValueError(f"neighbour_lists must be a (n, >={k}) matrix, got {lists.shape}")
+    lists = lists[:, :k]
+    valid = lists >= 0
+    if not valid[:, 0].all():
+        raise ValueError("every query needs at least one neighbour")
+    top1 = np.zeros(lists.shape, dtype=np.float32)
+    top1[:, 0] = 1.0
+    if objective is Objective.TOP1:
+        return top1
+    topk = valid / valid.sum(axis=1, keepdims=True)
+    topk = topk.astype(np.float32)
+    if objective is Objective.TOPK:
+        return topk
+    if not 0.0 <= top1_weight <= 1.0:
+        raise ValueError("top1_weight must be in [0, 1]")
+    return (top1_weight * top1 + (1.0 - top1_weight) * topk).astype(np.float32)

@@ -1,0 +1,254 @@
+"""Training learned routers (papers 000/001): the only engine module that imports torch.
+
+A router scores the ``nlist`` lists of a clustering for a query; training treats that as a
+ranking problem with free labels (the lists holding the exact neighbours, see ``labels``) and
+minimises softmax cross-entropy, a consistent surrogate of MRR. ``W`` starts at the
+clustering's representatives (and the bias at its bias), so training begins from centroid
+routing and can only move away from it where the queries say so. The result is a
+``routing.Router`` of plain numpy arrays: serving it needs no torch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.engine.clustering import Clustering
+from app.engine.labels import Objective, target_weights
+from app.engine.metric import as_matrix
+from app.engine.routing import MlpTerm, Router, RouterKind
+
+Progress = Callable[[float], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters; stored verbatim in ``Router.params`` (hyperparameters are data)."""
+
+    kind: RouterKind = RouterKind.LINEAR
+    objective: Objective = Objective.MIXED
+    k: int = 10  # neighbours per query the ``topk``/``mixed`` targets spread over
+    top1_weight: float = 0.5  # share of the ``top1`` target in ``mixed``
+    epochs: int = 40
+    batch_size: int = 512
+    lr: float = 0.01  # Adam step, relative to the scale of the representatives
+    weight_decay: float = 1e-5  # relative L2 pull of W towards the representatives
+    bias: bool = False
+    hidden: int = 256  # width of the ``mlp`` hidden layer
+    val_fraction: float = 0.1
+    patience: int = 4  # epochs without a better validation loss before stopping
+    seed: int = 0
+    threads: int | None = None  # torch intra-op threads; None keeps torch's setting
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", RouterKind(self.kind))
+        object.__setattr__(self, "objective", Objective(self.objective))
+        if self.kind is RouterKind.CENTROID:
+            raise ValueError("centroid routers are not trained; see routing.centroid_router")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError("val_fraction must be in (0, 1)")
+        if self.epochs < 1 or self.batch_size < 1 or self.k < 1:
+            raise ValueError("epochs, batch_size and k must be positive")
+
+
+class _Scorer(torch.nn.Module):
+    """Torch mirror of ``Router.scores``: ``W q + b (+ W2 relu(W1 q + b1))``, then ``/ T``.
+
+    Parameters are trained in unit scale (``W = w_scale * V`` with V's entries ~1, the bias
+    and the mlp output in units of the initial score spread, the mlp input divided by the
+    mean query norm), so one learning rate and weight decay fit ip, cosine and l2 alike.
+    """
+
+    def __init__(
+        self, clustering: Clustering, config: TrainConfig, score_scale: float, query_scale: float
+    ) -> None:
+        super().__init__()
+        reps = clustering.representatives
+        self.w_scale = float(max(np.sqrt(np.mean(reps.astype(np.float64) ** 2)), 1e-12))
+        self.score_scale = score_scale
+        self.query_scale = query_scale
+        self.weight = torch.nn.Parameter(torch.from_numpy(reps / self.w_scale))
+        self.register_buffer("anchor", self.weight.detach().clone())
+        self.bias = (
+            torch.nn.Parameter(torch.from_numpy(clustering.bias / score_scale))
+            if config.bias
+            else None
+        )
+        # Temperature starts at the score spread: a softmax neither flat nor one-hot.
+        self.log_temp = torch.nn.Parameter(torch.tensor(0.0))
+        self.hidden: torch.nn.Linear | None = None
+        self.out: torch.nn.Linear | None = None
+        if config.kind is RouterKind.MLP:
+            self.hidden = torch.nn.Linear(clustering.dim, config.hidden)
+            self.out = torch.nn.Linear(config.hidden, clustering.nlist, bias=False)
+            # Zero output layer: training starts exactly at the linear (centroid) router.
+            torch.nn.init.zeros_(self.out.weight)
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        """Scores in units of ``score_scale``, divided by the learnt temperature."""
+        s = (q @ self.weight.T) * (self.w_scale / self.score_scale)
+        if self.bias is not None:
+            s = s + self.bias
+        if self.hidden is not None and self.out is not None:
+            s = s + self.out(torch.relu(self.hidden(q / self.query_scale)))
+        return s / self.log_temp.exp()
+
+
+def train_router(
+    queries: np.ndarray,
+    neighbour_lists: np.ndarray,
+    clustering: Clustering,
+    config: TrainConfig | None = None,
+    progress: Progress | None = None,
+) -> Router:
+    """Train a ``linear`` or ``mlp`` router for ``clustering`` on prepared ``queries``.
+
+    ``neighbour_lists`` is (n, >=k): the list of each query's exact top-k neighbours, best
+    first (``labels.list_labels``). A ``val_fraction`` of the queries is held out for early
+    stopping; the parameters of the best validation epoch are returned.
+    """
+    config = config or TrainConfig()
+    q_all = as_matrix(queries, clustering.dim)
+    k = 1 if config.objective is Objective.TOP1 else config.k
+    lists_all = np.asarray(neighbour_lists, dtype=np.int64)
+    if lists_all.ndim != 2 or lists_all.shape[0] != q_all.shape[0]:
+        raise ValueError("neighbour_lists must have one row per query")
+    if lists_all.max() >= clustering.nlist:
+        raise ValueError("neighbour_lists refer to lists beyond the clustering's nlist")
+    weights_all = target_weights(lists_all, config.objective, k, config.top1_weight)
+    lists_all = np.maximum(lists_all[:, :k], 0)  # padded (-1) entries carry zero weight
+
+    started = time.perf_counter()
+    previous_threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        router, stats = _fit(q_all, lists_all, weights_all, clustering, config, progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+    stats["train_seconds"] = round(time.perf_counter() - started, 3)
+    params = {"config": _jsonable(asdict(config)), "stats": stats}
+    return Router(
+        kind=router.kind,
+        weights=router.weights,
+        bias=router.bias,
+        clustering_version=clustering.version,
+        temperature=router.temperature,
+        mlp=router.mlp,
+        params=params,
+    )
+
+
+def _fit(
+    q_all: np.ndarray,
+    lists_all: np.ndarray,
+    weights_all: np.ndarray,
+    clustering: Clustering,
+    config: TrainConfig,
+    progress: Progress | None,
+) -> tuple[Router, dict[str, Any]]:
+    n = q_all.shape[0]
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    order = rng.permutation(n)
+    n_val = max(1, round(n * config.val_fraction))
+    if n - n_val < 1:
+        raise ValueError("too few queries to hold out a validation split")
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+
+    q = torch.from_numpy(q_all)
+    lists = torch.from_numpy(lists_all)
+    weights = torch.from_numpy(weights_all)
+    sample = q_all[train_idx[:2048]]
+    query_scale = float(max(np.linalg.norm(sample, axis=1).mean(), 1e-12))
+    model = _Scorer(clustering, config, _score_spread(sample, clustering, config.bias), query_scale)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(model(q[idx]), dim=1)
+        return -(logp.gather(1, lists[idx]) * weights[idx]).sum(dim=1).mean()
+
+    val_t = torch.from_numpy(val_idx)
+    with torch.no_grad():
+        best_val = float(loss_of(val_t))
+    initial_val = best_val
+    best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
+    best_epoch, stale, history = 0, 0, []
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        perm = torch.from_numpy(train_idx[rng.permutation(len(train_idx))])
+        total = 0.0
+        for start in range(0, len(perm), config.batch_size):
+            idx = perm[start : start + config.batch_size]
+            loss = loss_of(idx)
+            if config.weight_decay > 0:
+                drift = ((model.weight - model.anchor) ** 2).sum()
+                loss = loss + config.weight_decay * drift
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        with torch.no_grad():
+            val = float(loss_of(val_t))
+        history.append([round(total / len(perm), 5), round(val, 5)])
+        if val < best_val - 1e-4:
+            best_val, best_epoch, stale = val, epoch, 0
+            best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
+        else:
+            stale += 1
+        if progress is not None:
+            progress(epoch / config.epochs)
+        if stale >= config.patience:
+            break
+    if progress is not None:
+        progress(1.0)
+    model.load_state_dict(best_state)
+    stats: dict[str, Any] = {
+        "n_train": len(train_idx),
+        "n_val": len(val_idx),
+        "epochs_run": len(history),
+        "best_epoch": best_epoch,
+        "initial_val_loss": round(initial_val, 5),
+        "best_val_loss": round(best_val, 5),
+        "history": history,
+    }
+    return _to_router(model, config, clustering), stats
+
+
+def _score_spread(q: np.ndarray, clustering: Clustering, bias: bool) -> float:
+    """Mean per-query standard deviation of the initial scores: the training's score unit."""
+    s = q @ clustering.representatives.T
+    if bias:
+        s += clustering.bias
+    return float(max(s.std(axis=1).mean(), 1e-3))
+
+
+def _to_router(model: _Scorer, config: TrainConfig, clustering: Clustering) -> Router:
+    def arr(t: torch.Tensor) -> np.ndarray:
+        return t.detach().cpu().numpy().astype(np.float32).copy()
+
+    unit = model.score_scale
+    mlp = None
+    if model.hidden is not None and model.out is not None:
+        mlp = MlpTerm(
+            arr(model.hidden.weight) / model.query_scale,
+            arr(model.hidden.bias),
+            arr(model.out.weight) * unit,
+        )
+    return Router(
+        kind=config.kind,
+        weights=arr(model.weight) * model.w_scale,
+        bias=None if model.bias is None else arr(model.bias) * unit,
+        clustering_version=clustering.version,
+        temperature=float(model.log_temp.detach().exp()) * unit,
+        mlp=mlp,
+    )
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {key: str(v) if isinstance(v, str) else v for key, v in d.items()}
