@@ -100,6 +100,7 @@ class VectorIndex:
             raise ValueError("the IVF does not match the metric")
         if ivf.direct_map.type != _HASHTABLE:
             raise ValueError("the IVF needs a hashtable direct map")
+        _parallel_over_queries(ivf)
         index._state = _State(ivf, clustering, index._state.router)
         return index
 
@@ -289,7 +290,15 @@ def _new_ivf(dim: int, metric: Metric, clustering: Clustering | None) -> faiss.I
     # faiss's Python wrapper keeps ``quantizer`` alive as long as the IVF.
     ivf = faiss.IndexIVFFlat(quantizer, dim, reps.shape[0], faiss_metric(metric))
     ivf.set_direct_map_type(_HASHTABLE)
+    _parallel_over_queries(ivf)
     return ivf
+
+
+def _parallel_over_queries(ivf: faiss.IndexIVFFlat) -> None:
+    # faiss's default mode 0 parallelises in ``search`` around ``search_preassigned``, which
+    # then runs single-threaded; mode 3 splits the queries of a preassigned search across
+    # OpenMP threads. Not serialised, so set on every IVF we build or load.
+    ivf.parallel_mode = 3
 
 
 def _default_router(clustering: Clustering | None) -> Router | None:

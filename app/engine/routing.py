@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import faiss
 import numpy as np
 
 from app.engine.clustering import Clustering
@@ -99,8 +100,40 @@ class Router:
         return s
 
     def route(self, queries: np.ndarray, nprobe: int) -> np.ndarray:
-        """(n, nprobe) int64 list numbers, best first."""
-        return top_lists(self.scores(queries), nprobe)
+        """(n, nprobe) int64 list numbers, best first (all lists if nprobe >= nlist).
+
+        A linear router ranks with a faiss flat inner-product search over ``[W | b]`` and
+        queries ``[q | 1]``: the same scores as ``scores`` (up to float rounding), but the
+        product and the top-``nprobe`` selection run fused in faiss, several times faster
+        than numpy's product plus ``argpartition`` (routing would dominate a few probes).
+        """
+        if nprobe < 1:
+            raise ValueError("nprobe must be at least 1")
+        if self.mlp is not None:
+            return top_lists(self.scores(queries), nprobe)
+        q = as_matrix(queries, self.dim)
+        augmented = np.empty((q.shape[0], self.dim + 1), dtype=np.float32)
+        augmented[:, : self.dim] = q
+        augmented[:, self.dim] = 1.0
+        _, lists = self._flat().search(augmented, min(nprobe, self.nlist))
+        return lists.astype(np.int64, copy=False)
+
+    def _flat(self) -> faiss.IndexFlatIP:
+        """``[W | b]`` in a flat index, built on first use (a race builds it twice, harmlessly)."""
+        flat = self.__dict__.get("_flat_index")
+        if flat is None:
+            bias = self.bias if self.bias is not None else np.zeros(self.nlist, np.float32)
+            flat = faiss.IndexFlatIP(self.dim + 1)
+            flat.add(np.hstack([self.weights, bias[:, None]]))
+            object.__setattr__(self, "_flat_index", flat)
+        return flat
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles without the derived faiss index (rebuilt on first use)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_flat_index"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     def probabilities(self, queries: np.ndarray) -> np.ndarray:
         """Softmax of the scores: estimated probability that each list holds the top-1."""
@@ -128,9 +161,7 @@ class Router:
         return lists
 
 
-def centroid_router(
-    clustering: Clustering, rule: CentroidRule = CentroidRule.ASSIGNMENT
-) -> Router:
+def centroid_router(clustering: Clustering, rule: CentroidRule = CentroidRule.ASSIGNMENT) -> Router:
     """Routing by the clustering's representatives: the baseline learned routers must beat."""
     bias = clustering.bias if rule is CentroidRule.ASSIGNMENT else None
     return Router(
@@ -144,9 +175,11 @@ def centroid_router(
 
 def top_lists(scores: np.ndarray, nprobe: int) -> np.ndarray:
     """Column indices of the ``nprobe`` largest scores of each row, best first."""
-    n, nlist = scores.shape
+    nlist = scores.shape[1]
     if nprobe < 1:
         raise ValueError("nprobe must be at least 1")
+    if nprobe == 1:
+        return np.argmax(scores, axis=1).astype(np.int64)[:, None]
     if nprobe >= nlist:
         return np.argsort(-scores, axis=1, kind="stable").astype(np.int64)
     part = np.argpartition(-scores, nprobe - 1, axis=1)[:, :nprobe]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 
@@ -16,7 +17,7 @@ from app.engine.clustering import Algorithm, auto_nlist, train_clustering
 from app.engine.evaluation import recall_at_k
 from app.engine.ivf import RouterMismatchError, VectorIndex
 from app.engine.metric import Metric, prepare
-from app.engine.routing import Router, RouterKind, centroid_router
+from app.engine.routing import Router, RouterKind, centroid_router, top_lists
 from bench.debian import Dataset
 from tests.engine.conftest import brute_force, true_scores
 
@@ -115,6 +116,23 @@ def test_linear_router_on_centroids_returns_what_faiss_ivf_returns(
         found = expected >= 0
         np.testing.assert_array_equal(result.scores[found], distances[found])
         assert np.isneginf(result.scores[~found]).all()
+
+
+def test_linear_routing_ranks_lists_as_the_router_scores_do(random_queries: np.ndarray) -> None:
+    """Routing runs in faiss over [W | b]; it must rank exactly as the numpy scores do."""
+    rng = np.random.default_rng(8)
+    router = Router(
+        RouterKind.LINEAR,
+        rng.standard_normal((40, 32)),
+        rng.standard_normal(40),
+        clustering_version=0,
+    )
+    for nprobe in (1, 5, 40, 60):
+        np.testing.assert_array_equal(
+            router.route(random_queries, nprobe), top_lists(router.scores(random_queries), nprobe)
+        )
+    copy = pickle.loads(pickle.dumps(router))
+    np.testing.assert_array_equal(copy.route(random_queries, 3), router.route(random_queries, 3))
 
 
 def test_default_router_is_the_clusterings_assignment_rule(
