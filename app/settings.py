@@ -17,8 +17,43 @@ class Settings(BaseSettings):
     )
     api_key: str | None = None
 
+    # Request limits: the API rejects anything larger before touching the store.
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_k: int = Field(default=1000, ge=1)
+    max_batch_points: int = Field(default=10_000, ge=1)
+    max_batch_queries: int = Field(default=1_000, ge=1)
+    max_dim: int = Field(default=4096, ge=1)
+
+    # Search defaults and read-your-writes.
+    default_nprobe: int = Field(default=8, ge=1)
+    min_seq_timeout_s: float = Field(default=2.0, ge=0)
+    # Searches scanning fewer vectors run on the event loop (a thread hop costs ~100 us).
+    inline_search_max_vectors: int = Field(default=20_000, ge=0)
+
+    # Replication and snapshots.
+    catchup_interval_s: float = Field(default=0.2, gt=0, le=0.5)
+    snapshot_interval_s: float = Field(default=60.0, gt=0)
+
+    # Index building and router training.
+    build_min_points: int = Field(default=4096, ge=1)
+    train_min_queries: int = Field(default=1000, ge=1)
+    embedded_worker: bool = True
+    job_lease_s: float = Field(default=30.0, gt=0)
+    job_max_attempts: int = Field(default=3, ge=1)
+    worker_poll_s: float = Field(default=0.5, gt=0)
+
+    # Query logging for router training: buffered, flushed off the request path.
+    query_log_flush_s: float = Field(default=1.0, gt=0)
+    query_log_max_buffer: int = Field(default=10_000, ge=1)
+
+    log_level: str = "INFO"
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'vecroute.db').resolve()}"
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.data_dir / "snapshots"

@@ -1,0 +1,68 @@
+"""Collections: create, list, read, delete, (re)build the IVF."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Response
+
+from app.api.deps import ServiceDep
+from app.api.responses import OrjsonResponse
+from app.api.schemas import (
+    BuildRequest,
+    CollectionCreate,
+    CollectionInfo,
+    CollectionList,
+    JobAccepted,
+    Name,
+)
+
+router = APIRouter(tags=["collections"])
+
+
+@router.post(
+    "/collections",
+    status_code=201,
+    response_model=CollectionInfo,
+    operation_id="create_collection",
+)
+def create_collection(body: CollectionCreate, service: ServiceDep) -> Response:
+    info = service.create_collection(
+        name=body.name,
+        dim=body.dim,
+        metric=body.metric,
+        nlist=body.nlist,
+        algorithm=body.clustering,
+        default_nprobe=body.default_nprobe,
+    )
+    return OrjsonResponse(info, status_code=201)
+
+
+@router.get("/collections", response_model=CollectionList, operation_id="list_collections")
+def list_collections(service: ServiceDep) -> Response:
+    return OrjsonResponse({"collections": service.list_collections()})
+
+
+@router.get("/collections/{name}", response_model=CollectionInfo, operation_id="get_collection")
+def get_collection(name: Name, service: ServiceDep) -> Response:
+    return OrjsonResponse(service.get_collection(name))
+
+
+@router.delete("/collections/{name}", status_code=204, operation_id="delete_collection")
+def delete_collection(name: Name, service: ServiceDep) -> Response:
+    service.delete_collection(name)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/collections/{name}/build",
+    status_code=202,
+    response_model=JobAccepted,
+    operation_id="build_collection",
+)
+def build_collection(
+    name: Name, service: ServiceDep, body: Annotated[BuildRequest | None, Body()] = None
+) -> Response:
+    params = body.model_dump(exclude_none=True) if body is not None else {}
+    job = service.build(name, params)
+    return OrjsonResponse({"job_id": job.id}, status_code=202)

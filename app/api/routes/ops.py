@@ -1,0 +1,36 @@
+"""Operations: liveness, readiness, metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from app.api.deps import MetricsDep, ServiceDep
+from app.api.responses import OrjsonResponse, problem
+from app.api.schemas import Health, Ready
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=Health, operation_id="healthz")
+async def healthz() -> Response:
+    return OrjsonResponse({"status": "ok"})
+
+
+@router.get("/readyz", response_model=Ready, operation_id="readyz")
+def readyz(service: ServiceDep) -> Response:
+    store = service.store_reachable()
+    state = {
+        "ready": store and service.ready,
+        "store": store,
+        "indexes_loaded": service.ready,
+        "applied_seq": service.registry.applied_seq,
+    }
+    if not state["ready"]:
+        detail = "the store is unreachable" if not store else "indexes are still loading"
+        return problem(503, "Service unavailable", detail, "not-ready", **state)
+    return OrjsonResponse(state)
+
+
+@router.get("/metrics", operation_id="metrics", response_class=Response)
+def metrics(metrics: MetricsDep) -> Response:
+    return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

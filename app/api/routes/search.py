@@ -1,0 +1,89 @@
+"""Search, single and batched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import JsonBody, MetricsDep, ServiceDep, SettingsDep
+from app.api.responses import OrjsonResponse
+from app.api.schemas import (
+    REQUEST_BODIES,
+    BatchSearchResponse,
+    SearchParams,
+    SearchResponse,
+)
+from app.service.errors import InvalidInput
+from app.service.search import SearchOptions
+from app.service.service import Service
+from app.service.vectors import as_vector, as_vectors
+from app.settings import Settings
+
+router = APIRouter(tags=["search"])
+
+
+def _body(operation: str) -> dict[str, Any]:
+    name = REQUEST_BODIES[operation].__name__
+    content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def _options(params: SearchParams, settings: Settings) -> SearchOptions:
+    if params.k > settings.max_k:
+        raise InvalidInput(f"k must be in [1, {settings.max_k}]")
+    return SearchOptions(params.k, params.nprobe, params.routing, params.with_payload)
+
+
+async def _run(
+    service: Service, params: SearchParams, queries: np.ndarray, opts: SearchOptions
+) -> dict[str, Any]:
+    if params.min_seq is not None and params.min_seq > service.registry.applied_seq:
+        await run_in_threadpool(service.wait_for_seq, params.min_seq)
+    if service.is_cheap(params.collection, len(queries), opts):
+        # A thread hop costs more than a small scan; big scans must not block the loop.
+        return service.search(params.collection, queries, opts, log_queries=params.log)
+    return await run_in_threadpool(
+        service.search, params.collection, queries, opts, log_queries=params.log
+    )
+
+
+@router.post(
+    "/search", response_model=SearchResponse, operation_id="search", openapi_extra=_body("search")
+)
+async def search(
+    body: JsonBody, service: ServiceDep, settings: SettingsDep, metrics: MetricsDep
+) -> Response:
+    vector = body.pop("vector", None)
+    params = SearchParams.model_validate(body)
+    opts = _options(params, settings)
+    live = service.registry.get(params.collection)
+    queries = as_vector(vector, live.record.dim)
+    out = await _run(service, params, queries, opts)
+    metrics.searches.labels(out["routing"]).inc()
+    hits = out.pop("results")[0]
+    return OrjsonResponse({"hits": hits, **out})
+
+
+@router.post(
+    "/search/batch",
+    response_model=BatchSearchResponse,
+    operation_id="search_batch",
+    openapi_extra=_body("search_batch"),
+)
+async def search_batch(
+    body: JsonBody, service: ServiceDep, settings: SettingsDep, metrics: MetricsDep
+) -> Response:
+    vectors = body.pop("vectors", None)
+    params = SearchParams.model_validate(body)
+    opts = _options(params, settings)
+    live = service.registry.get(params.collection)
+    if isinstance(vectors, list) and not 1 <= len(vectors) <= settings.max_batch_queries:
+        raise InvalidInput(f"vectors must hold 1 to {settings.max_batch_queries} queries")
+    queries = as_vectors(vectors, live.record.dim, "vectors")
+    out = await _run(service, params, queries, opts)
+    metrics.searches.labels(out["routing"]).inc(len(queries))
+    out["results"] = [{"hits": hits} for hits in out["results"]]
+    return OrjsonResponse(out)

@@ -1,0 +1,182 @@
+"""Request and response models: validation of scalar fields and the OpenAPI contract.
+
+Vectors are declared here for the schema, but the hot routes validate them with numpy
+(app/service/vectors.py): the ``*Params`` models hold every other field and are what the
+routes validate at run time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="1-64 of [A-Za-z0-9_-]")]
+PointId = Annotated[str | int, Field(description="string of 1-256 chars, or an int")]
+Routing = Literal["auto", "learned", "centroid", "exact"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CollectionCreate(Strict):
+    name: Name
+    dim: int = Field(ge=1, le=65536)
+    metric: Literal["ip", "cosine", "l2"] = "ip"
+    nlist: int | None = Field(default=None, ge=1)
+    clustering: Literal["kmeans", "spherical", "shallow"] = "kmeans"
+    default_nprobe: int | None = Field(default=None, ge=1)
+
+
+class IndexState(BaseModel):
+    state: Literal["flat", "building", "ivf"]
+    nlist: int | None
+    clustering_version: int | None
+    building: bool
+
+
+class RouterInfo(BaseModel):
+    kind: Literal["centroid", "linear", "mlp"]
+    version: int | None
+
+
+class CollectionInfo(BaseModel):
+    name: str
+    dim: int
+    metric: str
+    count: int
+    clustering: str
+    nlist_requested: int | None
+    default_nprobe: int | None
+    index: IndexState
+    router: RouterInfo
+    created_at: str
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionInfo]
+
+
+class PointIn(Strict):
+    id: PointId
+    vector: list[float]
+    payload: dict[str, Any] | None = None
+
+
+class IndexParams(Strict):
+    collection: Name
+
+
+class IndexRequest(IndexParams):
+    points: list[PointIn]
+
+
+class IndexResponse(BaseModel):
+    upserted: int
+    seq: int
+
+
+class DeleteRequest(Strict):
+    collection: Name
+    ids: list[PointId]
+
+
+class DeleteResponse(BaseModel):
+    deleted: int
+    seq: int
+
+
+class PointOut(BaseModel):
+    id: str
+    payload: dict[str, Any] | None
+    vector: list[float]
+
+
+class SearchParams(Strict):
+    collection: Name
+    k: int = Field(default=10, ge=1)
+    nprobe: int | None = Field(default=None, ge=1)
+    routing: Routing = "auto"
+    with_payload: bool = True
+    log: bool = True
+    min_seq: int | None = Field(default=None, ge=0)
+
+
+class SearchRequest(SearchParams):
+    vector: list[float]
+
+
+class BatchSearchRequest(SearchParams):
+    vectors: list[list[float]]
+
+
+class Hit(BaseModel):
+    id: str
+    score: float
+    payload: dict[str, Any] | None = None
+
+
+class SearchResponse(BaseModel):
+    hits: list[Hit]
+    nprobe: int | None
+    routing: Literal["learned", "centroid", "exact"]
+    router_version: int | None
+
+
+class BatchResult(BaseModel):
+    hits: list[Hit]
+
+
+class BatchSearchResponse(BaseModel):
+    results: list[BatchResult]
+    nprobe: int | None
+    routing: Literal["learned", "centroid", "exact"]
+    router_version: int | None
+
+
+class BuildRequest(Strict):
+    nlist: int | None = Field(default=None, ge=1)
+    seed: int | None = None
+
+
+class TrainRouterRequest(Strict):
+    collection: Name
+    kind: Literal["linear", "mlp"] = "linear"
+    objective: Literal["top1", "topk"] = "top1"
+    k: int | None = Field(default=None, ge=1)
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    collection: str | None
+    status: Literal["queued", "running", "succeeded", "failed"]
+    progress: float
+    result: Any
+    error: str | None
+    attempts: int
+    created_at: str
+    updated_at: str
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    ready: bool
+    store: bool
+    indexes_loaded: bool
+    applied_seq: int
+
+
+REQUEST_BODIES: dict[str, type[BaseModel]] = {
+    "index_points": IndexRequest,
+    "search": SearchRequest,
+    "search_batch": BatchSearchRequest,
+}

@@ -1,0 +1,70 @@
+"""The app factory: ``create_app(settings)`` wires settings, service, routes and errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.concurrency import run_in_threadpool
+
+from app.api import problems
+from app.api.metrics import Metrics
+from app.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from app.api.routes import collections, jobs, ops, points, search
+from app.api.schemas import REQUEST_BODIES
+from app.service.runner import Handler
+from app.service.service import Service
+from app.settings import Settings
+
+
+def create_app(settings: Settings, handlers: dict[str, Handler] | None = None) -> FastAPI:
+    """The ASGI app; the service starts (migrate, load indexes) in the lifespan."""
+    service = Service(settings, handlers)
+    metrics = Metrics()
+    metrics.watch(service)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(service.start)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(service.stop)
+
+    app = FastAPI(
+        title="vecroute",
+        version="1.0.0",
+        summary="Vector search with learned IVF routing",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = service
+    app.state.metrics = metrics
+    for module in (collections, points, search, jobs, ops):
+        app.include_router(module.router)
+    problems.install(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.api_key:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the bodies of routes that parse JSON themselves (for speed)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in REQUEST_BODIES.values():
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(body.pop("$defs", {}))
+        components[model.__name__] = body
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,93 @@
+"""Point writes: validate a whole batch, commit it, then apply it to the live index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sqlalchemy.exc import IntegrityError
+
+from app.service.errors import CollectionNotFound, InvalidInput
+from app.service.live import Label
+from app.service.registry import Registry
+from app.service.vectors import as_vectors
+from app.store import points as point_store
+from app.store.seq import next_seq
+
+MAX_ID_CHARS = 256
+
+
+def external_id(value: Any, field: str) -> str:
+    """Ids are strings of 1-256 chars; ints are accepted and stored as decimal strings."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"{field} must be a string or an integer")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and 1 <= len(value) <= MAX_ID_CHARS:
+        return value
+    raise InvalidInput(f"{field} must be a string of 1-{MAX_ID_CHARS} characters or an integer")
+
+
+def parse_points(points: Any, dim: int, max_points: int) -> tuple[list[str], np.ndarray, list[Any]]:
+    """(ids, vectors, payloads) of a batch, the last occurrence of a repeated id winning."""
+    if not isinstance(points, list) or not points:
+        raise InvalidInput("points must be a non-empty list")
+    if len(points) > max_points:
+        raise InvalidInput(f"at most {max_points} points per batch, got {len(points)}")
+    ids: list[str] = []
+    payloads: list[Any] = []
+    raw_vectors: list[Any] = []
+    for i, p in enumerate(points):
+        if not isinstance(p, dict) or "vector" not in p or "id" not in p:
+            raise InvalidInput(f"points[{i}] must be an object with an id and a vector")
+        unknown = set(p) - {"id", "vector", "payload"}
+        if unknown:
+            raise InvalidInput(f"points[{i}] has unknown fields: {sorted(unknown)}")
+        payload = p.get("payload")
+        if payload is not None and not isinstance(payload, dict):
+            raise InvalidInput(f"points[{i}].payload must be an object")
+        ids.append(external_id(p["id"], f"points[{i}].id"))
+        payloads.append(payload)
+        raw_vectors.append(p["vector"])
+    vectors = as_vectors(raw_vectors, dim, "points[].vector")
+    last = {e: i for i, e in enumerate(ids)}
+    if len(last) < len(ids):
+        keep = sorted(last.values())
+        ids = [ids[i] for i in keep]
+        payloads = [payloads[i] for i in keep]
+        vectors = vectors[keep]
+    return ids, vectors, payloads
+
+
+def upsert(
+    registry: Registry, name: str, ids: list[str], vectors: np.ndarray, payloads: list[Any]
+) -> int:
+    """Commit the batch atomically, then apply it here; returns the batch's write seq."""
+    with registry.apply_lock:
+        live = registry.get(name)
+        try:
+            with registry.store.write() as session:
+                seq = next_seq(session)
+                internal = point_store.upsert_points(
+                    session, live.record.id, seq, ids, vectors, payloads
+                )
+        except IntegrityError:  # the collection was deleted through another replica
+            raise CollectionNotFound(f"collection {name!r} does not exist") from None
+        labels: list[Label] = list(zip(ids, payloads, strict=True))
+        live.apply_upsert(internal, vectors, labels)
+        live.changed_seq = seq
+        registry.note_local_write(seq)
+    return seq
+
+
+def delete(registry: Registry, name: str, ids: list[str]) -> tuple[int, int]:
+    """Tombstone the points; returns (how many existed, write seq)."""
+    with registry.apply_lock:
+        live = registry.get(name)
+        with registry.store.write() as session:
+            seq = next_seq(session)
+            removed = point_store.delete_points(session, live.record.id, seq, ids)
+        live.apply_remove(removed)
+        live.changed_seq = seq
+        registry.note_local_write(seq)
+    return len(removed), seq

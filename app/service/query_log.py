@@ -1,0 +1,59 @@
+"""Buffered query logging: searches append in memory, a thread writes batches to the store.
+
+A search must not wait for a store write, so logging is best-effort: if the store falls
+behind, the oldest buffered queries are dropped (and counted) rather than growing memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+
+import numpy as np
+
+from app.store.db import Store
+from app.store.query_log import LoggedQuery, append_queries
+
+log = logging.getLogger(__name__)
+
+
+class QueryLogBuffer:
+    def __init__(self, store: Store, *, max_buffer: int, flush_s: float) -> None:
+        self.store = store
+        self.flush_s = flush_s
+        self._buffer: deque[LoggedQuery] = deque(maxlen=max_buffer)
+        self.dropped = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, collection_id: int, vectors: np.ndarray, k: int) -> None:
+        for v in vectors:
+            if len(self._buffer) == self._buffer.maxlen:
+                self.dropped += 1
+            self._buffer.append(LoggedQuery(collection_id, v.copy(), k))
+
+    def flush(self) -> int:
+        batch: list[LoggedQuery] = []
+        while self._buffer:
+            batch.append(self._buffer.popleft())
+        if batch:
+            try:
+                append_queries(self.store, batch)
+            except Exception:  # a collection deleted meanwhile fails the FK: drop the batch
+                log.exception("query log flush failed", extra={"queries": len(batch)})
+        return len(batch)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="query-log", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_s):
+            self.flush()

@@ -1,0 +1,49 @@
+"""Local index snapshots: a fast restart loads one instead of rebuilding from the store.
+
+A snapshot is only an accelerator: its meta records the collection row it belongs to and
+the write seq it reflects; anything that does not match falls back to a rebuild, and the
+store's change feed brings a loaded snapshot up to date.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from app.engine.ivf import VectorIndex
+from app.engine.snapshot import SnapshotError, load_snapshot, save_snapshot
+from app.store.collections import CollectionRecord
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotDir:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, name: str) -> Path:
+        return self.root / f"{name}.snap"
+
+    def save(self, name: str, index: VectorIndex, meta: dict[str, Any]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        save_snapshot(index, self.path(name), meta)
+
+    def load(self, record: CollectionRecord) -> tuple[VectorIndex, int] | None:
+        """The snapshot's index and the seq it reflects, if it belongs to this row."""
+        path = self.path(record.name)
+        if not path.exists():
+            return None
+        try:
+            index, meta = load_snapshot(path)
+        except (SnapshotError, OSError, ValueError) as exc:
+            log.warning(
+                "snapshot unusable, rebuilding", extra={"path": str(path), "error": str(exc)}
+            )
+            return None
+        if meta.get("collection_id") != record.id or index.dim != record.dim:
+            return None
+        return index, int(meta["seq"])
+
+    def remove(self, name: str) -> None:
+        self.path(name).unlink(missing_ok=True)

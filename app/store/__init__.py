@@ -1,0 +1,1 @@
+"""The SQL store: the source of truth for collections, points, versions, query log and jobs."""

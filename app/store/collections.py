@@ -1,0 +1,113 @@
+"""Collection rows: create, read, delete, and point them at new clustering/router versions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.store.db import Store
+from app.store.models import Collection, as_utc
+from app.store.seq import next_seq
+
+
+@dataclass(frozen=True)
+class CollectionRecord:
+    """A detached copy of a collection row, safe to share between threads."""
+
+    id: int
+    name: str
+    dim: int
+    metric: str
+    nlist: int | None
+    algorithm: str
+    default_nprobe: int | None
+    clustering_version: int | None
+    router_version: int | None
+    seq: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Collection) -> CollectionRecord:
+        return cls(
+            id=row.id,
+            name=row.name,
+            dim=row.dim,
+            metric=row.metric,
+            nlist=row.nlist,
+            algorithm=row.algorithm,
+            default_nprobe=row.default_nprobe,
+            clustering_version=row.clustering_version,
+            router_version=row.router_version,
+            seq=row.seq,
+            created_at=as_utc(row.created_at),
+        )
+
+
+def create_collection(
+    store: Store,
+    *,
+    name: str,
+    dim: int,
+    metric: str,
+    nlist: int | None,
+    algorithm: str,
+    default_nprobe: int | None = None,
+) -> CollectionRecord | None:
+    """The new collection, or None if the name is taken."""
+    try:
+        with store.write() as session:
+            row = Collection(
+                name=name,
+                dim=dim,
+                metric=metric,
+                nlist=nlist,
+                algorithm=algorithm,
+                default_nprobe=default_nprobe,
+                seq=next_seq(session),
+            )
+            session.add(row)
+            session.flush()
+            return CollectionRecord.of(row)
+    except IntegrityError:
+        return None
+
+
+def delete_collection(store: Store, name: str) -> int | None:
+    """The write seq of the deletion, or None if there was no such collection."""
+    with store.write() as session:
+        seq = next_seq(session)  # first, like every writer: one lock order, no deadlocks
+        found = session.execute(
+            delete(Collection).where(Collection.name == name).returning(Collection.id)
+        ).first()
+        return seq if found is not None else None
+
+
+def get_collection(session: Session, name: str) -> CollectionRecord | None:
+    row = session.execute(select(Collection).where(Collection.name == name)).scalar_one_or_none()
+    return CollectionRecord.of(row) if row else None
+
+
+def list_collections(session: Session) -> list[CollectionRecord]:
+    rows = session.execute(select(Collection).order_by(Collection.name)).scalars()
+    return [CollectionRecord.of(r) for r in rows]
+
+
+def set_active_versions(
+    session: Session,
+    collection_id: int,
+    *,
+    clustering_version: int | None,
+    router_version: int | None,
+) -> int:
+    """Point the collection at new versions; replicas notice through the write seq."""
+    seq = next_seq(session)
+    session.execute(
+        update(Collection)
+        .where(Collection.id == collection_id)
+        .values(clustering_version=clustering_version, router_version=router_version, seq=seq)
+    )
+    return seq

@@ -1,0 +1,191 @@
+"""Points: atomic batch upserts, tombstone deletes, and the change feed replicas read.
+
+A delete keeps the row with ``deleted = true`` and a new seq, so a replica reading
+``seq > last`` sees the deletion as a change instead of a silently missing row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.store.arrays import vector_to_bytes, vectors_from_bytes
+from app.store.models import Point
+
+ID_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class PointRecord:
+    internal_id: int
+    external_id: str
+    vector: np.ndarray
+    payload: Any
+
+
+@dataclass(frozen=True)
+class PointChanges:
+    """Latest state of changed points in one collection: upserted vectors and removed ids."""
+
+    collection_id: int
+    upsert_ids: np.ndarray  # int64
+    upsert_vectors: np.ndarray  # (n, dim) float32, raw as sent
+    upsert_labels: list[tuple[str, Any]]  # (external id, payload) per upserted point
+    removed_ids: np.ndarray  # int64
+
+
+def upsert_points(
+    session: Session,
+    collection_id: int,
+    seq: int,
+    external_ids: Sequence[str],
+    vectors: np.ndarray,
+    payloads: Sequence[Any],
+) -> np.ndarray:
+    """Store a batch (unique external ids) under ``seq``; internal ids in batch order.
+
+    An existing id keeps its internal id, so the index replaces the vector in place.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(Point.__table__)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["collection_id", "external_id"],
+        set_={
+            "vector": stmt.excluded.vector,
+            "payload": stmt.excluded.payload,
+            "seq": stmt.excluded.seq,
+            "deleted": False,
+        },
+    )
+    rows = [
+        {
+            "collection_id": collection_id,
+            "external_id": ext,
+            "vector": vector_to_bytes(vec),
+            "payload": payload,
+            "seq": seq,
+            "deleted": False,
+        }
+        for ext, vec, payload in zip(external_ids, vectors, payloads, strict=True)
+    ]
+    session.execute(stmt, rows)
+    rows = session.execute(
+        select(Point.external_id, Point.id).where(
+            Point.collection_id == collection_id, Point.seq == seq
+        )
+    )
+    found = {ext: pid for ext, pid in rows}
+    return np.fromiter((found[e] for e in external_ids), dtype=np.int64, count=len(external_ids))
+
+
+def delete_points(
+    session: Session, collection_id: int, seq: int, external_ids: Sequence[str]
+) -> np.ndarray:
+    """Tombstone the live points among ``external_ids``; their internal ids."""
+    removed: list[int] = []
+    unique = list(dict.fromkeys(external_ids))
+    for start in range(0, len(unique), ID_CHUNK):
+        chunk = unique[start : start + ID_CHUNK]
+        result = session.execute(
+            update(Point)
+            .where(
+                Point.collection_id == collection_id,
+                Point.external_id.in_(chunk),
+                Point.deleted.is_(False),
+            )
+            .values(deleted=True, seq=seq)
+            .returning(Point.id)
+        )
+        removed.extend(result.scalars())
+    return np.asarray(removed, dtype=np.int64)
+
+
+def get_point(
+    session: Session, collection_id: int, external_id: str, dim: int
+) -> PointRecord | None:
+    row = session.execute(
+        select(Point).where(
+            Point.collection_id == collection_id,
+            Point.external_id == external_id,
+            Point.deleted.is_(False),
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        return None
+    return PointRecord(
+        row.id, row.external_id, vectors_from_bytes([row.vector], dim)[0], row.payload
+    )
+
+
+def get_labels(session: Session, collection_id: int) -> dict[int, tuple[str, Any]]:
+    """Internal id to (external id, payload) for every live point, without the vectors."""
+    rows = session.execute(
+        select(Point.id, Point.external_id, Point.payload).where(
+            Point.collection_id == collection_id, Point.deleted.is_(False)
+        )
+    )
+    return {pid: (ext, payload) for pid, ext, payload in rows}
+
+
+def count_points(session: Session, collection_id: int) -> int:
+    stmt = select(func.count()).where(
+        Point.collection_id == collection_id, Point.deleted.is_(False)
+    )
+    return int(session.execute(stmt).scalar_one())
+
+
+def iter_live_points(
+    session: Session, collection_id: int, dim: int, block: int = 8192
+) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+    """Every live point as blocks of (internal ids, raw vectors, external ids)."""
+    stmt = (
+        select(Point.id, Point.vector, Point.external_id)
+        .where(Point.collection_id == collection_id, Point.deleted.is_(False))
+        .order_by(Point.id)
+        .execution_options(yield_per=block)
+    )
+    for part in session.execute(stmt).partitions(block):
+        ids = np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part))
+        yield ids, vectors_from_bytes([r[1] for r in part], dim), [r[2] for r in part]
+
+
+def changes_since(
+    session: Session, after_seq: int, dims: dict[int, int], collection_id: int | None = None
+) -> list[PointChanges]:
+    """Latest state of every point written after ``after_seq``, grouped by collection.
+
+    ``dims`` maps the collections of interest to their dimension; others are skipped.
+    """
+    stmt = select(
+        Point.collection_id, Point.id, Point.deleted, Point.vector, Point.external_id, Point.payload
+    ).where(Point.seq > after_seq)
+    if collection_id is not None:
+        stmt = stmt.where(Point.collection_id == collection_id)
+    grouped: dict[int, tuple[list[int], list[bytes], list[tuple[str, Any]], list[int]]] = {}
+    for cid, pid, deleted, blob, ext, payload in session.execute(stmt.order_by(Point.seq)):
+        if cid not in dims:
+            continue
+        ups, blobs, labels, removed = grouped.setdefault(cid, ([], [], [], []))
+        if deleted:
+            removed.append(pid)
+        else:
+            ups.append(pid)
+            blobs.append(blob)
+            labels.append((ext, payload))
+    return [
+        PointChanges(
+            collection_id=cid,
+            upsert_ids=np.asarray(ups, dtype=np.int64),
+            upsert_vectors=vectors_from_bytes(blobs, dims[cid]),
+            upsert_labels=labels,
+            removed_ids=np.asarray(removed, dtype=np.int64),
+        )
+        for cid, (ups, blobs, labels, removed) in grouped.items()
+    ]

@@ -1,0 +1,55 @@
+"""The query log: vectors of served searches, the training data of learned routers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from app.store.arrays import vector_to_bytes, vectors_from_bytes
+from app.store.db import Store
+from app.store.models import QueryLogRow
+
+
+@dataclass(frozen=True)
+class LoggedQuery:
+    collection_id: int
+    vector: np.ndarray
+    k: int
+
+
+def append_queries(store: Store, queries: Sequence[LoggedQuery]) -> None:
+    if not queries:
+        return
+    rows = [
+        {"collection_id": q.collection_id, "vector": vector_to_bytes(q.vector), "k": q.k}
+        for q in queries
+    ]
+    with store.write() as session:
+        session.execute(insert(QueryLogRow), rows)
+
+
+def count_queries(session: Session, collection_id: int, after_id: int = 0) -> int:
+    stmt = select(func.count()).where(
+        QueryLogRow.collection_id == collection_id, QueryLogRow.id > after_id
+    )
+    return int(session.execute(stmt).scalar_one())
+
+
+def load_queries(
+    session: Session, collection_id: int, dim: int, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The most recent ``limit`` logged queries: (log ids, vectors), oldest first."""
+    stmt = (
+        select(QueryLogRow.id, QueryLogRow.vector)
+        .where(QueryLogRow.collection_id == collection_id)
+        .order_by(QueryLogRow.id.desc())
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    rows = list(session.execute(stmt))[::-1]
+    ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+    return ids, vectors_from_bytes([r[1] for r in rows], dim)
