@@ -1,0 +1,147 @@
+"""Every rejected request is problem+json and leaves the store and the index unchanged."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from app.settings import Settings
+
+JSON = {"Content-Type": "application/json"}
+GOOD = {"id": "ok", "vector": [1.0, 2.0]}
+
+BAD_REQUESTS = [
+    ("post", "/collections", {"json": {"name": "bad name!", "dim": 2}}, 422),
+    ("post", "/collections", {"json": {"name": "x", "dim": 0}}, 422),
+    ("post", "/collections", {"json": {"name": "x", "dim": 2, "metric": "hamming"}}, 422),
+    ("post", "/collections", {"content": b"{not json", "headers": JSON}, 400),
+    ("post", "/index", {"json": {"collection": "docs", "points": []}}, 422),
+    ("post", "/index", {"json": {"collection": "nope", "points": [GOOD]}}, 404),
+    (
+        "post",
+        "/index",
+        {"json": {"collection": "docs", "points": [GOOD, {"id": "b", "vector": [1.0]}]}},
+        422,
+    ),
+    (
+        "post",
+        "/index",
+        {"json": {"collection": "docs", "points": [GOOD, {"id": "", "vector": [1, 2]}]}},
+        422,
+    ),
+    (
+        "post",
+        "/index",
+        {"json": {"collection": "docs", "points": [GOOD, {"id": "x" * 257, "vector": [1, 2]}]}},
+        422,
+    ),
+    (
+        "post",
+        "/index",
+        {"json": {"collection": "docs", "points": [GOOD, {"id": True, "vector": [1, 2]}]}},
+        422,
+    ),
+    (
+        "post",
+        "/index",
+        {"json": {"collection": "docs", "points": [GOOD, {"id": "s", "vector": ["1", 2]}]}},
+        422,
+    ),
+    (
+        "post",
+        "/index",
+        {"json": {"collection": "docs", "points": [GOOD, {"id": "s", "vector": [1e39, 2]}]}},
+        422,
+    ),
+    (
+        "post",
+        "/index",
+        {"content": b'{"collection":"docs","points":[{"id":"n","vector":[NaN,1]}]}'},
+        400,
+    ),
+    (
+        "post",
+        "/index",
+        {"content": b'{"collection":"docs","points":[{"id":"n","vector":[Infinity,1]}]}'},
+        400,
+    ),
+    (
+        "post",
+        "/index",
+        {
+            "json": {
+                "collection": "docs",
+                "points": [GOOD, {"id": "p", "vector": [1, 2], "payload": 3}],
+            }
+        },
+        422,
+    ),
+    ("post", "/index", {"json": {"collection": "docs", "points": [GOOD] * 11}}, 422),
+    ("post", "/index", {"content": b"[1, 2]"}, 400),
+    (
+        "post",
+        "/index",
+        {"content": b'{"collection": "docs", "points": [' + b"1," * 200_000 + b"1]}"},
+        413,
+    ),
+    ("post", "/search", {"json": {"collection": "docs", "vector": [1, 2], "k": 0}}, 422),
+    ("post", "/search", {"json": {"collection": "docs", "vector": [1, 2], "k": 1001}}, 422),
+    ("post", "/search", {"json": {"collection": "docs", "vector": [1, 2], "nprobe": 0}}, 422),
+    (
+        "post",
+        "/search",
+        {"json": {"collection": "docs", "vector": [1, 2], "routing": "magic"}},
+        422,
+    ),
+    ("post", "/search", {"json": {"collection": "docs", "vector": [1, 2, 3]}}, 422),
+    ("post", "/search", {"json": {"collection": "docs", "vector": "12"}}, 422),
+    ("post", "/search", {"json": {"collection": "docs", "vector": [1, 2], "bogus": 1}}, 422),
+    ("post", "/search/batch", {"json": {"collection": "docs", "vectors": []}}, 422),
+    ("post", "/search/batch", {"json": {"collection": "docs", "vectors": [[1, 2], [1]]}}, 422),
+    ("post", "/delete", {"json": {"collection": "docs", "ids": "ok"}}, 422),
+    ("post", "/train-router", {"json": {"collection": "docs", "kind": "forest"}}, 422),
+    ("get", "/collections/docs/points/missing", {}, 404),
+    ("get", "/no/such/route", {}, 404),
+    ("put", "/search", {}, 405),
+]
+
+
+@pytest.fixture
+def small_client(settings: Settings):
+    limited = settings.model_copy(update={"max_batch_points": 10})
+    with TestClient(create_app(limited)) as c:
+        from tests.api.conftest import wait_ready
+
+        wait_ready(c)
+        assert c.post("/collections", json={"name": "docs", "dim": 2}).status_code == 201
+        assert c.post("/index", json={"collection": "docs", "points": [GOOD]}).status_code == 200
+        yield c
+
+
+def _state(c: TestClient) -> tuple:
+    info = c.get("/collections/docs").json()
+    hits = c.post("/search", json={"collection": "docs", "vector": [1, 1], "log": False}).json()
+    seq = c.get("/readyz").json()["applied_seq"]
+    return info["count"], hits["hits"], seq
+
+
+def test_rejections_are_problems_and_change_nothing(small_client: TestClient) -> None:
+    before = _state(small_client)
+    for method, path, kwargs, status in BAD_REQUESTS:
+        r = getattr(small_client, method)(path, **kwargs)
+        assert r.status_code == status, (path, kwargs, r.status_code, r.text[:300])
+        assert r.headers["content-type"] == "application/problem+json", path
+        problem = r.json()
+        assert {"type", "title", "status", "detail"} <= set(problem) and problem["status"] == status
+    assert _state(small_client) == before
+
+
+def test_api_key(settings: Settings) -> None:
+    with TestClient(create_app(settings.model_copy(update={"api_key": "s3cret"}))) as c:
+        assert c.get("/healthz").status_code == 200
+        r = c.get("/collections")
+        assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
+        assert c.get("/collections", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        ok = c.get("/readyz", headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code in (200, 503)
