@@ -1,0 +1,90 @@
+"""The train-router job labels logged queries exactly, trains, gates and publishes a version."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from app.service.builds import run_build
+from app.store.collections import create_collection, get_collection
+from app.store.db import Store
+from app.store.migrate import upgrade
+from app.store.points import upsert_points
+from app.store.query_log import LoggedQuery, append_queries
+from app.store.seq import next_seq
+from app.store.versions import load_router
+from bench import debian
+from worker.train_router import TrainingError, TrainingPlan, run_train_router
+
+PLAN = TrainingPlan(min_queries=100, default_nprobe=2)
+
+
+@pytest.fixture(scope="module")
+def data() -> debian.Dataset:
+    return debian.load("ip", n_docs=3000, n_train=1500, n_test=10)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    s = Store(database_url)
+    upgrade(s)
+    yield s
+    s.dispose()
+
+
+def _collection_with_points(store: Store, docs: np.ndarray) -> int:
+    record = create_collection(
+        store, name="docs", dim=docs.shape[1], metric="ip", nlist=None, algorithm="kmeans"
+    )
+    assert record is not None
+    with store.write() as session:
+        seq = next_seq(session)
+        upsert_points(
+            session, record.id, seq, [str(i) for i in range(len(docs))], docs, [None] * len(docs)
+        )
+    return record.id
+
+
+def _log(store: Store, cid: int, queries: np.ndarray) -> None:
+    append_queries(store, [LoggedQuery(cid, q, 10) for q in queries])
+
+
+def test_trained_router_is_activated_when_it_beats_centroid_routing(
+    store: Store, data: debian.Dataset
+) -> None:
+    cid = _collection_with_points(store, data.docs)
+    run_build(store, "docs", {}, lambda _: None)
+    _log(store, cid, data.train_queries)
+    seen: list[float] = []
+
+    result = run_train_router(store, "docs", {"objective": "topk"}, seen.append, PLAN)
+
+    assert result["activated"], result["reason"]
+    assert result["train_queries"] + result["heldout_queries"] == len(data.train_queries)
+    new, old = result["heldout_recall"]["new"], result["heldout_recall"]["current"]
+    assert new[0] > old[0] + 0.02  # recall@10 at nprobe 1, on queries it never saw
+    assert seen == sorted(seen) and seen[0] > 0 and seen[-1] <= 1
+    with store.read() as session:
+        record = get_collection(session, "docs")
+        assert record is not None and record.router_version == result["router_version"]
+        router = load_router(session, cid, record.router_version)
+    assert router.clustering_version == record.clustering_version
+    assert router.params["data"]["last_query_id"] > 0
+
+
+def test_training_without_a_clustering_fails_for_good(store: Store, data: debian.Dataset) -> None:
+    cid = _collection_with_points(store, data.docs[:200])
+    _log(store, cid, data.train_queries[:200])
+    with pytest.raises(TrainingError) as err:
+        run_train_router(store, "docs", {}, lambda _: None, PLAN)
+    assert err.value.permanent
+
+
+def test_training_with_too_few_queries_fails_for_good(store: Store, data: debian.Dataset) -> None:
+    cid = _collection_with_points(store, data.docs)
+    run_build(store, "docs", {}, lambda _: None)
+    _log(store, cid, data.train_queries[:50])
+    with pytest.raises(TrainingError, match="50 queries"):
+        run_train_router(store, "docs", {}, lambda _: None, PLAN)

@@ -1,0 +1,142 @@
+"""The ``train-router`` job: label logged queries exactly, train, gate, publish.
+
+Runs on the store alone (any worker process can take it): it reads the collection's live
+points and its newest logged queries, labels each query with the lists of its exact top-k
+under the active clustering, trains a router on most of them and compares it with the
+routing that serves now on the rest. The new version is stored either way, with its
+evidence, and becomes active only if the gate says it wins; API processes swap it in by
+catch-up. A worker dying mid-job leaves the active router untouched: nothing is written
+before the final publish, and the job's lease expiry hands it to another worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from app.engine.clustering import Clustering
+from app.engine.gate import compare
+from app.engine.labels import Objective, exact_neighbours, list_labels
+from app.engine.metric import Metric, prepare
+from app.engine.routing import Router, RouterKind, centroid_router
+from app.engine.training import TrainConfig, train_router
+from app.store.collections import CollectionRecord, get_collection
+from app.store.db import Store
+from app.store.points import iter_live_points
+from app.store.query_log import load_queries
+from app.store.versions import load_clustering, load_router, publish_router
+
+Progress = Callable[[float], None]
+
+
+class TrainingError(RuntimeError):
+    """The collection cannot be trained for as it stands; retrying will not help."""
+
+    permanent = True
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """How a train-router job uses the log; from settings, overridable per request."""
+
+    max_queries: int = 200_000
+    holdout_fraction: float = 0.2
+    min_queries: int = 100
+    default_nprobe: int = 8
+    k: int = 10
+
+
+def run_train_router(
+    store: Store, collection: str, params: dict[str, Any], progress: Progress, plan: TrainingPlan
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    record, clustering, current, docs, queries, last_query_id = _load(store, collection, plan)
+    progress(0.1)
+    metric = Metric(record.metric)
+    k = int(params.get("k", plan.k))
+    doc_lists = clustering.assign(prepare(docs, metric, record.dim))
+    q = prepare(queries, metric, record.dim)
+    neighbour_lists = list_labels(exact_neighbours(docs, q, k, metric), doc_lists)
+    progress(0.25)
+
+    rng = np.random.default_rng(int(params.get("seed", 0)))
+    order = rng.permutation(len(q))
+    n_hold = max(1, round(plan.holdout_fraction * len(q)))
+    hold, train = order[:n_hold], order[n_hold:]
+    config = TrainConfig(
+        kind=RouterKind(params.get("kind", RouterKind.LINEAR)),
+        objective=Objective(params.get("objective", Objective.TOP1)),
+        k=k,
+        seed=int(params.get("seed", 0)),
+    )
+    candidate = train_router(
+        q[train],
+        neighbour_lists[train],
+        clustering,
+        config,
+        progress=lambda f: progress(0.25 + 0.65 * f),
+    )
+    nprobe = min(record.default_nprobe or plan.default_nprobe, clustering.nlist)
+    gate = compare(current, candidate, q[hold], neighbour_lists[hold], nprobe, k=k)
+    progress(0.95)
+    candidate = _with_provenance(candidate, len(train), len(hold), last_query_id)
+    version = publish_router(
+        store, record.id, candidate, metrics=gate.to_dict(), activate=gate.activate
+    )
+    return {
+        "router_version": version,
+        "activated": gate.activate,
+        "reason": gate.reason,
+        "clustering_version": clustering.version,
+        "kind": str(config.kind),
+        "objective": str(config.objective),
+        "train_queries": len(train),
+        "heldout_queries": len(hold),
+        "nprobes": gate.current.nprobes,
+        "heldout_recall": {"current": gate.current.recall, "new": gate.candidate.recall},
+        "heldout_top1_accuracy": {
+            "current": gate.current.top1_accuracy,
+            "new": gate.candidate.top1_accuracy,
+        },
+        "nprobe_for_recall": {
+            "current": gate.current.nprobe_for_recall,
+            "new": gate.candidate.nprobe_for_recall,
+        },
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _load(
+    store: Store, collection: str, plan: TrainingPlan
+) -> tuple[CollectionRecord, Clustering, Router, np.ndarray, np.ndarray, int]:
+    """Everything the job needs, read in one snapshot of the store."""
+    with store.read() as session:
+        record = get_collection(session, collection)
+        if record is None:
+            raise TrainingError(f"collection {collection!r} no longer exists")
+        if record.clustering_version is None:
+            raise TrainingError("the collection has no clustering yet: build it first")
+        clustering = load_clustering(session, record.id, record.clustering_version)
+        current = centroid_router(clustering)
+        if record.router_version is not None:
+            active = load_router(session, record.id, record.router_version)
+            if active.clustering_version == clustering.version:
+                current = active
+        blocks = [v for _, v, _ in iter_live_points(session, record.id, record.dim)]
+        log_ids, queries = load_queries(session, record.id, record.dim, limit=plan.max_queries)
+    if not blocks:
+        raise TrainingError("the collection is empty")
+    if len(queries) < plan.min_queries:
+        raise TrainingError(f"{len(queries)} queries logged; training needs {plan.min_queries}")
+    last_query_id = int(log_ids[-1]) if len(log_ids) else 0
+    return record, clustering, current, np.concatenate(blocks), queries, last_query_id
+
+
+def _with_provenance(router: Router, n_train: int, n_hold: int, last_query_id: int) -> Router:
+    """Record which log the router learned from, so the policy can count newer queries."""
+    data = {"train_queries": n_train, "heldout_queries": n_hold, "last_query_id": last_query_id}
+    return replace(router, params=router.params | {"data": data})
