@@ -1,0 +1,72 @@
+"""The scheduler reads a collection's counters from the store and enqueues what the policy says."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from app.service.builds import run_build
+from app.store import jobs
+from app.store.collections import create_collection, get_collection
+from app.store.db import Store
+from app.store.migrate import upgrade
+from app.store.points import upsert_points
+from app.store.query_log import LoggedQuery, append_queries
+from app.store.seq import next_seq
+from worker.policy import Policy
+from worker.scheduler import counters, schedule
+from worker.train_router import TrainingPlan, run_train_router
+
+POLICY = Policy(build_min_points=500, train_min_queries=200, retrain_min_new_queries=300)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    s = Store(database_url)
+    upgrade(s)
+    yield s
+    s.dispose()
+
+
+def _finish_all(store: Store) -> list[str]:
+    kinds = []
+    while (job := jobs.claim(store, "test", ["build", "train-router"], lease_s=60)) is not None:
+        kinds.append(job.kind)
+        jobs.finish(store, job.id, "test", {})
+    return kinds
+
+
+def test_policy_jobs_follow_the_collection_lifecycle(store: Store) -> None:
+    rng = np.random.default_rng(0)
+    record = create_collection(store, name="c", dim=8, metric="l2", nlist=8, algorithm="kmeans")
+    assert record is not None
+    vectors = rng.standard_normal((600, 8)).astype(np.float32)
+    with store.write() as session:
+        upsert_points(
+            session,
+            record.id,
+            next_seq(session),
+            [str(i) for i in range(600)],
+            vectors,
+            [None] * 600,
+        )
+
+    assert [j.kind for j in schedule(store, POLICY)] == ["build"]
+    assert schedule(store, POLICY) == []  # already pending: not twice
+    assert _finish_all(store) == ["build"]
+    run_build(store, "c", {}, lambda _: None)
+    assert schedule(store, POLICY) == []  # no queries yet
+
+    append_queries(store, [LoggedQuery(record.id, v, 10) for v in vectors[:250]])
+    assert [j.kind for j in schedule(store, POLICY)] == ["train-router"]
+    _finish_all(store)
+    run_train_router(store, "c", {}, lambda _: None, TrainingPlan(min_queries=200))
+    assert schedule(store, POLICY) == []  # trained on everything logged
+
+    append_queries(store, [LoggedQuery(record.id, v, 10) for v in vectors[250:550]])
+    with store.read() as session:
+        c = counters(session, get_collection(session, "c"))  # type: ignore[arg-type]
+    assert c.queries_since_training == 300 and c.router_for_clustering
+    assert [j.kind for j in schedule(store, POLICY)] == ["train-router"]

@@ -1,0 +1,85 @@
+"""Applies the automatic policy: reads each collection's counters, enqueues what is due."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.store import jobs
+from app.store.collections import CollectionRecord, list_collections
+from app.store.db import Store
+from app.store.models import RouterRow
+from app.store.points import count_points
+from app.store.query_log import count_queries
+from app.store.versions import clustering_size
+from worker.policy import CollectionCounters, JobKind, Policy, due_jobs
+
+log = logging.getLogger(__name__)
+
+
+def counters(session: Session, record: CollectionRecord) -> CollectionCounters:
+    """The numbers the policy decides on, read in one store session."""
+    known = {kind.value for kind in JobKind}
+    pending = frozenset(
+        JobKind(j.kind) for j in jobs.pending_jobs(session, record.name) if j.kind in known
+    )
+    if record.clustering_version is None:
+        return CollectionCounters(
+            points=count_points(session, record.id),
+            points_at_clustering=None,
+            router_for_clustering=False,
+            queries_logged=count_queries(session, record.id),
+            queries_since_training=0,
+            pending=pending,
+        )
+    last_trained = _last_trained_query(session, record.id, record.clustering_version)
+    return CollectionCounters(
+        points=count_points(session, record.id),
+        points_at_clustering=clustering_size(session, record.id, record.clustering_version),
+        router_for_clustering=last_trained is not None,
+        queries_logged=count_queries(session, record.id),
+        queries_since_training=count_queries(session, record.id, after_id=last_trained or 0),
+        pending=pending,
+    )
+
+
+def schedule(store: Store, policy: Policy, *, max_attempts: int = 3) -> list[jobs.JobRecord]:
+    """Enqueue every due job of every collection; returns what was enqueued."""
+    if not policy.enabled:
+        return []
+    with store.read() as session:
+        due = [
+            (record.name, kind)
+            for record in list_collections(session)
+            for kind in due_jobs(counters(session, record), policy)
+        ]
+    enqueued = [
+        jobs.enqueue(store, str(kind), name, {"reason": "policy"}, max_attempts=max_attempts)
+        for name, kind in due
+    ]
+    for job in enqueued:
+        log.info(
+            "job scheduled",
+            extra={"job_id": job.id, "kind": job.kind, "collection": job.collection},
+        )
+    return enqueued
+
+
+def _last_trained_query(
+    session: Session, collection_id: int, clustering_version: int
+) -> int | None:
+    """Newest logged-query id that the latest router of this clustering learned from."""
+    params = session.execute(
+        select(RouterRow.params)
+        .where(
+            RouterRow.collection_id == collection_id,
+            RouterRow.clustering_version == clustering_version,
+        )
+        .order_by(RouterRow.version.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if params is None:
+        return None
+    return int((params or {}).get("data", {}).get("last_query_id", 0))
