@@ -32,7 +32,7 @@ threads run in parallel.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -229,8 +229,17 @@ class VectorIndex:
         if x.shape[0] != ids.shape[0]:
             raise ValueError("ids and vectors must have the same length")
         ids, x = _last_occurrence(ids, x)
+        if not len(ids):
+            return
         with self._mutate:
             state = self._state
+            if state.ivf.ntotal == 0:
+                # First load: build aside with exact list capacities, swap in at once.
+                new = _new_ivf(self.dim, self.metric, state.clustering, hashtable=False)
+                _fill_exact(new, lambda: iter([(ids, x)]), state.clustering)
+                with self._rw.write():
+                    self._state = _State(new, state.clustering, state.router)
+                return
             assign = _assign(state.clustering, x)
             for start in range(0, len(ids), WRITE_CHUNK):
                 chunk = slice(start, start + WRITE_CHUNK)
@@ -263,12 +272,9 @@ class VectorIndex:
         self._check_clustering(clustering)
         with self._mutate:
             old = self._state.ivf
-            new = _new_ivf(self.dim, self.metric, clustering)
-            for list_no in range(old.nlist):
-                # No read lock: holding _mutate, nobody writes ``old``; searches only read it.
-                ids, vecs = _read_list(old, list_no)
-                if len(ids):
-                    _add(new, vecs, _assign(clustering, vecs), ids)
+            new = _new_ivf(self.dim, self.metric, clustering, hashtable=False)
+            # No read lock: holding _mutate, nobody writes ``old``; searches only read it.
+            _fill_exact(new, lambda: (_read_list(old, i) for i in range(old.nlist)), clustering)
             state = _State(new, clustering, _default_router(clustering))
             with self._rw.write():
                 self._state = state
@@ -282,16 +288,64 @@ class VectorIndex:
             raise ValueError(f"clustering is for {clustering.metric}, index is {self.metric}")
 
 
-def _new_ivf(dim: int, metric: Metric, clustering: Clustering | None) -> faiss.IndexIVFFlat:
-    """An empty, trained IVF whose quantizer holds the representatives (one zero list if none)."""
+def _new_ivf(
+    dim: int, metric: Metric, clustering: Clustering | None, *, hashtable: bool = True
+) -> faiss.IndexIVFFlat:
+    """An empty, trained IVF whose quantizer holds the representatives (one zero list if none).
+
+    ``hashtable=False`` leaves the id map to ``_fill_exact``, which builds it once at the end.
+    """
     reps = clustering.representatives if clustering is not None else np.zeros((1, dim), np.float32)
     quantizer = faiss.IndexFlat(dim, faiss_metric(metric))
     quantizer.add(reps)
     # faiss's Python wrapper keeps ``quantizer`` alive as long as the IVF.
     ivf = faiss.IndexIVFFlat(quantizer, dim, reps.shape[0], faiss_metric(metric))
-    ivf.set_direct_map_type(_HASHTABLE)
+    if hashtable:
+        ivf.set_direct_map_type(_HASHTABLE)
     _parallel_over_queries(ivf)
     return ivf
+
+
+def _fill_exact(
+    ivf: faiss.IndexIVFFlat,
+    blocks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
+    clustering: Clustering | None,
+) -> None:
+    """Bulk-fill an empty IVF (without id map) from ``blocks()`` of (ids, prepared vectors).
+
+    faiss's ``add`` appends entry by entry, so each list's vector grows geometrically and
+    ends up to twice its size (about +40% memory on average). Here every list is sized
+    once to its final length, then written in place: two passes over ``blocks()`` (the
+    first only assigns), never a second copy of the whole collection.
+    """
+    assigns = [_assign(clustering, vecs) for _, vecs in blocks()]
+    total = sum(len(a) for a in assigns)
+    invlists: Any = ivf.invlists
+    if total:
+        counts = np.bincount(np.concatenate(assigns), minlength=ivf.nlist)
+        for list_no in np.flatnonzero(counts):
+            invlists.resize(int(list_no), int(counts[list_no]))
+    filled = np.zeros(ivf.nlist, dtype=np.int64)
+    for (ids, vecs), assign in zip(blocks(), assigns, strict=True):
+        if not len(assign):
+            continue
+        order = np.argsort(assign, kind="stable")
+        lists, ids, vecs = assign[order], ids[order], vecs[order]
+        targets, starts = np.unique(lists, return_index=True)
+        ends = np.append(starts[1:], len(lists))
+        for list_no, start, end in zip(
+            targets.tolist(), starts.tolist(), ends.tolist(), strict=True
+        ):
+            invlists.update_entries(
+                list_no,
+                int(filled[list_no]),
+                end - start,
+                faiss.swig_ptr(ids[start:end]),
+                faiss.swig_ptr(vecs[start:end].view(np.uint8)),
+            )
+            filled[list_no] += end - start
+    ivf.ntotal = total
+    ivf.set_direct_map_type(_HASHTABLE)  # built from the lists, sized once for ``total`` ids
 
 
 def _parallel_over_queries(ivf: faiss.IndexIVFFlat) -> None:
