@@ -37,11 +37,15 @@ def _options(params: SearchParams, settings: Settings) -> SearchOptions:
     return SearchOptions(params.k, params.nprobe, params.routing, params.with_payload)
 
 
+async def _caught_up(service: Service, params: SearchParams) -> None:
+    """Read-your-writes: first wait for ``min_seq`` (the collection may be new here too)."""
+    if params.min_seq is not None and params.min_seq > service.registry.applied_seq:
+        await run_in_threadpool(service.wait_for_seq, params.min_seq)
+
+
 async def _run(
     service: Service, params: SearchParams, queries: np.ndarray, opts: SearchOptions
 ) -> dict[str, Any]:
-    if params.min_seq is not None and params.min_seq > service.registry.applied_seq:
-        await run_in_threadpool(service.wait_for_seq, params.min_seq)
     if service.is_cheap(params.collection, len(queries), opts):
         # A thread hop costs more than a small scan; big scans must not block the loop.
         return service.search(params.collection, queries, opts, log_queries=params.log)
@@ -59,6 +63,7 @@ async def search(
     vector = body.pop("vector", None)
     params = SearchParams.model_validate(body)
     opts = _options(params, settings)
+    await _caught_up(service, params)
     live = service.registry.get(params.collection)
     queries = as_vector(vector, live.record.dim)
     out = await _run(service, params, queries, opts)
@@ -79,6 +84,7 @@ async def search_batch(
     vectors = body.pop("vectors", None)
     params = SearchParams.model_validate(body)
     opts = _options(params, settings)
+    await _caught_up(service, params)
     live = service.registry.get(params.collection)
     if isinstance(vectors, list) and not 1 <= len(vectors) <= settings.max_batch_queries:
         raise InvalidInput(f"vectors must hold 1 to {settings.max_batch_queries} queries")
