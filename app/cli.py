@@ -51,23 +51,20 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
 
 
 def _worker(_: argparse.Namespace, settings: Settings) -> None:
-    from app.service.builds import run_build
-    from app.service.runner import JobRunner
     from app.store.db import Store
     from app.store.migrate import upgrade
+    from worker.worker import Worker
 
     store = Store(settings.resolved_database_url)
     upgrade(store)
-    runner = JobRunner(
-        store, {"build": run_build}, lease_s=settings.job_lease_s, poll_s=settings.worker_poll_s
-    )
+    worker = Worker(settings, store)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    runner.start()
-    logging.getLogger(__name__).info("worker started", extra={"worker_id": runner.worker_id})
+    worker.start()
+    logging.getLogger(__name__).info("worker started", extra={"worker_id": worker.worker_id})
     stop.wait()
-    runner.stop()
+    worker.stop()
     store.dispose()
 
 

@@ -15,14 +15,13 @@ from app.api.metrics import Metrics
 from app.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from app.api.routes import collections, jobs, ops, points, search
 from app.api.schemas import REQUEST_BODIES
-from app.service.runner import Handler
 from app.service.service import Service
 from app.settings import Settings
 
 
-def create_app(settings: Settings, handlers: dict[str, Handler] | None = None) -> FastAPI:
+def create_app(settings: Settings) -> FastAPI:
     """The ASGI app; the service starts (migrate, load indexes) in the lifespan."""
-    service = Service(settings, handlers)
+    service = Service(settings)
     metrics = Metrics()
     metrics.watch(service)
 

@@ -34,10 +34,15 @@ class Settings(BaseSettings):
     catchup_interval_s: float = Field(default=0.2, gt=0, le=0.5)
     snapshot_interval_s: float = Field(default=60.0, gt=0)
 
-    # Index building and router training.
-    build_min_points: int = Field(default=4096, ge=1)
-    train_min_queries: int = Field(default=1000, ge=1)
+    # Index building and router training: the worker's automatic policy (worker/policy.py).
     embedded_worker: bool = True
+    auto_policy: bool = True
+    schedule_interval_s: float = Field(default=2.0, gt=0)
+    build_min_points: int = Field(default=4096, ge=1)
+    recluster_growth: float = Field(default=2.0, gt=1)
+    recluster_shrink: float = Field(default=0.5, gt=0, lt=1)
+    train_min_queries: int = Field(default=1000, ge=1)
+    retrain_min_new_queries: int = Field(default=5000, ge=1)
     job_lease_s: float = Field(default=30.0, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
     worker_poll_s: float = Field(default=0.5, gt=0)
@@ -45,6 +50,8 @@ class Settings(BaseSettings):
     # Query logging for router training: buffered, flushed off the request path.
     query_log_flush_s: float = Field(default=1.0, gt=0)
     query_log_max_buffer: int = Field(default=10_000, ge=1)
+    # Newest logged queries kept per collection (and the most a training job reads).
+    query_log_retention: int = Field(default=200_000, ge=1)
 
     log_level: str = "INFO"
 

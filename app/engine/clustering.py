@@ -89,7 +89,7 @@ def auto_nlist(n: int) -> int:
     """
     if n < 2 * MIN_POINTS_PER_LIST:
         return 1
-    return max(1, min(int(round(4 * math.sqrt(n))), n // MIN_POINTS_PER_LIST))
+    return max(1, min(round(4 * math.sqrt(n)), n // MIN_POINTS_PER_LIST))
 
 
 def train_clustering(

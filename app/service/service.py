@@ -1,7 +1,7 @@
 """The service facade the API calls: one object per process, built from the settings.
 
 Background threads (all daemons, stopped by ``stop``): the initial load, the catch-up
-loop, periodic snapshots, the query-log flusher and, if embedded, the job runner.
+loop, periodic snapshots, the query-log flusher and, if embedded, the worker.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import numpy as np
 from sqlalchemy import text
 
 from app.service import points as point_writes
-from app.service.builds import run_build
 from app.service.errors import (
     CollectionExists,
     CollectionNotFound,
@@ -27,7 +26,6 @@ from app.service.errors import (
 from app.service.live import LiveCollection
 from app.service.query_log import QueryLogBuffer
 from app.service.registry import Registry
-from app.service.runner import Handler, JobRunner
 from app.service.search import SearchOptions, run_search
 from app.service.snapshots import SnapshotDir
 from app.settings import Settings
@@ -38,6 +36,7 @@ from app.store.jobs import JobRecord, collections_with_pending
 from app.store.migrate import upgrade
 from app.store.points import get_point
 from app.store.query_log import count_queries
+from worker.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ BUILD, TRAIN_ROUTER = "build", "train-router"
 
 
 class Service:
-    def __init__(self, settings: Settings, handlers: dict[str, Handler] | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = Store(settings.resolved_database_url)
         self.registry = Registry(self.store, SnapshotDir(settings.snapshot_dir))
@@ -54,15 +53,9 @@ class Service:
             max_buffer=settings.query_log_max_buffer,
             flush_s=settings.query_log_flush_s,
         )
-        self.runner: JobRunner | None = None
+        self.worker: Worker | None = None
         if settings.embedded_worker:
-            self.runner = JobRunner(
-                self.store,
-                {BUILD: run_build, **(handlers or {})},
-                lease_s=settings.job_lease_s,
-                poll_s=settings.worker_poll_s,
-                on_done=self.registry.wake.set,
-            )
+            self.worker = Worker(settings, self.store, on_done=self.registry.wake.set)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.load_error: BaseException | None = None
@@ -74,14 +67,14 @@ class Service:
         upgrade(self.store)
         self._spawn("load", self._load_then_loop)
         self.query_log.start()
-        if self.runner is not None:
-            self.runner.start()
+        if self.worker is not None:
+            self.worker.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.registry.wake.set()
-        if self.runner is not None:
-            self.runner.stop()
+        if self.worker is not None:
+            self.worker.stop()
         for t in self._threads:
             t.join(timeout=30)
         self.query_log.stop()
@@ -235,7 +228,6 @@ class Service:
             points, live.record.dim, self.settings.max_batch_points
         )
         seq = point_writes.upsert(self.registry, name, ids, vectors, payloads)
-        self._maybe_build(name)
         return len(ids), seq
 
     def delete_points(self, name: str, ids: Any) -> tuple[int, int]:
@@ -295,16 +287,9 @@ class Service:
         job = jobs.enqueue(
             self.store, BUILD, name, params, max_attempts=self.settings.job_max_attempts
         )
-        if self.runner is not None:
-            self.runner.wake.set()
+        if self.worker is not None:
+            self.worker.wake()
         return job
-
-    def _maybe_build(self, name: str) -> None:
-        """Cluster a collection by itself once it is large enough (until then: exact)."""
-        live = self.registry.get(name)
-        if live.index.clustering is not None or live.index.count < self.settings.build_min_points:
-            return
-        self.build(name, {})
 
     def train_router(self, name: str, params: dict[str, Any]) -> JobRecord:
         live = self.registry.get(name)
@@ -319,8 +304,8 @@ class Service:
         job = jobs.enqueue(
             self.store, TRAIN_ROUTER, name, params, max_attempts=self.settings.job_max_attempts
         )
-        if self.runner is not None:
-            self.runner.wake.set()
+        if self.worker is not None:
+            self.worker.wake()
         return job
 
     def get_job(self, job_id: str) -> JobRecord:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.store.arrays import vector_to_bytes, vectors_from_bytes
@@ -53,3 +53,25 @@ def load_queries(
     rows = list(session.execute(stmt))[::-1]
     ids = np.asarray([r[0] for r in rows], dtype=np.int64)
     return ids, vectors_from_bytes([r[1] for r in rows], dim)
+
+
+def prune_queries(store: Store, keep: int) -> int:
+    """Keep the newest ``keep`` logged queries of each collection; returns how many went."""
+    removed = 0
+    with store.write() as session:
+        for cid in session.execute(select(QueryLogRow.collection_id).distinct()).scalars():
+            cutoff = session.execute(
+                select(QueryLogRow.id)
+                .where(QueryLogRow.collection_id == cid)
+                .order_by(QueryLogRow.id.desc())
+                .offset(keep)
+                .limit(1)
+            ).scalar_one_or_none()
+            if cutoff is not None:
+                result = session.execute(
+                    delete(QueryLogRow).where(
+                        QueryLogRow.collection_id == cid, QueryLogRow.id <= cutoff
+                    )
+                )
+                removed += result.rowcount or 0
+    return removed

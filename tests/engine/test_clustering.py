@@ -1,4 +1,4 @@
-"""Clusterings assign every vector by the rule stored with them, consistent with how they were built."""
+"""Clusterings assign every vector by their stored rule, consistent with how they were built."""
 
 import numpy as np
 import pytest

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from app.service.builds import run_build
 from app.service.search import SearchOptions
 from app.service.service import Service
 from app.settings import Settings
+from worker.build import run_build
 
 
 def _service(database_url: str, data_dir: Path) -> Service:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from app.service.builds import run_build
 from app.store import jobs
 from app.store.collections import create_collection, get_collection
 from app.store.db import Store
@@ -15,6 +14,7 @@ from app.store.migrate import upgrade
 from app.store.points import upsert_points
 from app.store.query_log import LoggedQuery, append_queries
 from app.store.seq import next_seq
+from worker.build import run_build
 from worker.policy import Policy
 from worker.scheduler import counters, schedule
 from worker.train_router import TrainingPlan, run_train_router

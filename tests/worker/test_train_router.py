@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from app.service.builds import run_build
 from app.store.collections import create_collection, get_collection
 from app.store.db import Store
 from app.store.migrate import upgrade
@@ -16,6 +15,7 @@ from app.store.query_log import LoggedQuery, append_queries
 from app.store.seq import next_seq
 from app.store.versions import load_router
 from bench import debian
+from worker.build import run_build
 from worker.train_router import TrainingError, TrainingPlan, run_train_router
 
 PLAN = TrainingPlan(min_queries=100, default_nprobe=2)

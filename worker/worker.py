@@ -1,0 +1,103 @@
+"""The worker: runs jobs (build, train-router) and schedules them by the automatic policy.
+
+One object, embedded in ``vecroute serve`` or alone in ``vecroute worker``; several may run
+on one PostgreSQL store (job claims never collide). It reads and writes only the store, so
+API processes pick up what it publishes through their catch-up loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from functools import partial
+
+from app.settings import Settings
+from app.store.db import Store
+from app.store.query_log import prune_queries
+from worker.build import run_build
+from worker.policy import JobKind, Policy
+from worker.runner import Handler, JobRunner
+from worker.scheduler import schedule
+from worker.train_router import TrainingPlan, run_train_router
+
+log = logging.getLogger(__name__)
+
+
+def policy_of(settings: Settings) -> Policy:
+    return Policy(
+        enabled=settings.auto_policy,
+        build_min_points=settings.build_min_points,
+        recluster_growth=settings.recluster_growth,
+        recluster_shrink=settings.recluster_shrink,
+        train_min_queries=settings.train_min_queries,
+        retrain_min_new_queries=settings.retrain_min_new_queries,
+    )
+
+
+def job_handlers(settings: Settings) -> dict[str, Handler]:
+    plan = TrainingPlan(
+        max_queries=settings.query_log_retention,
+        min_queries=settings.train_min_queries,
+        default_nprobe=settings.default_nprobe,
+    )
+    return {
+        JobKind.BUILD.value: run_build,
+        JobKind.TRAIN_ROUTER.value: partial(run_train_router, plan=plan),
+    }
+
+
+class Worker:
+    """Job runner plus a scheduling loop (policy and query-log retention)."""
+
+    def __init__(
+        self, settings: Settings, store: Store, on_done: Callable[[], None] | None = None
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.policy = policy_of(settings)
+        self.runner = JobRunner(
+            store,
+            job_handlers(settings),
+            lease_s=settings.job_lease_s,
+            poll_s=settings.worker_poll_s,
+            on_done=on_done,
+        )
+        self._stop = threading.Event()
+        self._scheduler: threading.Thread | None = None
+
+    @property
+    def worker_id(self) -> str:
+        return self.runner.worker_id
+
+    def start(self) -> None:
+        self.runner.start()
+        self._scheduler = threading.Thread(
+            target=self._schedule_loop, name="scheduler", daemon=True
+        )
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.runner.stop()
+        if self._scheduler is not None:
+            self._scheduler.join(timeout=30)
+
+    def wake(self) -> None:
+        """Look for work now (e.g. after a write or an enqueue), not at the next poll."""
+        self.runner.wake.set()
+
+    def schedule_once(self) -> int:
+        """Enqueue what the policy says is due and apply query-log retention."""
+        enqueued = schedule(self.store, self.policy, max_attempts=self.settings.job_max_attempts)
+        prune_queries(self.store, keep=self.settings.query_log_retention)
+        if enqueued:
+            self.wake()
+        return len(enqueued)
+
+    def _schedule_loop(self) -> None:
+        while not self._stop.wait(self.settings.schedule_interval_s):
+            try:
+                self.schedule_once()
+            except Exception:
+                log.exception("scheduling failed")
