@@ -1,7 +1,9 @@
 """The ``build`` job: cluster a collection's vectors from the store and publish the version.
 
 It reads the store, not an API process's index, so any process can run it (the embedded
-worker or ``vecroute worker``); API processes swap the new clustering in by catch-up.
+worker or ``vecroute worker``); API processes swap the new clustering in by catch-up. When
+enough queries are logged, it also measures centroid routing's held-out recall table, so
+``target_recall`` works from the first clustering on, before any router is trained.
 """
 
 from __future__ import annotations
@@ -12,14 +14,22 @@ from typing import Any
 
 import numpy as np
 
-from app.engine.clustering import Algorithm, auto_nlist, train_clustering
+from app.engine.clustering import Algorithm, Clustering, auto_nlist, train_clustering
+from app.engine.labels import exact_neighbours, list_labels
 from app.engine.metric import Metric, prepare
+from app.engine.recall_table import measure
+from app.engine.routing import centroid_router
 from app.store.collections import get_collection
 from app.store.db import Store
 from app.store.points import count_points, iter_live_points
+from app.store.query_log import load_queries
 from app.store.versions import publish_clustering
 
 Progress = Callable[[float], None]
+
+# Queries for the centroid recall table: enough for a tight bound, cheap to label.
+TABLE_MIN_QUERIES = 200
+TABLE_MAX_QUERIES = 5000
 
 
 class BuildError(RuntimeError):
@@ -41,17 +51,28 @@ def run_build(store: Store, collection: str, params: dict[str, Any], progress: P
         for _, vectors, _ in iter_live_points(session, record.id, record.dim):
             blocks.append(vectors)
             progress(0.4 * sum(len(b) for b in blocks) / total)
+        _, queries = load_queries(session, record.id, record.dim, limit=TABLE_MAX_QUERIES)
     metric = Metric(record.metric)
     x = prepare(np.concatenate(blocks), metric, record.dim)
     nlist = min(params.get("nlist") or record.nlist or auto_nlist(len(x)), len(x))
     clustering = train_clustering(
         x, nlist, Algorithm(record.algorithm), metric, seed=int(params.get("seed", 0))
     )
-    progress(0.9)
-    version = publish_clustering(store, record.id, clustering, n_points=len(x))
+    progress(0.8)
+    table = _centroid_table(clustering, x, queries) if len(queries) >= TABLE_MIN_QUERIES else None
+    progress(0.95)
+    version = publish_clustering(store, record.id, clustering, n_points=len(x), recall_table=table)
     return {
         "clustering_version": version,
         "nlist": nlist,
         "n_points": len(x),
+        "recall_table_queries": len(queries) if table is not None else 0,
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _centroid_table(clustering: Clustering, docs: np.ndarray, queries: np.ndarray) -> dict:
+    q = prepare(queries, clustering.metric, clustering.dim)
+    neighbours = exact_neighbours(docs, q, 10, clustering.metric)
+    lists = list_labels(neighbours, clustering.assign(docs))
+    return measure(centroid_router(clustering), q, lists).to_dict()

@@ -22,6 +22,7 @@ from app.engine.clustering import Clustering
 from app.engine.gate import compare
 from app.engine.labels import Objective, exact_neighbours, list_labels
 from app.engine.metric import Metric, prepare
+from app.engine.recall_table import measure
 from app.engine.routing import Router, RouterKind, centroid_router
 from app.engine.training import TrainConfig, train_router
 from app.store.collections import CollectionRecord, get_collection
@@ -84,8 +85,16 @@ def run_train_router(
     gate = compare(current, candidate, q[hold], neighbour_lists[hold], nprobe, k=k)
     progress(0.95)
     candidate = _with_provenance(candidate, len(train), len(hold), last_query_id)
+    serving = candidate if gate.activate else current
+    routing = "centroid" if serving.kind is RouterKind.CENTROID else "learned"
+    table = measure(serving, q[hold], neighbour_lists[hold], k=k, routing=routing)
     version = publish_router(
-        store, record.id, candidate, metrics=gate.to_dict(), activate=gate.activate
+        store,
+        record.id,
+        candidate,
+        metrics=gate.to_dict(),
+        activate=gate.activate,
+        recall_table=table.to_dict(),
     )
     return {
         "router_version": version,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +28,7 @@ class CollectionRecord:
     default_nprobe: int | None
     clustering_version: int | None
     router_version: int | None
+    recall_table: dict[str, Any] | None
     seq: int
     created_at: datetime
 
@@ -42,6 +44,7 @@ class CollectionRecord:
             default_nprobe=row.default_nprobe,
             clustering_version=row.clustering_version,
             router_version=row.router_version,
+            recall_table=row.recall_table,
             seq=row.seq,
             created_at=as_utc(row.created_at),
         )
@@ -102,12 +105,21 @@ def set_active_versions(
     *,
     clustering_version: int | None,
     router_version: int | None,
+    recall_table: dict[str, Any] | None,
 ) -> int:
-    """Point the collection at new versions; replicas notice through the write seq."""
+    """Point the collection at new versions and the recall table of the routing they make.
+
+    Replicas notice through the write seq.
+    """
     seq = next_seq(session)
     session.execute(
         update(Collection)
         .where(Collection.id == collection_id)
-        .values(clustering_version=clustering_version, router_version=router_version, seq=seq)
+        .values(
+            clustering_version=clustering_version,
+            router_version=router_version,
+            recall_table=recall_table,
+            seq=seq,
+        )
     )
     return seq

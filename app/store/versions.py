@@ -27,11 +27,17 @@ class StaleClusteringError(RuntimeError):
 
 
 def publish_clustering(
-    store: Store, collection_id: int, clustering: Clustering, *, n_points: int
+    store: Store,
+    collection_id: int,
+    clustering: Clustering,
+    *,
+    n_points: int,
+    recall_table: dict[str, Any] | None = None,
 ) -> int:
     """Store ``clustering`` as the next version and make it active; returns the version.
 
-    Routers of older clusterings stop applying: the collection falls back to centroids.
+    Routers of older clusterings stop applying: the collection falls back to centroids,
+    whose held-out ``recall_table`` (if the build could measure one) comes along.
     """
     with store.write() as session:
         next_seq(session)
@@ -49,7 +55,13 @@ def publish_clustering(
             )
         )
         session.flush()
-        set_active_versions(session, collection_id, clustering_version=version, router_version=None)
+        set_active_versions(
+            session,
+            collection_id,
+            clustering_version=version,
+            router_version=None,
+            recall_table=_stamped(recall_table, version, None),
+        )
     return version
 
 
@@ -86,17 +98,24 @@ def publish_router(
     *,
     metrics: dict[str, Any] | None = None,
     activate: bool,
+    recall_table: dict[str, Any] | None = None,
 ) -> int:
     """Store ``router`` as the next router version; if ``activate``, make it the active one.
+
+    ``recall_table`` is the held-out table of whichever routing is active afterwards (the
+    new router if activated, else the one serving now, freshly measured); None keeps the
+    collection's table.
 
     Raises ``StaleClusteringError`` when activation is asked for a router whose clustering
     was replaced meanwhile (it would route against lists that no longer exist).
     """
     with store.write() as session:
         next_seq(session)
-        active = session.execute(
-            select(Collection.clustering_version).where(Collection.id == collection_id)
-        ).scalar_one()
+        active, active_router, table = session.execute(
+            select(
+                Collection.clustering_version, Collection.router_version, Collection.recall_table
+            ).where(Collection.id == collection_id)
+        ).one()
         if activate and active != router.clustering_version:
             raise StaleClusteringError(
                 f"router trained for clustering {router.clustering_version}, active is {active}"
@@ -128,10 +147,26 @@ def publish_router(
                 .where(RouterRow.collection_id == collection_id, RouterRow.version != version)
                 .values(active=False)
             )
+        if activate or recall_table is not None:
             set_active_versions(
-                session, collection_id, clustering_version=active, router_version=version
+                session,
+                collection_id,
+                clustering_version=active,
+                router_version=version if activate else active_router,
+                recall_table=table
+                if recall_table is None
+                else _stamped(recall_table, active, version if activate else active_router),
             )
     return version
+
+
+def _stamped(
+    table: dict[str, Any] | None, clustering_version: int, router_version: int | None
+) -> dict[str, Any] | None:
+    """The table, stamped with the versions it describes (known only at publish)."""
+    if table is None:
+        return None
+    return table | {"clustering_version": clustering_version, "router_version": router_version}
 
 
 def load_router(session: Session, collection_id: int, version: int) -> Router:

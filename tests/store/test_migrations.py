@@ -12,6 +12,8 @@ from app.store.db import Store
 from app.store.migrate import current_revision, upgrade
 from app.store.models import Base, Collection, Point, WriteSeq
 
+HEAD = "0003"
+
 
 def _diff(store: Store) -> list:
     with store.engine.connect() as conn:
@@ -21,7 +23,7 @@ def _diff(store: Store) -> list:
 def test_fresh_database_reaches_head_matching_the_models(database_url: str) -> None:
     store = Store(database_url)
     upgrade(store)
-    assert current_revision(store) == "0002"
+    assert current_revision(store) == HEAD
     assert _diff(store) == []
     upgrade(store)  # idempotent: a second start-up changes nothing
     store.dispose()
@@ -49,7 +51,7 @@ def test_upgrade_from_previous_revision_keeps_data(database_url: str) -> None:
             )
         )
     upgrade(store)
-    assert current_revision(store) == "0002"
+    assert current_revision(store) == HEAD
     assert _diff(store) == []
     with store.read() as s:
         assert s.execute(select(Point.external_id)).scalars().all() == ["a"]

@@ -72,6 +72,26 @@ def test_trained_router_is_activated_when_it_beats_centroid_routing(
         router = load_router(session, cid, record.router_version)
     assert router.clustering_version == record.clustering_version
     assert router.params["data"]["last_query_id"] > 0
+    table = record.recall_table
+    assert table is not None and table["routing"] == "learned"
+    assert table["router_version"] == record.router_version
+    assert table["recall"][0] == pytest.approx(new[0])  # the same held-out queries
+
+
+def test_build_measures_centroid_recall_table_from_logged_queries(
+    store: Store, data: debian.Dataset
+) -> None:
+    cid = _collection_with_points(store, data.docs)
+    _log(store, cid, data.train_queries[:300])
+    result = run_build(store, "docs", {}, lambda _: None)
+    with store.read() as session:
+        record = get_collection(session, "docs")
+    assert record is not None and result["recall_table_queries"] == 300
+    table = record.recall_table
+    assert table is not None and table["routing"] == "centroid" and table["n_queries"] == 300
+    assert table["clustering_version"] == record.clustering_version == 1
+    assert table["router_version"] is None
+    assert len(table["recall"]) == result["nlist"] and table["recall"][-1] == pytest.approx(1.0)
 
 
 def test_training_without_a_clustering_fails_for_good(store: Store, data: debian.Dataset) -> None:
