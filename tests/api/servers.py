@@ -68,3 +68,41 @@ class Server:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class WorkerProcess:
+    """``python -m app.cli worker`` on the same store, to kill in the middle of a job."""
+
+    def __init__(self, database_url: str, data_dir: Path, **env: str) -> None:
+        self.env = {
+            **os.environ,
+            "VECROUTE_DATABASE_URL": database_url,
+            "VECROUTE_DATA_DIR": str(data_dir),
+            "VECROUTE_LOG_LEVEL": "WARNING",
+            "OMP_NUM_THREADS": "1",
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()

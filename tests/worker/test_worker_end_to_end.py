@@ -1,0 +1,148 @@
+"""The worker over HTTP, as a deployment runs it: an API with ``--no-worker`` and a separate
+``vecroute worker`` process on one store.
+
+Index a slice of the shared data, let the policy build the IVF, log queries by searching,
+train a router and see recall at low nprobe (4 of 76 lists) go up; kill the worker in the
+middle of a training job and see the job retried and the active router unchanged until it
+succeeds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from app.engine.evaluation import recall_at_k
+from bench import debian
+from tests.api.servers import Server, WorkerProcess
+
+WORKER_ENV = {
+    "VECROUTE_EMBEDDED_WORKER": "false",
+    "VECROUTE_BUILD_MIN_POINTS": "1000",
+    "VECROUTE_TRAIN_MIN_QUERIES": "500",
+    "VECROUTE_RETRAIN_MIN_NEW_QUERIES": "1000000",
+    "VECROUTE_SCHEDULE_INTERVAL_S": "0.2",
+    "VECROUTE_WORKER_POLL_S": "0.1",
+    "VECROUTE_JOB_LEASE_S": "2",
+}
+
+
+@pytest.fixture(scope="module")
+def data() -> debian.Dataset:
+    return debian.load("ip", n_docs=3000, n_train=1500, n_test=300)
+
+
+@pytest.fixture
+def api(database_url: str, tmp_path: Path) -> Iterator[httpx.Client]:
+    server = Server(database_url, tmp_path / "api", **WORKER_ENV).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            yield client
+    finally:
+        server.stop()
+
+
+def _wait(check: Any, timeout_s: float = 90, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value
+
+
+def _info(api: httpx.Client) -> dict[str, Any]:
+    return api.get("/collections/docs").json()
+
+
+def _index(api: httpx.Client, data: debian.Dataset) -> None:
+    r = api.post("/collections", json={"name": "docs", "dim": 384, "metric": "ip"})
+    assert r.status_code == 201
+    for start in range(0, len(data.docs), 500):
+        points = [
+            {"id": str(i), "vector": data.docs[i].tolist()}
+            for i in range(start, min(start + 500, len(data.docs)))
+        ]
+        assert api.post("/index", json={"collection": "docs", "points": points}).status_code == 200
+
+
+def _log_training_queries(api: httpx.Client, data: debian.Dataset) -> None:
+    for start in range(0, len(data.train_queries), 100):
+        batch = data.train_queries[start : start + 100].tolist()
+        r = api.post("/search/batch", json={"collection": "docs", "vectors": batch, "k": 10})
+        assert r.status_code == 200
+
+
+def _recall(api: httpx.Client, data: debian.Dataset, nprobe: int) -> tuple[float, str]:
+    body = {
+        "collection": "docs",
+        "vectors": data.test_queries.tolist(),
+        "k": 10,
+        "nprobe": nprobe,
+        "log": False,
+    }
+    out = api.post("/search/batch", json=body).json()
+    found = np.full((len(data.test_queries), 10), -1)  # a small list may hold fewer than k
+    for row, result in enumerate(out["results"]):
+        ids = [int(h["id"]) for h in result["hits"]]
+        found[row, : len(ids)] = ids
+    return recall_at_k(found, data.test_gt, 10), out["routing"]
+
+
+def test_policy_builds_then_training_raises_recall_at_low_nprobe(
+    api: httpx.Client, database_url: str, tmp_path: Path, data: debian.Dataset
+) -> None:
+    # Training waits for the whole log, so the router learns from all 1,500 queries.
+    env = WORKER_ENV | {"VECROUTE_TRAIN_MIN_QUERIES": str(len(data.train_queries))}
+    worker = WorkerProcess(database_url, tmp_path / "worker", **env).start()
+    try:
+        _index(api, data)
+        _wait(lambda: _info(api)["index"]["state"] == "ivf", what="the policy's build")
+        before, routing = _recall(api, data, nprobe=4)
+        assert routing == "centroid"
+        _log_training_queries(api, data)
+        # The policy trains a router for the fresh clustering once enough queries are logged.
+        info = _wait(lambda: (i := _info(api))["router"]["version"] and i, what="a router")
+    finally:
+        worker.stop()
+    assert info["router"]["kind"] == "linear"
+    after, routing = _recall(api, data, nprobe=4)
+    assert routing == "learned"
+    assert after > before + 0.03, (before, after)
+
+
+def test_killed_training_job_is_retried_and_router_unchanged_meanwhile(
+    api: httpx.Client, database_url: str, tmp_path: Path, data: debian.Dataset
+) -> None:
+    env = WORKER_ENV | {"VECROUTE_AUTO_POLICY": "false"}
+    worker = WorkerProcess(database_url, tmp_path / "w1", **env).start()
+    _index(api, data)
+    assert api.post("/collections/docs/build").status_code == 202  # no policy: build by hand
+    _wait(lambda: _info(api)["index"]["state"] == "ivf", what="the build")
+    _log_training_queries(api, data)
+    job = api.post("/train-router", json={"collection": "docs"}).json()["job_id"]
+    _wait(lambda: api.get(f"/jobs/{job}").json()["status"] == "running", what="a running job")
+    worker.kill()
+    assert _info(api)["router"]["version"] is None
+
+    time.sleep(2.5)  # past the lease: the job is now claimable again
+    assert api.get(f"/jobs/{job}").json()["status"] in ("running", "queued")
+    assert _info(api)["router"]["version"] is None
+    second = WorkerProcess(database_url, tmp_path / "w2", **env).start()
+    try:
+        done = _wait(
+            lambda: (
+                (j := api.get(f"/jobs/{job}").json())["status"] in ("succeeded", "failed") and j
+            ),
+            what="the retried job",
+        )
+    finally:
+        second.stop()
+    assert done["status"] == "succeeded" and done["attempts"] == 2
+    assert done["result"]["activated"] is True
+    _wait(lambda: _info(api)["router"]["version"] == done["result"]["router_version"], 10)
