@@ -26,9 +26,13 @@ async def get_metrics(request: Request) -> Metrics:
 
 
 async def json_object(request: Request) -> dict[str, Any]:
+    return parse_object(await request.body())
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
     """The body parsed by orjson, which also refuses NaN/Infinity literals."""
     try:
-        body = orjson.loads(await request.body())
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise MalformedBody("the body is not valid JSON") from None
     if not isinstance(body, dict):

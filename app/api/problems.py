@@ -26,9 +26,19 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
+def as_problem(exc: Exception) -> Response:
+    """The problem document for an exception raised outside FastAPI's handlers (fast path)."""
+    if isinstance(exc, DomainError):
+        return problem(exc.status, exc.title, exc.detail, exc.slug)
+    if isinstance(exc, ValidationError):
+        return _validation_problem(exc)
+    log.exception("unhandled error", exc_info=exc)
+    return problem(500, "Internal server error", "an unexpected error occurred", "internal")
+
+
 async def _domain(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    return problem(exc.status, exc.title, exc.detail, exc.slug)
+    return as_problem(exc)
 
 
 def _errors(errors: Any) -> list[dict[str, Any]]:
@@ -51,6 +61,10 @@ async def _request_validation(_: Request, exc: Exception) -> Response:
 
 async def _validation(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, ValidationError)
+    return _validation_problem(exc)
+
+
+def _validation_problem(exc: ValidationError) -> Response:
     errors = _errors(exc.errors())
     detail = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors)
     return problem(422, "Invalid request", detail, "invalid-request", errors=errors)
@@ -65,5 +79,4 @@ async def _http(_: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(_: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", exc_info=exc)
-    return problem(500, "Internal server error", "an unexpected error occurred", "internal")
+    return as_problem(exc)

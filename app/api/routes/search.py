@@ -1,4 +1,9 @@
-"""Search, single and batched."""
+"""Search, single and batched.
+
+The handlers take the parsed body and return the response document, so the same code
+serves these FastAPI routes (which also give the OpenAPI schema) and the fast path in
+``app/api/fastpath.py`` that reaches them without FastAPI's routing and dependency solving.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import JsonBody, MetricsDep, ServiceDep, SettingsDep
+from app.api.metrics import Metrics
 from app.api.responses import OrjsonResponse
 from app.api.schemas import (
     REQUEST_BODIES,
@@ -54,12 +60,9 @@ async def _run(
     )
 
 
-@router.post(
-    "/search", response_model=SearchResponse, operation_id="search", openapi_extra=_body("search")
-)
-async def search(
-    body: JsonBody, service: ServiceDep, settings: SettingsDep, metrics: MetricsDep
-) -> Response:
+async def search_one(
+    body: dict[str, Any], service: Service, settings: Settings, metrics: Metrics
+) -> dict[str, Any]:
     vector = body.pop("vector", None)
     params = SearchParams.model_validate(body)
     opts = _options(params, settings)
@@ -69,18 +72,12 @@ async def search(
     out = await _run(service, params, queries, opts)
     metrics.searches.labels(out["routing"]).inc()
     hits = out.pop("results")[0]
-    return OrjsonResponse({"hits": hits, **out})
+    return {"hits": hits, **out}
 
 
-@router.post(
-    "/search/batch",
-    response_model=BatchSearchResponse,
-    operation_id="search_batch",
-    openapi_extra=_body("search_batch"),
-)
-async def search_batch(
-    body: JsonBody, service: ServiceDep, settings: SettingsDep, metrics: MetricsDep
-) -> Response:
+async def search_many(
+    body: dict[str, Any], service: Service, settings: Settings, metrics: Metrics
+) -> dict[str, Any]:
     vectors = body.pop("vectors", None)
     params = SearchParams.model_validate(body)
     opts = _options(params, settings)
@@ -92,4 +89,25 @@ async def search_batch(
     out = await _run(service, params, queries, opts)
     metrics.searches.labels(out["routing"]).inc(len(queries))
     out["results"] = [{"hits": hits} for hits in out["results"]]
-    return OrjsonResponse(out)
+    return out
+
+
+@router.post(
+    "/search", response_model=SearchResponse, operation_id="search", openapi_extra=_body("search")
+)
+async def search(
+    body: JsonBody, service: ServiceDep, settings: SettingsDep, metrics: MetricsDep
+) -> Response:
+    return OrjsonResponse(await search_one(body, service, settings, metrics))
+
+
+@router.post(
+    "/search/batch",
+    response_model=BatchSearchResponse,
+    operation_id="search_batch",
+    openapi_extra=_body("search_batch"),
+)
+async def search_batch(
+    body: JsonBody, service: ServiceDep, settings: SettingsDep, metrics: MetricsDep
+) -> Response:
+    return OrjsonResponse(await search_many(body, service, settings, metrics))

@@ -1,0 +1,64 @@
+"""The search fast path (app/api/fastpath.py) answers exactly as the FastAPI routes would."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from app.api.fastpath import HANDLERS
+from app.api.routes import search
+from app.main import create_app
+from app.settings import Settings
+
+PROBLEM = "application/problem+json"
+
+
+def _docs(client: TestClient) -> None:
+    assert client.post("/collections", json={"name": "docs", "dim": 2}).status_code == 201
+    points = [{"id": "a", "vector": [1, 0], "payload": {"x": 1}}, {"id": "b", "vector": [0, 1]}]
+    assert client.post("/index", json={"collection": "docs", "points": points}).status_code == 200
+
+
+def test_fast_path_serves_the_route_handlers() -> None:
+    assert HANDLERS["/search"][1] is search.search_one
+    assert HANDLERS["/search/batch"][1] is search.search_many
+
+
+def test_answers_errors_and_metrics(client: TestClient) -> None:
+    _docs(client)
+    r = client.post("/search", json={"collection": "docs", "vector": [1, 0.1], "k": 1})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    assert r.json() == {
+        "hits": [{"id": "a", "score": 1.0, "payload": {"x": 1}}],
+        "nprobe": None,
+        "routing": "exact",
+        "router_version": None,
+    }
+    cases = [
+        ("/search", b"{not json", 400, "malformed-body"),
+        ("/search", b"[1, 2]", 400, "malformed-body"),
+        ("/search", b'{"collection": "docs", "vector": [1, 0], "k": 0}', 422, "invalid-request"),
+        ("/search", b'{"collection": "docs", "vector": [1, 0], "kk": 1}', 422, "invalid-request"),
+        ("/search", b'{"collection": "docs", "vector": [1]}', 422, "invalid-request"),
+        ("/search", b'{"collection": "nope", "vector": [1, 0]}', 404, "collection-not-found"),
+        ("/search/batch", b'{"collection": "docs", "vectors": []}', 422, "invalid-request"),
+    ]
+    for path, body, status, slug in cases:
+        r = client.post(path, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == status, (body, r.text)
+        assert r.headers["content-type"] == PROBLEM
+        assert r.json()["type"].endswith(slug), r.json()
+    assert client.get("/search").status_code == 405
+    metrics = client.get("/metrics").text
+    assert 'route="/search",status="200"' in metrics
+    assert 'route="/search/batch",status="422"' in metrics
+
+
+def test_behind_the_api_key_and_body_limit(settings: Settings) -> None:
+    keyed = settings.model_copy(update={"api_key": "s3cret"})
+    with TestClient(create_app(keyed)) as client:
+        auth = {"Authorization": "Bearer s3cret"}
+        body = {"collection": "docs", "vector": [1, 0]}
+        assert client.post("/search", json=body).status_code == 401
+        big = b'{"collection": "docs", "vector": [' + b"0," * 200_000 + b"0]}"
+        r = client.post("/search", content=big, headers=auth)
+        assert r.status_code == 413 and r.headers["content-type"] == PROBLEM
