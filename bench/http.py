@@ -172,6 +172,13 @@ class Server:
                 raise RuntimeError("the server never became ready")
             time.sleep(0.01)
 
+    def loaded(self, names: tuple[str, ...]) -> dict[str, bool]:
+        """Which of these extension modules the server process has mapped (Linux)."""
+        assert self.proc is not None
+        maps = Path(f"/proc/{self.proc.pid}/maps")
+        text = maps.read_text() if maps.exists() else ""
+        return {name: name in text for name in names}
+
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
@@ -439,6 +446,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     progress = tqdm(total=steps + -(-len(docs) // INGEST_BATCH), desc="http bench", unit="step")
     try:
         server.start()
+        report["server_loads"] = server.loaded(("uvloop", "httptools"))
         client = RawClient(server.port)
         client.json(
             "POST", "/collections", {"name": NAME, "dim": dim, "metric": metric}, expect=201
@@ -508,6 +516,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         progress.set_postfix_str("http batch")
         http: dict[str, Any] = {}
+        client.close()  # idle past uvicorn's keep-alive timeout during the in-process runs
+        client = RawClient(server.port)
         floor = encode("GET", "/healthz")
         for _ in range(200):
             client.request(floor)
@@ -573,6 +583,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def print_table(r: dict[str, Any]) -> None:
     ing = r["ingest"]
+    print(f"\nserver loads uvloop/httptools: {r['server_loads']}", end="")
     print(
         f"\n{r['variant']}: {r['n_docs']} docs x {r['dim']}, nlist {r['index']['nlist']}, "
         f"client: {r['client']}"
