@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -40,6 +41,9 @@ def configure_logging(level: str) -> None:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    # Before faiss loads: idle OpenMP threads sleep instead of spinning on the cores the
+    # event loop needs (uvicorn picks uvloop and httptools, installed by uvicorn[standard]).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
     from app.main import create_app

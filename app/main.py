@@ -11,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
 from app.api import problems
+from app.api.fastpath import SearchFastPath
 from app.api.metrics import Metrics
 from app.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
 from app.api.routes import collections, jobs, ops, points, search
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (collections, points, search, jobs, ops):
         app.include_router(module.router)
     problems.install(app)
+    app.add_middleware(SearchFastPath)  # innermost: behind the API key and body limit
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
