@@ -41,6 +41,17 @@ class RouterInfo(BaseModel):
     version: int | None
 
 
+class RecallTableSummary(BaseModel):
+    routing: Literal["centroid", "learned"]
+    clustering_version: int | None
+    router_version: int | None
+    k: int
+    n_queries: int
+    nprobe: list[int]
+    recall: list[float]
+    recall_lower_bound: list[float]
+
+
 class CollectionInfo(BaseModel):
     name: str
     dim: int
@@ -51,6 +62,11 @@ class CollectionInfo(BaseModel):
     default_nprobe: int | None
     index: IndexState
     router: RouterInfo
+    recall_table: RecallTableSummary | None = Field(
+        default=None,
+        description="Held-out recall@k against nprobe of the active routing: what "
+        "target_recall searches choose from (null until measured on logged queries).",
+    )
     created_at: str
 
 
@@ -97,6 +113,13 @@ class SearchParams(Strict):
     collection: Name
     k: int = Field(default=10, ge=1)
     nprobe: int | None = Field(default=None, ge=1)
+    target_recall: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Instead of nprobe: the smallest nprobe whose held-out recall@10 (lower "
+        "confidence bound) reaches this; the response says which nprobe was used.",
+    )
     routing: Routing = "auto"
     with_payload: bool = True
     log: bool = True

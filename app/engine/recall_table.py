@@ -45,6 +45,21 @@ class RecallTable:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def summary(self) -> dict[str, Any]:
+        """The table at nprobe 1, 2, 4, ... and nlist: what a person reads in collection info."""
+        nlist = len(self.recall)
+        nprobes = sorted({2**i for i in range(nlist.bit_length()) if 2**i <= nlist} | {nlist})
+        return {
+            "routing": self.routing,
+            "clustering_version": self.clustering_version,
+            "router_version": self.router_version,
+            "k": self.k,
+            "n_queries": self.n_queries,
+            "nprobe": nprobes,
+            "recall": [self.recall[p - 1] for p in nprobes],
+            "recall_lower_bound": [self.lower[p - 1] for p in nprobes],
+        }
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RecallTable:
         return cls(**d)

@@ -67,6 +67,10 @@ class NoLearnedRouter(Conflict):
     slug = "no-learned-router"
 
 
+class NoRecallTable(Conflict):
+    slug = "no-recall-table"
+
+
 class Unavailable(DomainError):
     status = 503
     title = "Service unavailable"

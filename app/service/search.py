@@ -7,7 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from app.service.errors import InvalidInput, NoLearnedRouter
+from app.engine.clustering import Clustering
+from app.engine.ivf import RouterMismatchError
+from app.engine.recall_table import RecallTable
+from app.engine.routing import Router
+from app.service.errors import InvalidInput, NoLearnedRouter, NoRecallTable
 from app.service.live import LiveCollection
 
 ROUTINGS = ("auto", "learned", "centroid", "exact")
@@ -19,6 +23,7 @@ class SearchOptions:
     nprobe: int | None
     routing: str
     with_payload: bool
+    target_recall: float | None = None
 
 
 def run_search(
@@ -28,23 +33,26 @@ def run_search(
     index = live.index
     clustering = index.clustering
     router = live.router
+    if router is not None and (
+        clustering is None or router.clustering_version != clustering.version
+    ):
+        router = None  # caught mid-swap: the router belongs to another clustering
     if opts.routing == "learned" and router is None:
         raise NoLearnedRouter("no learned router is active for the current clustering")
     if clustering is None or opts.routing == "exact":
         result = index.search(queries, opts.k, exact=True)
         used, version, nprobe = "exact", None, None
     else:
-        nlist = clustering.nlist
-        nprobe = opts.nprobe
-        if nprobe is None:
-            nprobe = min(live.record.default_nprobe or default_nprobe, nlist)
-        elif nprobe > nlist:
-            raise InvalidInput(f"nprobe must be in [1, {nlist}] for this collection")
         learned = router is not None and opts.routing in ("auto", "learned")
         chosen = router if learned else None
-        result = index.search(queries, opts.k, nprobe=nprobe, router=chosen)
+        nprobe = _nprobe(live, clustering, chosen, opts, default_nprobe)
+        try:
+            result = index.search(queries, opts.k, nprobe=nprobe, router=chosen)
+        except RouterMismatchError:  # the clustering was swapped since we read it
+            learned, chosen = False, None
+            result = index.search(queries, opts.k, nprobe=nprobe)
         used = "learned" if learned else "centroid"
-        version = router.version if learned and router is not None else None
+        version = chosen.version if chosen is not None else None
     results = [live.hits(result, row, opts.with_payload) for row in range(len(queries))]
     return {
         "results": results,
@@ -52,3 +60,44 @@ def run_search(
         "routing": used,
         "router_version": version,
     }
+
+
+def _nprobe(
+    live: LiveCollection,
+    clustering: Clustering,
+    router: Router | None,
+    opts: SearchOptions,
+    default_nprobe: int,
+) -> int:
+    """The nprobe asked for, the one that keeps ``target_recall``, or the default."""
+    nlist = clustering.nlist
+    if opts.target_recall is not None:
+        table = _recall_table(live, clustering, router)
+        # No nprobe reaches the bound: probing every list is exact, so the promise holds.
+        return table.nprobe_for(opts.target_recall) or nlist
+    if opts.nprobe is None:
+        return min(live.record.default_nprobe or default_nprobe, nlist)
+    if opts.nprobe > nlist:
+        raise InvalidInput(f"nprobe must be in [1, {nlist}] for this collection")
+    return opts.nprobe
+
+
+def _recall_table(
+    live: LiveCollection, clustering: Clustering, router: Router | None
+) -> RecallTable:
+    """The held-out table of exactly the routing this search uses, or a 409."""
+    stored = live.record.recall_table
+    routing = "learned" if router is not None else "centroid"
+    fits = (
+        stored is not None
+        and stored["clustering_version"] == clustering.version
+        and stored["routing"] == routing
+        and stored["router_version"] == (router.version if router is not None else None)
+    )
+    if not fits:
+        raise NoRecallTable(
+            f"no held-out recall table for the {routing} routing of this collection yet: "
+            "it is measured on logged queries when the worker builds the index or trains a "
+            "router; pass nprobe instead"
+        )
+    return RecallTable.from_dict(stored)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import text
 
+from app.engine.recall_table import RecallTable
 from app.service import points as point_writes
 from app.service.errors import (
     CollectionExists,
@@ -198,6 +199,7 @@ class Service:
         clustering = live.index.clustering
         state = "ivf" if clustering is not None else ("building" if building else "flat")
         router = live.router
+        table = live.record.recall_table
         return {
             "name": live.name,
             "dim": live.record.dim,
@@ -216,6 +218,7 @@ class Service:
                 "kind": str(router.kind) if router is not None else "centroid",
                 "version": router.version if router is not None else None,
             },
+            "recall_table": RecallTable.from_dict(table).summary() if table else None,
             "created_at": live.record.created_at.isoformat(),
         }
 

@@ -115,6 +115,17 @@ def test_policy_builds_then_training_raises_recall_at_low_nprobe(
     assert routing == "learned"
     assert after > before + 0.03, (before, after)
 
+    # target_recall picks the smallest nprobe whose held-out lower bound reaches it
+    table = info["recall_table"]
+    assert table["routing"] == "learned" and table["router_version"] == info["router"]["version"]
+    body = {"collection": "docs", "vector": data.test_queries[0].tolist(), "target_recall": 0.9}
+    chosen = api.post("/search", json=body).json()["nprobe"]
+    bounds = zip(table["nprobe"], table["recall_lower_bound"], strict=True)
+    at_or_above = [p for p, lo in bounds if lo >= 0.9]
+    assert at_or_above and chosen <= at_or_above[0]
+    achieved, _ = _recall(api, data, nprobe=chosen)
+    assert achieved >= 0.9 - 0.03  # 300 unseen test queries; bench/target_recall.py measures it
+
 
 def test_killed_training_job_is_retried_and_router_unchanged_meanwhile(
     api: httpx.Client, database_url: str, tmp_path: Path, data: debian.Dataset

@@ -40,7 +40,13 @@ def _body(operation: str) -> dict[str, Any]:
 def _options(params: SearchParams, settings: Settings) -> SearchOptions:
     if params.k > settings.max_k:
         raise InvalidInput(f"k must be in [1, {settings.max_k}]")
-    return SearchOptions(params.k, params.nprobe, params.routing, params.with_payload)
+    if params.target_recall is not None and params.nprobe is not None:
+        raise InvalidInput("give nprobe or target_recall, not both")
+    if params.target_recall is not None and params.routing == "exact":
+        raise InvalidInput("target_recall does not apply to exact search")
+    return SearchOptions(
+        params.k, params.nprobe, params.routing, params.with_payload, params.target_recall
+    )
 
 
 async def _caught_up(service: Service, params: SearchParams) -> None:
