@@ -37,7 +37,7 @@ class TrainConfig:
     epochs: int = 40
     batch_size: int = 512
     lr: float = 0.01  # Adam step, relative to the scale of the representatives
-    weight_decay: float = 1e-5  # relative L2 pull of W towards the representatives
+    weight_decay: float = 2e-6  # relative L2 pull of W towards the representatives
     bias: bool = False
     hidden: int = 256  # width of the ``mlp`` hidden layer
     val_fraction: float = 0.1
