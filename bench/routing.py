@@ -21,18 +21,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from tqdm import tqdm
+# Run as a script, bench/ would be sys.path[0] and bench/http.py would shadow the stdlib
+# ``http`` (torch imports it); the repository root takes its place.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
-from app.engine import gate
-from app.engine.clustering import Algorithm, auto_nlist, train_clustering
-from app.engine.labels import Objective, exact_neighbours, list_labels
-from app.engine.routing import CentroidRule, Router, RouterKind, centroid_router
-from app.engine.training import TrainConfig, train_router
-from bench import debian
+from app.engine import gate  # noqa: E402
+from app.engine.clustering import Algorithm, auto_nlist, train_clustering  # noqa: E402
+from app.engine.labels import Objective, exact_neighbours, list_labels  # noqa: E402
+from app.engine.routing import CentroidRule, Router, RouterKind, centroid_router  # noqa: E402
+from app.engine.training import TrainConfig, train_router  # noqa: E402
+from bench import debian  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NPROBES = gate.NPROBES
@@ -94,7 +96,7 @@ def adaptive_rows(
         fixed = gate.nprobe_for_recall(ranks, recall, 10, base.nlist)
         rows.append(
             Row(
-                ds.metric.value,
+                ctx["variant"],
                 ctx["nlist"],
                 ctx["algo"],
                 f"adaptive-{target:.2f}({name})",
@@ -132,6 +134,7 @@ def run_cell(
     test_lists = list_labels(ds.test_gt[:, :10], doc_lists)
     ctx = {
         "ds": ds,
+        "variant": variant,
         "sizes": sizes,
         "nlist": nlist,
         "algo": algo.value,
@@ -332,11 +335,13 @@ def main() -> None:
             bar.set_postfix_str(f"{v} {algo.value} nlist={nlist}")
             rows.extend(run_cell(ds, v, algo, nlist, train, calib, args.full, bar))
     bar.close()
-    print_table(rows)
-    summ = summary(rows)
-    print(json.dumps(summ, indent=1))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = {"meta": meta, "summary": summ, "rows": [asdict(r) for r in rows]}
+    # Rows first: a long run is never lost to a failure in the summary or the plot.
+    out: dict[str, Any] = {"meta": meta, "rows": [asdict(r) for r in rows]}
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(out, indent=1))
+    print_table(rows)
+    out["summary"] = summary(rows)
+    print(json.dumps(out["summary"], indent=1))
     (RESULTS / f"{args.out}.json").write_text(json.dumps(out, indent=1))
     plot(rows, RESULTS / f"{args.out}.png")
     print(f"wrote {RESULTS / (args.out + '.json')} and .png")
