@@ -14,6 +14,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from app.store.db import Store
+from app.store.migrate import upgrade
+
 PG_BASE_URL = os.environ.get(
     "VECROUTE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -48,6 +51,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url = request.getfixturevalue("pg_database")
     _reset_pg(url)
     return url
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[Store]:
+    """A migrated, empty store of each backend."""
+    s = Store(database_url)
+    upgrade(s)
+    yield s
+    s.dispose()
 
 
 @pytest.fixture

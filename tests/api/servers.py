@@ -22,10 +22,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class Server:
+class _Process:
+    """A ``python -m app.cli <command>`` child on one store, killable at any moment."""
+
+    command: tuple[str, ...] = ()
+
     def __init__(self, database_url: str, data_dir: Path, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
             "VECROUTE_DATABASE_URL": database_url,
@@ -37,14 +39,40 @@ class Server:
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 60) -> Server:
+    def spawn(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "app.cli", *args],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class Server(_Process):
+    """``vecroute serve`` on a free loopback port."""
+
+    def __init__(self, database_url: str, data_dir: Path, **env: str) -> None:
+        super().__init__(database_url, data_dir, **env)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 60) -> Server:
+        self.spawn("serve", "--port", str(self.port))
+        assert self.proc is not None
         deadline = time.monotonic() + timeout_s
         while True:
             assert self.proc.poll() is None, "server exited during start-up"
@@ -56,53 +84,10 @@ class Server:
             assert time.monotonic() < deadline, "server never became ready"
             time.sleep(0.05)
 
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-class WorkerProcess:
-    """``python -m app.cli worker`` on the same store, to kill in the middle of a job."""
-
-    def __init__(self, database_url: str, data_dir: Path, **env: str) -> None:
-        self.env = {
-            **os.environ,
-            "VECROUTE_DATABASE_URL": database_url,
-            "VECROUTE_DATA_DIR": str(data_dir),
-            "VECROUTE_LOG_LEVEL": "WARNING",
-            "OMP_NUM_THREADS": "1",
-            **env,
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
+class WorkerProcess(_Process):
+    """``vecroute worker`` alone, to kill in the middle of a job."""
 
     def start(self) -> WorkerProcess:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker"],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.spawn("worker")
         return self
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()

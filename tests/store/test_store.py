@@ -6,22 +6,12 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 from app.store import jobs
 from app.store.collections import create_collection, delete_collection
 from app.store.db import Store
-from app.store.migrate import upgrade
 from app.store.points import changes_since, delete_points, get_point, upsert_points
 from app.store.seq import current_seq, next_seq
-
-
-@pytest.fixture
-def store(database_url: str):
-    s = Store(database_url)
-    upgrade(s)
-    yield s
-    s.dispose()
 
 
 def _upsert(store: Store, cid: int, ids: list[str], vectors: np.ndarray) -> tuple[int, np.ndarray]:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
-import pytest
 
 from app.store import jobs
 from app.store.collections import create_collection, get_collection
 from app.store.db import Store
-from app.store.migrate import upgrade
 from app.store.points import upsert_points
 from app.store.query_log import LoggedQuery, append_queries
 from app.store.seq import next_seq
@@ -20,14 +16,6 @@ from worker.scheduler import counters, schedule
 from worker.train_router import TrainingPlan, run_train_router
 
 POLICY = Policy(build_min_points=500, train_min_queries=200, retrain_min_new_queries=300)
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
-    upgrade(s)
-    yield s
-    s.dispose()
 
 
 def _finish_all(store: Store) -> list[str]:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
 from app.store.collections import create_collection, get_collection
 from app.store.db import Store
-from app.store.migrate import upgrade
 from app.store.points import upsert_points
 from app.store.query_log import LoggedQuery, append_queries
 from app.store.seq import next_seq
@@ -24,14 +21,6 @@ PLAN = TrainingPlan(min_queries=100, default_nprobe=2)
 @pytest.fixture(scope="module")
 def data() -> debian.Dataset:
     return debian.load("ip", n_docs=3000, n_train=1500, n_test=10)
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = Store(database_url)
-    upgrade(s)
-    yield s
-    s.dispose()
 
 
 def _collection_with_points(store: Store, docs: np.ndarray) -> int:
