@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     max_batch_points: int = Field(default=10_000, ge=1)
     max_batch_queries: int = Field(default=1_000, ge=1)
     max_dim: int = Field(default=4096, ge=1)
+    # /index bodies up to this size are parsed in-process; larger ones in a worker process
+    # (app/service/parsing.py), where parsing cannot hold this process's GIL.
+    index_inline_max_bytes: int = Field(default=256 * 1024, ge=0)
 
     # Search defaults and read-your-writes.
     default_nprobe: int = Field(default=8, ge=1)

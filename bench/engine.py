@@ -37,7 +37,9 @@ import numpy as np
 from faiss.contrib.ivf_tools import add_preassigned
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as a script, bench/ would come first on sys.path and bench/http.py would shadow the
+# standard library's http; the repository root takes its place.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from app.engine.clustering import Algorithm, Clustering, auto_nlist, train_clustering
 from app.engine.evaluation import recall_at_k, routing_accuracy, top1_accuracy

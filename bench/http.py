@@ -46,7 +46,9 @@ import numpy as np
 import orjson
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# Run as a script, bench/ would come first on sys.path and bench/http.py would shadow the
+# standard library's http; the repository root takes its place.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from app.engine.evaluation import recall_at_k
 from app.engine.ivf import VectorIndex
@@ -416,11 +418,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bulk-seconds", type=float, default=5.0)
     p.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--show", type=Path, default=None, help="print the table of a saved run")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.show is not None:
+        saved: dict[str, Any] = json.loads(args.show.read_text())
+        print_table(saved)
+        return saved
     if args.quick:
         args.n_docs = args.n_docs or 15_000
         args.singles, args.batches, args.recall_queries = 1000, 15, 500
@@ -594,8 +601,9 @@ def print_table(r: dict[str, Any]) -> None:
         f"p99 {ing['p99_ms']:.1f} ms; build {r['build_s']:.1f} s"
     )
     rec = r["recall"]
+    sweep = {int(k): v for k, v in rec["sweep"].items()}  # str keys once read back from JSON
     print(
-        f"recall@10: nprobe {rec['nprobe']} -> {rec['sweep'][rec['nprobe']]:.3f} over HTTP, "
+        f"recall@10: nprobe {rec['nprobe']} -> {sweep[int(rec['nprobe'])]:.3f} over HTTP, "
         f"{rec['in_process']:.3f} in-process (exact routing {rec['exact_routing']:.3f})"
     )
     print(f"\n{'measurement':<34}{'qps':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
