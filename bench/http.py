@@ -418,6 +418,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bulk-seconds", type=float, default=5.0)
     p.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument(
+        "--inline-index",
+        action="store_true",
+        help="parse every /index body in the API process (as before issue 7), to compare",
+    )
     p.add_argument("--show", type=Path, default=None, help="print the table of a saved run")
     return p.parse_args(argv)
 
@@ -442,12 +447,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     tmp = Path(tempfile.mkdtemp(prefix="vecroute-bench-"))
     server = Server(tmp)
+    if args.inline_index:
+        server.env["VECROUTE_INDEX_INLINE_MAX_BYTES"] = str(1 << 40)
     report: dict[str, Any] = {
         "variant": args.variant,
         "n_docs": len(docs),
         "dim": dim,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "client": "raw keep-alive socket, pre-encoded HTTP/1.1 requests",
+        "index_parsing": "in-process" if args.inline_index else "worker process over 256 KiB",
     }
     steps = 9
     progress = tqdm(total=steps + -(-len(docs) // INGEST_BATCH), desc="http bench", unit="step")
