@@ -25,16 +25,16 @@ from typing import Any
 # ``http`` (torch imports it); the repository root takes its place.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+import torch
+from tqdm import tqdm
 
-from app.engine import gate  # noqa: E402
-from app.engine.clustering import Algorithm, auto_nlist, train_clustering  # noqa: E402
-from app.engine.labels import Objective, exact_neighbours, list_labels  # noqa: E402
-from app.engine.routing import CentroidRule, Router, RouterKind, centroid_router  # noqa: E402
-from app.engine.training import TrainConfig, train_router  # noqa: E402
-from bench import debian  # noqa: E402
+from app.engine import gate
+from app.engine.clustering import Algorithm, auto_nlist, train_clustering
+from app.engine.labels import Objective, exact_neighbours, list_labels
+from app.engine.routing import CentroidRule, Router, RouterKind, centroid_router
+from app.engine.training import TrainConfig, train_router
+from bench import debian
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NPROBES = gate.NPROBES
