@@ -10,7 +10,7 @@ succeeds.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,21 @@ def api(database_url: str, tmp_path: Path) -> Iterator[httpx.Client]:
             yield client
     finally:
         server.stop()
+
+
+@pytest.fixture
+def spawn_worker(database_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Starts ``vecroute worker`` processes; every one is stopped at teardown, even on failure."""
+    started: list[WorkerProcess] = []
+
+    def spawn(**env: str) -> WorkerProcess:
+        worker = WorkerProcess(database_url, tmp_path / f"worker{len(started)}", **WORKER_ENV | env)
+        started.append(worker.start())
+        return worker
+
+    yield spawn
+    for worker in started:
+        worker.stop()
 
 
 def _wait(check: Any, timeout_s: float = 90, what: str = "condition") -> Any:
@@ -95,21 +110,17 @@ def _recall(api: httpx.Client, data: debian.Dataset, nprobe: int) -> tuple[float
 
 
 def test_policy_builds_then_training_raises_recall_at_low_nprobe(
-    api: httpx.Client, database_url: str, tmp_path: Path, data: debian.Dataset
+    api: httpx.Client, spawn_worker: Callable[..., WorkerProcess], data: debian.Dataset
 ) -> None:
     # Training waits for the whole log, so the router learns from all 1,500 queries.
-    env = WORKER_ENV | {"VECROUTE_TRAIN_MIN_QUERIES": str(len(data.train_queries))}
-    worker = WorkerProcess(database_url, tmp_path / "worker", **env).start()
-    try:
-        _index(api, data)
-        _wait(lambda: _info(api)["index"]["state"] == "ivf", what="the policy's build")
-        before, routing = _recall(api, data, nprobe=4)
-        assert routing == "centroid"
-        _log_training_queries(api, data)
-        # The policy trains a router for the fresh clustering once enough queries are logged.
-        info = _wait(lambda: (i := _info(api))["router"]["version"] and i, what="a router")
-    finally:
-        worker.stop()
+    spawn_worker(VECROUTE_TRAIN_MIN_QUERIES=str(len(data.train_queries)))
+    _index(api, data)
+    _wait(lambda: _info(api)["index"]["state"] == "ivf", what="the policy's build")
+    before, routing = _recall(api, data, nprobe=4)
+    assert routing == "centroid"
+    _log_training_queries(api, data)
+    # The policy trains a router for the fresh clustering once enough queries are logged.
+    info = _wait(lambda: (i := _info(api))["router"]["version"] and i, what="a router")
     assert info["router"]["kind"] == "linear"
     after, routing = _recall(api, data, nprobe=4)
     assert routing == "learned"
@@ -128,10 +139,9 @@ def test_policy_builds_then_training_raises_recall_at_low_nprobe(
 
 
 def test_killed_training_job_is_retried_and_router_unchanged_meanwhile(
-    api: httpx.Client, database_url: str, tmp_path: Path, data: debian.Dataset
+    api: httpx.Client, spawn_worker: Callable[..., WorkerProcess], data: debian.Dataset
 ) -> None:
-    env = WORKER_ENV | {"VECROUTE_AUTO_POLICY": "false"}
-    worker = WorkerProcess(database_url, tmp_path / "w1", **env).start()
+    worker = spawn_worker(VECROUTE_AUTO_POLICY="false")
     _index(api, data)
     assert api.post("/collections/docs/build").status_code == 202  # no policy: build by hand
     _wait(lambda: _info(api)["index"]["state"] == "ivf", what="the build")
@@ -144,16 +154,11 @@ def test_killed_training_job_is_retried_and_router_unchanged_meanwhile(
     time.sleep(2.5)  # past the lease: the job is now claimable again
     assert api.get(f"/jobs/{job}").json()["status"] in ("running", "queued")
     assert _info(api)["router"]["version"] is None
-    second = WorkerProcess(database_url, tmp_path / "w2", **env).start()
-    try:
-        done = _wait(
-            lambda: (
-                (j := api.get(f"/jobs/{job}").json())["status"] in ("succeeded", "failed") and j
-            ),
-            what="the retried job",
-        )
-    finally:
-        second.stop()
+    spawn_worker(VECROUTE_AUTO_POLICY="false")
+    done = _wait(
+        lambda: (j := api.get(f"/jobs/{job}").json())["status"] in ("succeeded", "failed") and j,
+        what="the retried job",
+    )
     assert done["status"] == "succeeded" and done["attempts"] == 2
     assert done["result"]["activated"] is True
     _wait(lambda: _info(api)["router"]["version"] == done["result"]["router_version"], 10)
