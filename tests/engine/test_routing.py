@@ -17,7 +17,8 @@ def test_top_lists_returns_best_first() -> None:
 def test_centroid_router_with_assignment_rule_routes_documents_to_their_own_list() -> None:
     x = np.random.default_rng(0).standard_normal((3000, 16)).astype(np.float32)
     c = train_clustering(x, 24, Algorithm.KMEANS, Metric.IP, seed=0)
-    assert np.array_equal(centroid_router(c).route(x, 1)[:, 0], c.assign(x))
+    assignment = centroid_router(c, CentroidRule.ASSIGNMENT)
+    assert np.array_equal(assignment.route(x, 1)[:, 0], c.assign(x))
     ip_router = centroid_router(c, CentroidRule.INNER_PRODUCT)
     assert ip_router.bias is None
     assert np.array_equal(ip_router.route(x, 1)[:, 0], (x @ c.representatives.T).argmax(1))
@@ -36,3 +37,13 @@ def test_adaptive_routing_probes_until_mass_is_reached() -> None:
 def test_router_rejects_mismatched_bias() -> None:
     with pytest.raises(ValueError):
         Router(RouterKind.LINEAR, np.zeros((3, 2)), np.zeros(4), clustering_version=0)
+
+
+def test_default_rule_is_inner_product_only_for_ip_kmeans() -> None:
+    x = np.random.default_rng(1).standard_normal((500, 8)).astype(np.float32)
+    for metric in Metric:
+        for algorithm in Algorithm:
+            c = train_clustering(x, 8, algorithm, metric, seed=0)
+            router = centroid_router(c)
+            ip_kmeans = metric is Metric.IP and algorithm is Algorithm.KMEANS
+            assert router.params["rule"] == ("inner_product" if ip_kmeans else "assignment")
