@@ -24,6 +24,7 @@ from app.engine.metric import as_matrix
 from app.engine.routing import MlpTerm, Router, RouterKind
 
 Progress = Callable[[float], None]
+SELECT = ("mrr", "top1", "loss")
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,15 @@ class TrainConfig:
     lr: float = 0.01  # Adam step, relative to the scale of the representatives
     weight_decay: float = 2e-6  # relative L2 pull of W towards the representatives
     bias: bool = False
+    dropout: float = 0.0  # dropout on the query's coordinates while training (regulariser)
     hidden: int = 256  # width of the ``mlp`` hidden layer
     val_fraction: float = 0.1
-    patience: int = 4  # epochs without a better validation loss before stopping
+    patience: int = 5  # epochs without a better validation score before stopping
+    # Validation score for early stopping and for picking the returned epoch: ``mrr`` (of
+    # the top-1 label), ``top1`` or ``loss``. Val loss bottoms out epochs before ranking
+    # quality does (the temperature sharpens, confidently wrong queries cost ever more), so
+    # stopping on it stops early.
+    select: str = "mrr"
     seed: int = 0
     threads: int | None = None  # torch intra-op threads; None keeps torch's setting
 
@@ -54,6 +61,10 @@ class TrainConfig:
             raise ValueError("val_fraction must be in (0, 1)")
         if self.epochs < 1 or self.batch_size < 1 or self.k < 1:
             raise ValueError("epochs, batch_size and k must be positive")
+        if self.select not in SELECT:
+            raise ValueError(f"select must be one of {SELECT}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
 
 
 class _Scorer(torch.nn.Module):
@@ -169,14 +180,33 @@ def _fit(
     model = _Scorer(clustering, config, _score_spread(sample, clustering, config.bias), query_scale)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
 
-    def loss_of(idx: torch.Tensor) -> torch.Tensor:
-        logp = torch.log_softmax(model(q[idx]), dim=1)
+    def loss_of(idx: torch.Tensor, train: bool = False) -> torch.Tensor:
+        x = q[idx]
+        if train and config.dropout > 0:
+            x = torch.nn.functional.dropout(x, config.dropout)
+        logp = torch.log_softmax(model(x), dim=1)
         return -(logp.gather(1, lists[idx]) * weights[idx]).sum(dim=1).mean()
 
     val_t = torch.from_numpy(val_idx)
-    with torch.no_grad():
-        best_val = float(loss_of(val_t))
-    initial_val = best_val
+    val_first = lists[val_t, 0]
+
+    def val_scores() -> tuple[float, float, float]:
+        """Validation loss, top-1 accuracy and MRR of the top-1 label."""
+        with torch.no_grad():
+            s = model(q[val_t])
+            logp = torch.log_softmax(s, dim=1)
+            loss = -(logp.gather(1, lists[val_t]) * weights[val_t]).sum(dim=1).mean()
+            own = s.gather(1, val_first[:, None])
+            rank = (s > own).sum(dim=1)
+            top1 = (rank == 0).double().mean()
+            mrr = (1.0 / (rank + 1).double()).mean()
+        return float(loss), float(top1), float(mrr)
+
+    def badness(v: tuple[float, float, float]) -> float:
+        return {"loss": v[0], "top1": -v[1], "mrr": -v[2]}[config.select]
+
+    initial = best = val_scores()
+    best_val = badness(best)
     best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
     best_epoch, stale, history = 0, 0, []
     for epoch in range(1, config.epochs + 1):
@@ -185,7 +215,7 @@ def _fit(
         total = 0.0
         for start in range(0, len(perm), config.batch_size):
             idx = perm[start : start + config.batch_size]
-            loss = loss_of(idx)
+            loss = loss_of(idx, train=True)
             if config.weight_decay > 0:
                 drift = ((model.weight - model.anchor) ** 2).sum()
                 loss = loss + config.weight_decay * drift
@@ -193,11 +223,11 @@ def _fit(
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
-        with torch.no_grad():
-            val = float(loss_of(val_t))
-        history.append([round(total / len(perm), 5), round(val, 5)])
-        if val < best_val - 1e-4:
-            best_val, best_epoch, stale = val, epoch, 0
+        vs = val_scores()
+        val = badness(vs)
+        history.append([round(total / len(perm), 5)] + [round(x, 5) for x in vs])
+        if val < best_val - (1e-4 if config.select == "loss" else 1e-9):
+            best, best_val, best_epoch, stale = vs, val, epoch, 0
             best_state = {name: t.detach().clone() for name, t in model.state_dict().items()}
         else:
             stale += 1
@@ -213,9 +243,14 @@ def _fit(
         "n_val": len(val_idx),
         "epochs_run": len(history),
         "best_epoch": best_epoch,
-        "initial_val_loss": round(initial_val, 5),
-        "best_val_loss": round(best_val, 5),
-        "history": history,
+        "select": config.select,
+        "initial_val_loss": round(initial[0], 5),
+        "best_val_loss": round(best[0], 5),
+        "initial_val_top1": round(initial[1], 5),
+        "best_val_top1": round(best[1], 5),
+        "initial_val_mrr": round(initial[2], 5),
+        "best_val_mrr": round(best[2], 5),
+        "history": history,  # per epoch: train loss, val loss, val top-1, val MRR
     }
     return _to_router(model, config, clustering), stats
 

@@ -93,7 +93,7 @@ def test_router_stores_hyperparameters_and_reports_progress(world) -> None:
     assert seen == sorted(seen) and seen[-1] == 1.0
     params = json.loads(json.dumps(router.params))
     assert params["config"]["kind"] == "mlp" and params["config"]["objective"] == "topk"
-    assert params["stats"]["best_val_loss"] <= params["stats"]["initial_val_loss"]
+    assert_not_worse_than_start(params["stats"])
 
 
 @pytest.mark.parametrize("metric", list(Metric))
@@ -110,7 +110,39 @@ def test_training_never_ends_worse_than_its_centroid_start(
     router = train_router(queries, labels, clustering, config)
     stats = router.params["stats"]
     assert router.bias is not None and router.nlist == 12
-    assert stats["best_val_loss"] <= stats["initial_val_loss"]
+    assert_not_worse_than_start(stats)
+
+
+@pytest.mark.parametrize("select", ["mrr", "top1", "loss"])
+def test_the_returned_epoch_is_the_best_by_the_selection_score(world, select: str) -> None:
+    ds, clustering, doc_lists = world
+    config = TrainConfig(epochs=6, patience=2, select=select)
+    router = train_router(ds.train_queries, list_labels(ds.train_gt, doc_lists), clustering, config)
+    stats = router.params["stats"]
+    assert stats["select"] == select
+    assert_not_worse_than_start(stats)
+    column = {"loss": 1, "top1": 2, "mrr": 3}[select]
+    scores = [row[column] for row in stats["history"]]
+    best = min(scores) if select == "loss" else max(scores)
+    assert stats[f"best_val_{select}"] == pytest.approx(best, abs=2e-4) or stats["best_epoch"] == 0
+    if stats["best_epoch"] > 0:
+        assert stats["history"][stats["best_epoch"] - 1][column] == stats[f"best_val_{select}"]
+
+
+def test_config_rejects_unknown_selection_and_bad_dropout() -> None:
+    with pytest.raises(ValueError):
+        TrainConfig(select="accuracy")
+    with pytest.raises(ValueError):
+        TrainConfig(dropout=1.0)
+
+
+def assert_not_worse_than_start(stats: dict) -> None:
+    """The returned parameters are never worse than the centroid start on the chosen score."""
+    select = stats["select"]
+    if select == "loss":
+        assert stats["best_val_loss"] <= stats["initial_val_loss"]
+    else:
+        assert stats[f"best_val_{select}"] >= stats[f"initial_val_{select}"]
 
 
 def test_serving_a_router_does_not_import_torch() -> None:
