@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 from fastapi import Depends, Request
 
 from app.api.metrics import Metrics
-from app.service.errors import MalformedBody
+from app.service.parsing import load_object
 from app.service.service import Service
 from app.settings import Settings
 
@@ -26,18 +25,7 @@ async def get_metrics(request: Request) -> Metrics:
 
 
 async def json_object(request: Request) -> dict[str, Any]:
-    return parse_object(await request.body())
-
-
-def parse_object(raw: bytes) -> dict[str, Any]:
-    """The body parsed by orjson, which also refuses NaN/Infinity literals."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise MalformedBody("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise MalformedBody("the body must be a JSON object")
-    return body
+    return load_object(await request.body())
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]

@@ -15,11 +15,11 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.deps import parse_object
 from app.api.metrics import Metrics
 from app.api.problems import as_problem
 from app.api.responses import OrjsonResponse
 from app.api.routes.search import search_many, search_one
+from app.service.parsing import load_object
 from app.service.service import Service
 from app.settings import Settings
 
@@ -60,7 +60,7 @@ class SearchFastPath:
                 break
         state = scope["app"].state
         try:
-            body = parse_object(b"".join(chunks))
+            body = load_object(b"".join(chunks))
             out = await handler(body, state.service, state.settings, state.metrics)
             response = OrjsonResponse(out)
         except Exception as exc:
