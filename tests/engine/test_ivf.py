@@ -271,9 +271,22 @@ def test_memory_is_about_a_vector_plus_its_bookkeeping(random_vectors: np.ndarra
     assert 32 * 4 + 8 < per_vector < 32 * 4 + 8 + 100
 
 
-def test_concurrent_writes_and_searches_stay_consistent(random_vectors: np.ndarray) -> None:
+@pytest.fixture(params=["random", "debian"])
+def stress_vectors(request: pytest.FixtureRequest) -> np.ndarray:
+    """2,000 vectors without near-duplicates: seeded Gaussian ones, or shared documents."""
+    if request.param == "random":
+        return request.getfixturevalue("random_vectors")
+    docs = request.getfixturevalue("debian_cos").docs
+    unit = prepare(docs, Metric.COSINE)
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -1)
+    distinct = np.flatnonzero(similarity.max(axis=1) < 0.999)
+    return np.ascontiguousarray(docs[distinct[:2000]])
+
+
+def test_concurrent_writes_and_searches_stay_consistent(stress_vectors: np.ndarray) -> None:
     """Writers churn one half of the ids while readers search; the stable half always shows."""
-    x = random_vectors
+    x = stress_vectors
     index = filled(x, Metric.COSINE, nlist=16)
     stable = np.arange(10, 10 + len(x), 2)
     churn = np.arange(11, 10 + len(x), 2)
