@@ -7,6 +7,11 @@ One run, on one index:
 - the smallest nprobe giving recall@10 >= 0.90 against exact ground truth;
 - ``/search/batch`` (100 queries) and single ``/search`` with 1 and 8 concurrent clients,
   side by side with ``VectorIndex.search`` in this process over the same clustering;
+- the product's own routing: the train queries are searched (so logged), ``POST
+  /train-router`` trains a linear router from the log in the embedded worker, and the
+  single-search latency is measured again at the (smaller) nprobe the learned router needs
+  for the same recall; recall sweeps and measurement queries are not logged, so the router
+  never sees a test query;
 - single-search latency while another client bulk-loads 10,000-point batches;
 - restart time for the full data set after ``kill -9`` and after a graceful stop.
 
@@ -243,15 +248,31 @@ def concurrent(
     return stats([x for r in results for x in r], n_queries, wall)
 
 
-def search_body(query: np.ndarray, nprobe: int | None, routing: str = "auto") -> bytes:
-    body: dict[str, Any] = {"collection": NAME, "vector": query, "k": K, "routing": routing}
+def search_body(
+    query: np.ndarray, nprobe: int | None, routing: str = "auto", log: bool = True
+) -> bytes:
+    body: dict[str, Any] = {
+        "collection": NAME,
+        "vector": query,
+        "k": K,
+        "routing": routing,
+        "log": log,
+    }
     if nprobe is not None:
         body["nprobe"] = nprobe
     return encode("POST", "/search", orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
-def batch_body(queries: np.ndarray, nprobe: int | None, routing: str = "auto") -> bytes:
-    body: dict[str, Any] = {"collection": NAME, "vectors": queries, "k": K, "routing": routing}
+def batch_body(
+    queries: np.ndarray, nprobe: int | None, routing: str = "auto", log: bool = True
+) -> bytes:
+    body: dict[str, Any] = {
+        "collection": NAME,
+        "vectors": queries,
+        "k": K,
+        "routing": routing,
+        "log": log,
+    }
     if nprobe is not None:
         body["nprobe"] = nprobe
     return encode("POST", "/search/batch", orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
@@ -275,7 +296,7 @@ def http_recall(
     found = []
     for start in range(0, len(queries), SEARCH_BATCH):
         status, body = client.request(
-            batch_body(queries[start : start + SEARCH_BATCH], nprobe, routing)
+            batch_body(queries[start : start + SEARCH_BATCH], nprobe, routing, log=False)
         )
         assert status == 200, body
         found.append(hit_rows(orjson.loads(body)["results"]))
@@ -316,17 +337,22 @@ def ingest(client: RawClient, docs: np.ndarray, progress: tqdm) -> dict[str, Any
     return out
 
 
+def finish(client: RawClient, job: str, deadline: float) -> dict[str, Any]:
+    """Poll a job until it succeeds; its final state."""
+    while True:
+        state: dict[str, Any] = client.json("GET", f"/jobs/{job}")
+        if state["status"] == "succeeded":
+            return state
+        if state["status"] == "failed" or time.monotonic() > deadline:
+            raise RuntimeError(f"{state['kind']} job: {state}")
+        time.sleep(0.2)
+
+
 def build(client: RawClient, timeout_s: float = 900) -> dict[str, Any]:
     started = time.perf_counter()
     job = client.json("POST", f"/collections/{NAME}/build", expect=202)["job_id"]
     deadline = time.monotonic() + timeout_s
-    while True:
-        state = client.json("GET", f"/jobs/{job}")
-        if state["status"] == "succeeded":
-            break
-        if state["status"] == "failed" or time.monotonic() > deadline:
-            raise RuntimeError(f"build job: {state}")
-        time.sleep(0.2)
+    finish(client, job, deadline)
     # The service applies the published clustering on its next catch-up.
     while client.json("GET", f"/collections/{NAME}")["index"]["state"] != "ivf":
         if time.monotonic() > deadline:
@@ -336,6 +362,51 @@ def build(client: RawClient, timeout_s: float = 900) -> dict[str, Any]:
         "seconds": time.perf_counter() - started,
         "info": client.json("GET", f"/collections/{NAME}"),
     }
+
+
+def train_learned(
+    client: RawClient, queries: np.ndarray, timeout_s: float = 1800
+) -> dict[str, Any]:
+    """Log ``queries`` by searching them, train a linear router from the log (the embedded
+    worker's job) and wait until the server routes with it, if the gate activated it."""
+    started = time.perf_counter()
+    for start in range(0, len(queries), SEARCH_BATCH):
+        status, body = client.request(batch_body(queries[start : start + SEARCH_BATCH], None))
+        assert status == 200, body
+    logged_s = time.perf_counter() - started
+    job = client.json(
+        "POST",
+        "/train-router",
+        {"collection": NAME, "kind": "linear", "objective": "mixed"},
+        expect=202,
+    )["job_id"]
+    deadline = time.monotonic() + timeout_s
+    result: dict[str, Any] = finish(client, job, deadline)["result"]
+    if result["activated"]:
+        # The service picks up the new active router on its next catch-up.
+        while client.json("GET", f"/collections/{NAME}")["router"]["version"] is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the router was never applied")
+            time.sleep(0.05)
+    return {
+        "queries_logged": len(queries),
+        "log_seconds": logged_s,
+        "seconds": time.perf_counter() - started,
+        "activated": result["activated"],
+        "router": client.json("GET", f"/collections/{NAME}")["router"],
+    }
+
+
+def smallest_nprobe(
+    client: RawClient, queries: np.ndarray, gt: np.ndarray, routing: str
+) -> tuple[int, dict[int, float]]:
+    """The smallest nprobe of ``NPROBES`` reaching ``TARGET_RECALL``, and the sweep."""
+    sweep = {}
+    for nprobe in NPROBES:
+        sweep[nprobe] = http_recall(client, queries, gt, nprobe, routing)
+        if sweep[nprobe] >= TARGET_RECALL:
+            return nprobe, sweep
+    raise AssertionError(f"no nprobe reached recall {TARGET_RECALL} with {routing}: {sweep}")
 
 
 def in_process_index(data_dir: Path, docs: np.ndarray, metric: Metric) -> VectorIndex:
@@ -415,6 +486,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--singles", type=int, default=3000, help="single searches per measurement")
     p.add_argument("--batches", type=int, default=40, help="100-query batches per measurement")
     p.add_argument("--recall-queries", type=int, default=2000)
+    p.add_argument(
+        "--train-queries", type=int, default=20_000, help="logged to train the learned router"
+    )
     p.add_argument("--bulk-seconds", type=float, default=5.0)
     p.add_argument("--keep", action="store_true", help="keep the temporary data directory")
     p.add_argument("--out", type=Path, default=None)
@@ -436,9 +510,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quick:
         args.n_docs = args.n_docs or 15_000
         args.singles, args.batches, args.recall_queries = 1000, 15, 500
+        args.train_queries = min(args.train_queries, 5000)
         args.bulk_seconds = 3.0
     out_path = args.out or RESULTS / f"http_{args.variant}{'_quick' if args.quick else ''}.json"
-    data = debian.load(args.variant, n_docs=args.n_docs, n_test=max(args.recall_queries, 1000))
+    data = debian.load(
+        args.variant,
+        n_docs=args.n_docs,
+        n_train=args.train_queries,
+        n_test=max(args.recall_queries, 1000),
+    )
     docs, queries = data.docs, data.test_queries
     gt = data.test_gt[:, :K]
     dim = docs.shape[1]
@@ -457,7 +537,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "client": "raw keep-alive socket, pre-encoded HTTP/1.1 requests",
         "index_parsing": "in-process" if args.inline_index else "worker process over 256 KiB",
     }
-    steps = 9
+    steps = 10
     progress = tqdm(total=steps + -(-len(docs) // INGEST_BATCH), desc="http bench", unit="step")
     try:
         server.start()
@@ -477,15 +557,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         progress.set_postfix_str("recall sweep")
         exact_recall = http_recall(client, recall_q[:200], recall_gt[:200], None, "exact")
-        sweep = {}
-        chosen = None
-        for nprobe in NPROBES:
-            sweep[nprobe] = http_recall(client, recall_q, recall_gt, nprobe)
-            if sweep[nprobe] >= TARGET_RECALL:
-                chosen = nprobe
-                break
-        assert chosen is not None, f"no nprobe reached recall {TARGET_RECALL}: {sweep}"
+        chosen, sweep = smallest_nprobe(client, recall_q, recall_gt, "centroid")
         report["recall"] = {"exact_routing": exact_recall, "sweep": sweep, "nprobe": chosen}
+        progress.update(1)
+
+        progress.set_postfix_str("learned router")
+        learned = train_learned(client, data.train_queries[: args.train_queries])
+        if learned["activated"]:
+            learned["nprobe"], learned["sweep"] = smallest_nprobe(
+                client, recall_q, recall_gt, "learned"
+            )
+        report["learned"] = learned
         progress.update(1)
 
         progress.set_postfix_str("in-process")
@@ -537,7 +619,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for _ in range(200):
             client.request(floor)
         http["healthz"] = timed([lambda: client.request(floor)] * args.singles, 1)
-        batch_raw = [batch_body(q, chosen) for q in batch_q]
+        batch_raw = [batch_body(q, chosen, "centroid") for q in batch_q]
         for raw in batch_raw[:3]:
             client.request(raw)
         http["batch"] = timed(
@@ -546,10 +628,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         progress.update(1)
 
         progress.set_postfix_str("http single")
-        single_raw = [search_body(q, chosen) for q in singles_q]
+        single_raw = [search_body(q, chosen, "centroid") for q in singles_q]
         for raw in single_raw[:200]:
             client.request(raw)
         http["single"] = timed([lambda raw=raw: client.request(raw) for raw in single_raw], 1)
+        if learned["activated"]:
+            learned_raw = [search_body(q, learned["nprobe"], "learned") for q in singles_q]
+            for raw in learned_raw[:200]:
+                client.request(raw)
+            http["single_learned"] = timed(
+                [lambda raw=raw: client.request(raw) for raw in learned_raw], 1
+            )
         progress.update(1)
 
         def http_worker(c: int) -> Callable[[], list[float]]:
@@ -598,6 +687,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def print_table(r: dict[str, Any]) -> None:
     ing = r["ingest"]
+    learned = r.get("learned", {})
     print(f"\nserver loads uvloop/httptools: {r['server_loads']}", end="")
     print(
         f"\n{r['variant']}: {r['n_docs']} docs x {r['dim']}, nlist {r['index']['nlist']}, "
@@ -621,6 +711,11 @@ def print_table(r: dict[str, Any]) -> None:
         ("in-process single", r["in_process"]["single"]),
         ("in-process single, 1 OMP thread", r["in_process"]["single_omp1"]),
         ("HTTP /search, 1 client", r["http"]["single"]),
+        *(
+            [(f"HTTP /search learned nprobe {learned['nprobe']}", r["http"]["single_learned"])]
+            if "single_learned" in r["http"]
+            else []
+        ),
         ("in-process single, 8 threads", r["in_process"]["single_8_threads"]),
         ("HTTP /search, 8 clients", r["http"]["single_8_clients"]),
         ("HTTP /healthz, 1 client (floor)", r["http"]["healthz"]),
@@ -631,6 +726,16 @@ def print_table(r: dict[str, Any]) -> None:
             f"{label:<34}{s['qps']:>10.0f}{s['p50_ms']:>10.3f}{s['p99_ms']:>10.3f}"
             f"{s['max_ms']:>10.2f}"
         )
+    if learned:
+        state = "activated" if learned["activated"] else "not activated (lost the gate)"
+        line = (
+            f"learned router ({learned['queries_logged']} logged queries, "
+            f"{learned['seconds']:.0f} s to log and train): {state}"
+        )
+        if "nprobe" in learned:
+            at = {int(k): v for k, v in learned["sweep"].items()}[int(learned["nprobe"])]
+            line += f"; recall@10 {at:.3f} at nprobe {learned['nprobe']}"
+        print(line)
     ratio = r["http"]["batch"]["qps"] / r["in_process"]["batch"]["qps"]
     bulk = r["during_bulk_load"]
     print(
