@@ -1,0 +1,133 @@
+"""Filtered search: a planner between an exact scan and a widened IVF scan of the matching ids.
+
+Both plans filter inside faiss's scan, through an ``IDSelectorBitmap`` over the ids that pass
+(a non-matching vector costs one bit test, no distance), never after it: post-filtering the
+top candidates of an unfiltered search is what loses results under a selective filter.
+
+The plan follows from the exact number of matches (the payload index counts them):
+
+- With selectivity ``s = matches / points``, an IVF scan of ``nprobe / s`` lists computes about
+  as many distances as an unfiltered scan of ``nprobe`` lists, and, for a filter unrelated to
+  the vectors, meets about as many candidates near the query: the recall of the unfiltered
+  search at ``nprobe`` carries over (bench/filters.py measures it).
+- When those lists reach ``EXACT_SHARE`` of the index, the IVF would save little over the exact
+  plan and could still miss neighbours: search every matching vector instead.
+- IVF queries that found fewer than ``min(k, matches)`` hits are searched again with twice the
+  lists, up to all of them, where every matching vector is seen: k hits whenever k match.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+import faiss
+import numpy as np
+
+from app.engine.ivf import SearchResult, VectorIndex
+from app.engine.metric import as_matrix
+from app.engine.routing import Router
+
+# Beyond this share of the lists an IVF scan saves at most half the exact plan's work.
+EXACT_SHARE = 0.5
+
+
+class Plan(StrEnum):
+    EXACT = "exact"
+    IVF = "ivf"
+
+
+@dataclass(frozen=True, eq=False)
+class AllowedIds:
+    """The ids a filter lets through, as the bitmap faiss's selector reads.
+
+    The selector points into ``bits`` without owning it: both live as long as this object.
+    """
+
+    count: int
+    bits: np.ndarray
+    selector: faiss.IDSelectorBitmap
+
+    @classmethod
+    def from_mask(cls, mask: np.ndarray) -> AllowedIds:
+        """From a boolean mask over internal ids (ids beyond its end are not allowed)."""
+        if mask.ndim != 1 or mask.dtype != np.bool_:
+            raise ValueError("mask must be a 1-d boolean array")
+        bits = np.packbits(mask, bitorder="little")
+        selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
+        return cls(int(np.count_nonzero(mask)), bits, selector)
+
+
+@dataclass(frozen=True)
+class FilteredResult:
+    result: SearchResult
+    plan: Plan
+    nprobe: int | None  # the most lists one query probed; None for the exact plan
+
+
+def choose_plan(matches: int, total: int, nprobe: int, nlist: int | None) -> tuple[Plan, int]:
+    """The plan for ``matches`` of ``total`` points, and the IVF's starting nprobe."""
+    if nlist is None or matches <= 0 or total <= 0:
+        return Plan.EXACT, nlist or 1
+    width = math.ceil(nprobe * max(total, matches) / matches)
+    if width >= EXACT_SHARE * nlist:
+        return Plan.EXACT, nlist
+    return Plan.IVF, width
+
+
+def filtered_search(
+    index: VectorIndex,
+    queries: np.ndarray,
+    k: int,
+    allowed: AllowedIds,
+    *,
+    nprobe: int,
+    router: Router | None = None,
+    plan: Plan | None = None,
+) -> FilteredResult:
+    """Top-``k`` among the allowed ids; ``plan`` forces one (benchmarks), else it is chosen.
+
+    ``router`` None routes by the clustering's centroids. A forced IVF plan without a
+    clustering is exact (there is nothing to route).
+    """
+    queries = as_matrix(queries, index.dim)
+    clustering = index.clustering
+    nlist = clustering.nlist if clustering is not None else None
+    chosen, width = choose_plan(allowed.count, index.count, nprobe, nlist)
+    if plan is Plan.IVF and nlist is not None:
+        chosen, width = Plan.IVF, min(width, nlist)
+    elif plan is Plan.EXACT:
+        chosen = Plan.EXACT
+    if chosen is Plan.EXACT or nlist is None:
+        result = index.search(queries, k, exact=True, selector=allowed.selector)
+        return FilteredResult(result, Plan.EXACT, None)
+    result, widest = _widening(index, queries, k, allowed, width, nlist, router)
+    return FilteredResult(result, Plan.IVF, widest)
+
+
+def _widening(
+    index: VectorIndex,
+    queries: np.ndarray,
+    k: int,
+    allowed: AllowedIds,
+    width: int,
+    nlist: int,
+    router: Router | None,
+) -> tuple[SearchResult, int]:
+    """The IVF plan: search again, with doubled nprobe, the queries still short of hits."""
+    first = index.search(queries, k, nprobe=width, router=router, selector=allowed.selector)
+    scores, ids = first.scores, first.ids
+    widths = np.full(len(ids), width, dtype=np.int64)
+    need = min(k, allowed.count)
+    short = np.flatnonzero((ids >= 0).sum(axis=1) < need)
+    while len(short) and width < nlist:
+        width = min(2 * width, nlist)
+        again = index.search(
+            queries[short], k, nprobe=width, router=router, selector=allowed.selector
+        )
+        scores[short], ids[short] = again.scores, again.ids
+        widths[short] = width
+        short = short[(again.ids >= 0).sum(axis=1) < need]
+    probes = float(widths.mean()) if len(widths) else 0.0
+    return SearchResult(scores, ids, probes), int(widths.max(initial=0))
