@@ -1,4 +1,4 @@
-"""``vecroute serve | worker | migrate``."""
+"""``vecroute serve | worker | migrate | import``."""
 
 from __future__ import annotations
 
@@ -6,38 +6,15 @@ import argparse
 import logging
 import os
 import signal
-import sys
 import threading
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import orjson
-
+from app.logs import configure_logging
 from app.settings import Settings
 
-# Fields every log record carries; anything else passed with ``extra=`` is added as is.
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and any ``extra`` fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
-
-
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+if TYPE_CHECKING:
+    from worker.worker import Worker
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> None:
@@ -54,7 +31,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
 
 
-def _worker(_: argparse.Namespace, settings: Settings) -> None:
+def _worker(args: argparse.Namespace, settings: Settings) -> None:
     from app.store.db import Store
     from app.store.migrate import upgrade
     from worker.worker import Worker
@@ -62,6 +39,8 @@ def _worker(_: argparse.Namespace, settings: Settings) -> None:
     store = Store(settings.resolved_database_url)
     upgrade(store)
     worker = Worker(settings, store)
+    if args.metrics_port is not None:
+        _serve_job_metrics(worker, args.metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -70,6 +49,17 @@ def _worker(_: argparse.Namespace, settings: Settings) -> None:
     stop.wait()
     worker.stop()
     store.dispose()
+
+
+def _serve_job_metrics(worker: Worker, port: int) -> None:
+    """A worker alone has no HTTP API: its job histogram gets a scrape port of its own."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from worker.metrics import JobMetrics
+
+    registry = CollectorRegistry()
+    worker.add_job_listener(JobMetrics(registry).observe)
+    start_http_server(port, registry=registry)
 
 
 def _migrate(_: argparse.Namespace, settings: Settings) -> None:
@@ -82,7 +72,17 @@ def _migrate(_: argparse.Namespace, settings: Settings) -> None:
     store.dispose()
 
 
-def main(argv: list[str] | None = None) -> None:
+def _import(args: argparse.Namespace, settings: Settings) -> None:
+    from app.cli_import import import_file
+
+    # Writes go straight to the store; a running API process picks them up by catch-up.
+    settings = settings.model_copy(update={"embedded_worker": False})
+    n = import_file(settings, args.collection, args.file, ids=args.ids, batch=args.batch)
+    print(f"imported {n} points into {args.collection!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; also what the deployment tests check compose commands against."""
     parser = argparse.ArgumentParser(prog="vecroute", description="vector search service")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the HTTP API (with the worker embedded)")
@@ -90,9 +90,23 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-worker", action="store_true", help="do not run jobs in-process")
     serve.set_defaults(run=_serve)
-    sub.add_parser("worker", help="run the job worker alone").set_defaults(run=_worker)
+    worker = sub.add_parser("worker", help="run the job worker alone")
+    worker.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus job metrics on this port"
+    )
+    worker.set_defaults(run=_worker)
     sub.add_parser("migrate", help="create or upgrade the schema").set_defaults(run=_migrate)
-    args = parser.parse_args(argv)
+    load = sub.add_parser("import", help="load a .npy or JSONL file into a collection")
+    load.add_argument("collection", help="an existing collection")
+    load.add_argument("file", type=Path, help=".npy matrix, or .jsonl / .jsonl.gz points")
+    load.add_argument("--ids", type=Path, help="ids for a .npy file (.npy or one per line)")
+    load.add_argument("--batch", type=int, default=1000, help="points per store transaction")
+    load.set_defaults(run=_import)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     settings = Settings()
     configure_logging(settings.log_level)
     args.run(args, settings)

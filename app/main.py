@@ -14,6 +14,7 @@ from app.api import problems
 from app.api.fastpath import SearchFastPath
 from app.api.metrics import Metrics
 from app.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from app.api.request_id import RequestIdMiddleware
 from app.api.routes import collections, jobs, ops, points, search
 from app.api.schemas import REQUEST_BODIES
 from app.service.service import Service
@@ -51,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)  # outermost
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     query_log_retention: int = Field(default=200_000, ge=1)
 
     log_level: str = "INFO"
+    # One JSON line per request (method, path, status, ms, request_id); off by default
+    # because it costs a log write on every search.
+    access_log: bool = False
 
     @property
     def resolved_database_url(self) -> str:

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -20,6 +21,8 @@ from app.store.db import Store
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Store, str, dict[str, Any], Callable[[float], None]], Any]
+# Told of every finished job: (kind, outcome "succeeded" | "failed", seconds).
+JobListener = Callable[[str, str, float], None]
 
 
 def new_worker_id() -> str:
@@ -44,6 +47,7 @@ class JobRunner:
         self.worker_id = new_worker_id()
         self._stop = threading.Event()
         self.wake = threading.Event()
+        self.listeners: list[JobListener] = []
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -91,6 +95,7 @@ class JobRunner:
 
         heart = threading.Thread(target=beat, name=f"heartbeat-{job.id[:8]}", daemon=True)
         heart.start()
+        started = time.perf_counter()
         try:
             result = self.handlers[job.kind](self.store, job.collection or "", job.params, progress)
         except Exception as exc:
@@ -101,11 +106,15 @@ class JobRunner:
             retry = not getattr(exc, "permanent", False)
             error = f"{type(exc).__name__}: {exc}"
             jobs.fail(self.store, job.id, self.worker_id, error, retry=retry)
+            outcome = jobs.FAILED
         else:
             beating.set()
             heart.join()
             jobs.finish(self.store, job.id, self.worker_id, result)
             log.info("job succeeded", extra={"job_id": job.id})
+            outcome = jobs.SUCCEEDED
+        for listener in self.listeners:
+            listener(job.kind, outcome, time.perf_counter() - started)
         if self.on_done is not None:
             self.on_done()
         return True

@@ -17,7 +17,7 @@ from app.store.db import Store
 from app.store.query_log import prune_queries
 from worker.build import run_build
 from worker.policy import JobKind, Policy
-from worker.runner import Handler, JobRunner
+from worker.runner import Handler, JobListener, JobRunner
 from worker.scheduler import schedule
 from worker.train_router import TrainingPlan, run_train_router
 
@@ -82,6 +82,10 @@ class Worker:
         self.runner.stop()
         if self._scheduler is not None:
             self._scheduler.join(timeout=30)
+
+    def add_job_listener(self, listener: JobListener) -> None:
+        """Be told of every job this worker finishes (metrics)."""
+        self.runner.listeners.append(listener)
 
     def wake(self) -> None:
         """Look for work now (e.g. after a write or an enqueue), not at the next poll."""

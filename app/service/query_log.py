@@ -33,6 +33,11 @@ class QueryLogBuffer:
                 self.dropped += 1
             self._buffer.append(LoggedQuery(collection_id, v.copy(), k))
 
+    @property
+    def pending(self) -> int:
+        """Queries buffered, not yet written to the store."""
+        return len(self._buffer)
+
     def flush(self) -> int:
         batch: list[LoggedQuery] = []
         while self._buffer:

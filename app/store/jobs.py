@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.store.db import Store
@@ -210,3 +210,9 @@ def collections_with_pending(session: Session, kind: str) -> set[str]:
     """Names of collections with a queued or running job of ``kind``."""
     stmt = select(JobRow.collection).where(JobRow.kind == kind, JobRow.status.in_(PENDING))
     return {c for c in session.execute(stmt).scalars() if c is not None}
+
+
+def count_by_status(session: Session) -> dict[tuple[str, str], int]:
+    """Jobs per (kind, status) over the whole store (the ``/metrics`` job outcomes)."""
+    stmt = select(JobRow.kind, JobRow.status, func.count()).group_by(JobRow.kind, JobRow.status)
+    return {(kind, status): int(n) for kind, status, n in session.execute(stmt)}

@@ -75,3 +75,9 @@ def prune_queries(store: Store, keep: int) -> int:
                 )
                 removed += result.rowcount or 0
     return removed
+
+
+def count_by_collection(session: Session) -> dict[int, int]:
+    """Logged queries per collection id (the ``/metrics`` query-log size)."""
+    stmt = select(QueryLogRow.collection_id, func.count()).group_by(QueryLogRow.collection_id)
+    return {int(cid): int(n) for cid, n in session.execute(stmt)}

@@ -76,7 +76,7 @@ async def search_one(
     live = service.registry.get(params.collection)
     queries = as_vector(vector, live.record.dim)
     out = await _run(service, params, queries, opts)
-    metrics.searches.labels(out["routing"]).inc()
+    metrics.count_searches(out["routing"], out["nprobe"])
     hits = out.pop("results")[0]
     return {"hits": hits, **out}
 
@@ -93,7 +93,7 @@ async def search_many(
         raise InvalidInput(f"vectors must hold 1 to {settings.max_batch_queries} queries")
     queries = as_vectors(vectors, live.record.dim, "vectors")
     out = await _run(service, params, queries, opts)
-    metrics.searches.labels(out["routing"]).inc(len(queries))
+    metrics.count_searches(out["routing"], out["nprobe"], len(queries))
     out["results"] = [{"hits": hits} for hits in out["results"]]
     return out
 

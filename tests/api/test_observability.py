@@ -1,0 +1,118 @@
+"""Request ids on responses and log lines; the Prometheus metrics the issue lists."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from app.logs import JsonFormatter
+from app.main import create_app
+from app.settings import Settings
+from tests.api.conftest import wait_ready
+
+
+class _Lines(logging.Handler):
+    """Formats at emit time, while the request's context (and its id) is current."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(JsonFormatter())
+        self.lines: list[dict] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(orjson.loads(self.format(record)))
+
+
+@pytest.fixture
+def access_logged(tmp_path: Path) -> Iterator[tuple[TestClient, _Lines]]:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite:///{tmp_path / 'store.db'}",
+        access_log=True,
+        embedded_worker=False,
+    )
+    lines = _Lines()
+    logger = logging.getLogger("vecroute.access")
+    logger.addHandler(lines)
+    logger.setLevel(logging.INFO)
+    try:
+        with TestClient(create_app(settings)) as c:
+            wait_ready(c)
+            yield c, lines
+    finally:
+        logger.removeHandler(lines)
+
+
+def test_request_id_is_echoed_or_made_and_logged(
+    access_logged: tuple[TestClient, _Lines],
+) -> None:
+    client, lines = access_logged
+    client.post("/collections", json={"name": "docs", "dim": 2})
+    given = client.get("/collections/docs", headers={"X-Request-ID": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    made = client.post(  # the /search fast path, and a header unfit to echo
+        "/search",
+        json={"collection": "docs", "vector": [1, 0]},
+        headers={"X-Request-ID": "bad id\twith spaces"},
+    )
+    assert made.status_code == 200
+    assert re.fullmatch(r"[0-9a-f]{16}", made.headers["x-request-id"])
+    missing = client.get("/collections/nope")
+    assert missing.status_code == 404 and missing.headers["x-request-id"]
+    by_id = {line["request_id"]: line for line in lines.lines}
+    assert by_id["abc-123"]["path"] == "/collections/docs"
+    assert by_id["abc-123"]["status"] == 200 and by_id["abc-123"]["message"] == "request"
+    assert by_id[made.headers["x-request-id"]]["path"] == "/search"
+    assert by_id[missing.headers["x-request-id"]]["status"] == 404
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of the exposition text, found by name and labels."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no sample {name} {labels}")
+
+
+def test_metrics_cover_searches_indexes_jobs_and_query_log(client: TestClient) -> None:
+    rng = np.random.default_rng(0)
+    client.post("/collections", json={"name": "docs", "dim": 4, "nlist": 4})
+    points = [{"id": i, "vector": v} for i, v in enumerate(rng.normal(size=(80, 4)).tolist())]
+    assert client.post("/index", json={"collection": "docs", "points": points}).status_code == 200
+    client.post("/search", json={"collection": "docs", "vector": [1, 0, 0, 0]})
+    client.post("/collections/docs/build")
+    deadline = time.monotonic() + 30
+    while client.get("/collections/docs").json()["index"]["state"] != "ivf":  # swapped in
+        assert time.monotonic() < deadline, "the build never finished"
+        time.sleep(0.05)
+    client.post("/search", json={"collection": "docs", "vector": [1, 0, 0, 0], "nprobe": 2})
+    client.post(
+        "/search/batch",
+        json={"collection": "docs", "vectors": [[0, 1, 0, 0]] * 3, "routing": "centroid"},
+    )
+    client.app.state.service.query_log.flush()  # type: ignore[attr-defined]
+    job_done = 'vecroute_job_seconds_count{kind="build",outcome="succeeded"}'
+    while job_done not in (text := client.get("/metrics").text):  # told after the swap-in
+        assert time.monotonic() < deadline, "the build was never observed"
+        time.sleep(0.05)
+    assert _sample(text, "vecroute_search_queries_total", routing="exact", nprobe="none") == 1
+    assert _sample(text, "vecroute_search_queries_total", routing="centroid", nprobe="2") == 1
+    default = str(min(8, 4))
+    assert _sample(text, "vecroute_search_queries_total", routing="centroid", nprobe=default) == 3
+    assert _sample(text, "vecroute_points", collection="docs") == 80
+    assert _sample(text, "vecroute_index_lists", collection="docs") == 4
+    assert _sample(text, "vecroute_index_bytes", collection="docs") >= 80 * 4 * 4
+    assert _sample(text, "vecroute_query_log_queries", collection="docs") == 5
+    assert _sample(text, "vecroute_jobs", kind="build", status="succeeded") == 1
+    assert _sample(text, "vecroute_job_seconds_count", kind="build", outcome="succeeded") == 1
+    assert _sample(text, "vecroute_http_request_seconds_count", route="/search", status="200") == 2
