@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.filter_models import FilterMatches, PayloadIndexes, SearchFilter, SearchPlan
+
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="1-64 of [A-Za-z0-9_-]")]
 PointId = Annotated[str | int, Field(description="string of 1-256 chars, or an int")]
 Routing = Literal["auto", "learned", "centroid", "exact"]
@@ -27,6 +29,13 @@ class CollectionCreate(Strict):
     nlist: int | None = Field(default=None, ge=1)
     clustering: Literal["kmeans", "spherical", "shallow"] = "kmeans"
     default_nprobe: int | None = Field(default=None, ge=1)
+    payload_indexes: PayloadIndexes | None = None
+
+
+class PayloadIndexesUpdate(Strict):
+    """The complete set of declared payload indexes (replaces the previous one)."""
+
+    fields: PayloadIndexes
 
 
 class IndexState(BaseModel):
@@ -67,6 +76,7 @@ class CollectionInfo(BaseModel):
         description="Held-out recall@k against nprobe of the active routing: what "
         "target_recall searches choose from (null until measured on logged queries).",
     )
+    payload_indexes: dict[str, str] = Field(default_factory=dict)
     created_at: str
 
 
@@ -124,6 +134,7 @@ class SearchParams(Strict):
     with_payload: bool = True
     log: bool = True
     min_seq: int | None = Field(default=None, ge=0)
+    filter: SearchFilter = None
 
 
 class SearchRequest(SearchParams):
@@ -145,6 +156,8 @@ class SearchResponse(BaseModel):
     nprobe: int | None
     routing: Literal["learned", "centroid", "exact"]
     router_version: int | None
+    plan: SearchPlan
+    matches: FilterMatches = None
 
 
 class BatchResult(BaseModel):
@@ -156,6 +169,8 @@ class BatchSearchResponse(BaseModel):
     nprobe: int | None
     routing: Literal["learned", "centroid", "exact"]
     router_version: int | None
+    plan: SearchPlan
+    matches: FilterMatches = None
 
 
 class BuildRequest(Strict):

@@ -248,4 +248,3 @@ def _json_type(v: Any) -> str:
     if isinstance(v, int | str):
         return "an integer" if isinstance(v, int) else "a string"
     return "an array" if isinstance(v, list) else "an object"
-

@@ -41,6 +41,8 @@ from app.engine.locks import RWLock
 # Points written per exclusive section: searches wait at most one chunk (~2 ms).
 WRITE_CHUNK = 1000
 MIN_CAPACITY = 1024
+# Each declared field costs its columns and a pass on every write.
+MAX_FIELDS = 32
 
 
 class FieldKind(StrEnum):
@@ -122,7 +124,7 @@ class PayloadIndex:
     """Every live point's payload, and a typed column per declared field."""
 
     def __init__(self, fields: Mapping[str, str] | None = None) -> None:
-        self.fields = {key: FieldKind(kind) for key, kind in (fields or {}).items()}
+        self.fields = declared_fields(fields or {})
         self._rw = RWLock()
         self._capacity = MIN_CAPACITY
         self._live = np.zeros(self._capacity, dtype=bool)
@@ -219,6 +221,20 @@ class PayloadIndex:
         for column in self._columns.values():
             column.grow(capacity)
         self._capacity = capacity
+
+
+def declared_fields(fields: Mapping[str, str]) -> dict[str, FieldKind]:
+    """Checked declarations: ValueError says which key or type is wrong."""
+    if len(fields) > MAX_FIELDS:
+        raise ValueError(f"at most {MAX_FIELDS} payload indexes per collection")
+    out = {}
+    for key, kind in fields.items():
+        if not isinstance(key, str) or not 1 <= len(key) <= 256:
+            raise ValueError("payload index keys are strings of 1-256 characters")
+        if kind not in list(FieldKind):
+            raise ValueError(f"payload index {key!r}: type must be one of {list(FieldKind)}")
+        out[key] = FieldKind(kind)
+    return out
 
 
 def _empty_values(numeric: bool, capacity: int) -> np.ndarray:

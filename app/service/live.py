@@ -10,6 +10,7 @@ import numpy as np
 
 from app.engine.ivf import SearchResult, VectorIndex
 from app.engine.metric import Metric
+from app.engine.payload_index import PayloadIndex
 from app.engine.routing import Router
 from app.store.collections import CollectionRecord
 
@@ -22,18 +23,25 @@ class LiveCollection:
 
     Labels are added before a vector enters the index and dropped after it leaves, so
     every id a search returns has a label (dict reads and writes are atomic in CPython).
+    The payload index follows the same order: a filter never lets through an id that has
+    no label, and may at most allow one whose vector is not in the index yet.
     """
 
     record: CollectionRecord
     index: VectorIndex
     labels: dict[int, Label] = field(default_factory=dict)
+    payloads: PayloadIndex = field(default_factory=PayloadIndex)
     router: Router | None = None  # the active learned router, if it fits the clustering
     changed_seq: int = 0  # newest write applied here (to skip unchanged snapshots)
     snapshot_seq: int = -1
 
     @classmethod
     def empty(cls, record: CollectionRecord) -> LiveCollection:
-        return cls(record, VectorIndex(record.dim, Metric(record.metric)))
+        return cls(
+            record,
+            VectorIndex(record.dim, Metric(record.metric)),
+            payloads=PayloadIndex(record.payload_indexes),
+        )
 
     @property
     def name(self) -> str:
@@ -45,14 +53,31 @@ class LiveCollection:
         return c.version if c is not None else None
 
     def apply_upsert(self, ids: np.ndarray, vectors: np.ndarray, labels: Sequence[Label]) -> None:
-        for pid, label in zip(ids.tolist(), labels, strict=True):
+        pids = ids.tolist()
+        for pid, label in zip(pids, labels, strict=True):
             self.labels[pid] = label
+        self.payloads.upsert(pids, [payload for _, payload in labels])
         self.index.upsert(ids, vectors)
 
     def apply_remove(self, ids: np.ndarray) -> None:
         self.index.remove(ids)
-        for pid in ids.tolist():
+        pids = ids.tolist()
+        self.payloads.remove(pids)
+        for pid in pids:
             self.labels.pop(pid, None)
+
+    def load_labels(self, labels: dict[int, Label]) -> None:
+        """Adopt every live point's label at start-up, and index their payloads."""
+        self.labels = labels
+        self.payloads = self._payload_index(self.record.payload_indexes)
+
+    def declare_payload_indexes(self, fields: dict[str, str]) -> None:
+        """Rebuild the payload index if the declared fields changed (under the apply lock)."""
+        if fields != self.payloads.fields:
+            self.payloads = self._payload_index(fields)
+
+    def _payload_index(self, fields: dict[str, str]) -> PayloadIndex:
+        return PayloadIndex.build(fields, ((pid, lab[1]) for pid, lab in self.labels.items()))
 
     def set_router(self, router: Router | None) -> None:
         """Keep a learned router only while it was trained for the current clustering."""

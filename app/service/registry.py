@@ -91,7 +91,7 @@ class Registry:
             index, seq = snap
             live = LiveCollection(record, index)
             with self.store.read() as session:
-                live.labels = get_labels(session, record.id)
+                live.load_labels(get_labels(session, record.id))
                 for change in changes_since(session, seq, {record.id: record.dim}, record.id):
                     live.index.upsert(change.upsert_ids, change.upsert_vectors)
                     live.index.remove(change.removed_ids)
@@ -111,12 +111,13 @@ class Registry:
             live = LiveCollection(record, index)
             for ids, vectors, _ in iter_live_points(session, record.id, record.dim):
                 index.upsert(ids, vectors)
-            live.labels = get_labels(session, record.id)
+            live.load_labels(get_labels(session, record.id))
         return live
 
     def _sync_versions(self, live: LiveCollection, record: CollectionRecord) -> None:
-        """Swap in the record's active clustering and router if the live ones differ."""
+        """Swap in the record's active clustering, router and payload indexes if they differ."""
         live.record = record
+        live.declare_payload_indexes(record.payload_indexes)
         with self.store.read() as session:
             if record.clustering_version != live.clustering_version:
                 clustering = (

@@ -1,4 +1,4 @@
-"""Search: routing choice, nprobe defaults and checks, hits with labels."""
+"""Search: routing choice, nprobe defaults and checks, payload filters, hits with labels."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 from app.engine.clustering import Clustering
-from app.engine.ivf import RouterMismatchError
+from app.engine.filtered import AllowedIds, filtered_search
+from app.engine.filters import Filter, FilterError
+from app.engine.ivf import RouterMismatchError, SearchResult, VectorIndex
 from app.engine.recall_table import RecallTable
 from app.engine.routing import Router
 from app.service.errors import InvalidInput, NoLearnedRouter, NoRecallTable
@@ -24,6 +26,7 @@ class SearchOptions:
     routing: str
     with_payload: bool
     target_recall: float | None = None
+    filter: Filter | None = None
 
 
 def run_search(
@@ -39,27 +42,58 @@ def run_search(
         router = None  # caught mid-swap: the router belongs to another clustering
     if opts.routing == "learned" and router is None:
         raise NoLearnedRouter("no learned router is active for the current clustering")
+    allowed = _allowed(live, opts.filter) if opts.filter is not None else None
+    selector = allowed.selector if allowed is not None else None
+    plan: str = "exact"
     if clustering is None or opts.routing == "exact":
-        result = index.search(queries, opts.k, exact=True)
+        result = index.search(queries, opts.k, exact=True, selector=selector)
         used, version, nprobe = "exact", None, None
     else:
         learned = router is not None and opts.routing in ("auto", "learned")
         chosen = router if learned else None
-        nprobe = _nprobe(live, clustering, chosen, opts, default_nprobe)
+        wanted = _nprobe(live, clustering, chosen, opts, default_nprobe)
         try:
-            result = index.search(queries, opts.k, nprobe=nprobe, router=chosen)
+            result, plan, nprobe = _scan(index, queries, opts.k, wanted, chosen, allowed)
         except RouterMismatchError:  # the clustering was swapped since we read it
             learned, chosen = False, None
-            result = index.search(queries, opts.k, nprobe=nprobe)
+            result, plan, nprobe = _scan(index, queries, opts.k, wanted, None, allowed)
         used = "learned" if learned else "centroid"
         version = chosen.version if chosen is not None else None
+        if plan == "exact":  # the filter is selective enough to search its matches exactly
+            used, version = "exact", None
     results = [live.hits(result, row, opts.with_payload) for row in range(len(queries))]
-    return {
+    out = {
         "results": results,
         "nprobe": nprobe,
         "routing": used,
         "router_version": version,
+        "plan": plan,
     }
+    if allowed is not None:
+        out["matches"] = allowed.count
+    return out
+
+
+def _allowed(live: LiveCollection, f: Filter) -> AllowedIds:
+    try:
+        return AllowedIds.from_mask(live.payloads.matching(f))
+    except FilterError as exc:
+        raise InvalidInput(f"filter: {exc}") from None
+
+
+def _scan(
+    index: VectorIndex,
+    queries: np.ndarray,
+    k: int,
+    nprobe: int,
+    router: Router | None,
+    allowed: AllowedIds | None,
+) -> tuple[SearchResult, str, int | None]:
+    """(result, plan, nprobe used): routed IVF search, or the filtered planner's choice."""
+    if allowed is None:
+        return index.search(queries, k, nprobe=nprobe, router=router), "ivf", nprobe
+    out = filtered_search(index, queries, k, allowed, nprobe=nprobe, router=router)
+    return out.result, str(out.plan), out.nprobe
 
 
 def _nprobe(

@@ -9,12 +9,14 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from sqlalchemy import text
 
 from app.engine.recall_table import RecallTable
+from app.service import payload_indexes as payload_indexes_service
 from app.service import points as point_writes
 from app.service.errors import (
     CollectionExists,
@@ -161,7 +163,9 @@ class Service:
         nlist: int | None,
         algorithm: str,
         default_nprobe: int | None,
+        payload_indexes: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
+        declared = payload_indexes_service.checked(payload_indexes or {})
         with self.registry.apply_lock:
             self.registry.all()  # not before the indexes are loaded
             record = create_collection(
@@ -172,6 +176,7 @@ class Service:
                 nlist=nlist,
                 algorithm=algorithm,
                 default_nprobe=default_nprobe,
+                payload_indexes=declared,
             )
             if record is None:
                 raise CollectionExists(f"collection {name!r} already exists")
@@ -189,6 +194,10 @@ class Service:
             self.registry.drop(name)
             self.registry.note_local_write(seq)
         return seq
+
+    def set_payload_indexes(self, name: str, fields: Mapping[str, str]) -> dict[str, Any]:
+        payload_indexes_service.declare(self.registry, name, fields)
+        return self.get_collection(name)
 
     def get_collection(self, name: str) -> dict[str, Any]:
         live = self.registry.get(name)
@@ -226,6 +235,7 @@ class Service:
                 "version": router.version if router is not None else None,
             },
             "recall_table": RecallTable.from_dict(table).summary() if table else None,
+            "payload_indexes": {k: str(v) for k, v in live.payloads.fields.items()},
             "created_at": live.record.created_at.isoformat(),
         }
 
@@ -270,6 +280,8 @@ class Service:
     def is_cheap(self, name: str, n_queries: int, opts: SearchOptions) -> bool:
         """Whether a search scans few enough vectors to run on the event loop itself."""
         live = self.registry.get(name)
+        if opts.filter is not None:  # evaluating it may scan every payload
+            return False
         clustering = live.index.clustering
         scanned = live.index.count
         if clustering is not None and opts.routing != "exact":

@@ -29,6 +29,7 @@ class CollectionRecord:
     clustering_version: int | None
     router_version: int | None
     recall_table: dict[str, Any] | None
+    payload_indexes: dict[str, str]
     seq: int
     created_at: datetime
 
@@ -45,6 +46,7 @@ class CollectionRecord:
             clustering_version=row.clustering_version,
             router_version=row.router_version,
             recall_table=row.recall_table,
+            payload_indexes=dict(row.payload_indexes or {}),
             seq=row.seq,
             created_at=as_utc(row.created_at),
         )
@@ -59,6 +61,7 @@ def create_collection(
     nlist: int | None,
     algorithm: str,
     default_nprobe: int | None = None,
+    payload_indexes: dict[str, str] | None = None,
 ) -> CollectionRecord | None:
     """The new collection, or None if the name is taken."""
     try:
@@ -70,6 +73,7 @@ def create_collection(
                 nlist=nlist,
                 algorithm=algorithm,
                 default_nprobe=default_nprobe,
+                payload_indexes=payload_indexes or None,
                 seq=next_seq(session),
             )
             session.add(row)
@@ -123,3 +127,19 @@ def set_active_versions(
         )
     )
     return seq
+
+
+def set_payload_indexes(store: Store, name: str, fields: dict[str, str]) -> int | None:
+    """Declare the collection's payload indexes (replacing the previous set).
+
+    Returns the write seq (replicas notice through it), or None if there is no such collection.
+    """
+    with store.write() as session:
+        seq = next_seq(session)
+        found = session.execute(
+            update(Collection)
+            .where(Collection.name == name)
+            .values(payload_indexes=fields or None, seq=seq)
+            .returning(Collection.id)
+        ).first()
+        return seq if found is not None else None

@@ -51,6 +51,8 @@ class Collection(Base):
     router_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Held-out recall against nprobe of the active routing (engine.recall_table), or None.
     recall_table: Mapped[Any] = mapped_column(JSON, nullable=True)
+    # Declared payload indexes, {key: "keyword" | "integer" | "float" | "bool"}, or None.
+    payload_indexes: Mapped[Any] = mapped_column(JSON, nullable=True)
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

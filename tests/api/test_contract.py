@@ -144,6 +144,7 @@ def test_operations(client: TestClient) -> None:
         "get_collection",
         "delete_collection",
         "build_collection",
+        "set_payload_indexes",
         "index_points",
         "delete_points",
         "get_point",

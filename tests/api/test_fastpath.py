@@ -32,6 +32,7 @@ def test_answers_errors_and_metrics(client: TestClient) -> None:
         "nprobe": None,
         "routing": "exact",
         "router_version": None,
+        "plan": "exact",
     }
     cases = [
         ("/search", b"{not json", 400, "malformed-body"),

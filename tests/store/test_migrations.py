@@ -8,11 +8,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, select
 
+from app.store.collections import get_collection
 from app.store.db import Store
 from app.store.migrate import current_revision, upgrade
 from app.store.models import Base, Collection, Point, WriteSeq
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 def _diff(store: Store) -> list:
@@ -56,4 +57,6 @@ def test_upgrade_from_previous_revision_keeps_data(database_url: str) -> None:
     with store.read() as s:
         assert s.execute(select(Point.external_id)).scalars().all() == ["a"]
         assert s.execute(select(WriteSeq.value)).scalar_one() == 0
+        old = get_collection(s, "old")
+        assert old is not None and old.payload_indexes == {}
     store.dispose()

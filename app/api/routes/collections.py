@@ -15,6 +15,7 @@ from app.api.schemas import (
     CollectionList,
     JobAccepted,
     Name,
+    PayloadIndexesUpdate,
 )
 
 router = APIRouter(tags=["collections"])
@@ -34,6 +35,7 @@ def create_collection(body: CollectionCreate, service: ServiceDep) -> Response:
         nlist=body.nlist,
         algorithm=body.clustering,
         default_nprobe=body.default_nprobe,
+        payload_indexes=body.payload_indexes,
     )
     return OrjsonResponse(info, status_code=201)
 
@@ -52,6 +54,20 @@ def get_collection(name: Name, service: ServiceDep) -> Response:
 def delete_collection(name: Name, service: ServiceDep) -> Response:
     service.delete_collection(name)
     return Response(status_code=204)
+
+
+@router.put(
+    "/collections/{name}/payload-indexes",
+    response_model=CollectionInfo,
+    operation_id="set_payload_indexes",
+)
+def set_payload_indexes(name: Name, body: PayloadIndexesUpdate, service: ServiceDep) -> Response:
+    """Declare the payload keys filters read from typed columns (replaces the previous set).
+
+    The columns are built from the payloads in memory before the response; filters on any
+    key work without a declaration, scanning payloads instead.
+    """
+    return OrjsonResponse(service.set_payload_indexes(name, body.fields))
 
 
 @router.post(

@@ -22,6 +22,7 @@ from app.api.schemas import (
     SearchParams,
     SearchResponse,
 )
+from app.engine.filters import Filter, FilterError, parse_filter
 from app.service.errors import InvalidInput
 from app.service.search import SearchOptions
 from app.service.service import Service
@@ -45,8 +46,23 @@ def _options(params: SearchParams, settings: Settings) -> SearchOptions:
     if params.target_recall is not None and params.routing == "exact":
         raise InvalidInput("target_recall does not apply to exact search")
     return SearchOptions(
-        params.k, params.nprobe, params.routing, params.with_payload, params.target_recall
+        params.k,
+        params.nprobe,
+        params.routing,
+        params.with_payload,
+        params.target_recall,
+        _filter(params),
     )
+
+
+def _filter(params: SearchParams) -> Filter | None:
+    """The engine's filter; the schema checked the shape, the engine checks the rest."""
+    if params.filter is None:
+        return None
+    try:
+        return parse_filter(params.filter.model_dump(exclude_unset=True))
+    except FilterError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 async def _caught_up(service: Service, params: SearchParams) -> None:
