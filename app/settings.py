@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,7 +15,10 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default: a SQLite file under data_dir"
     )
+    # Full-access and read-only (search and GET) keys. Each may list several keys separated
+    # by commas, all accepted: that is how a key is rotated without downtime (README).
     api_key: str | None = None
+    read_api_key: str | None = None
 
     # Request limits: the API rejects anything larger before touching the store.
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
@@ -23,6 +26,7 @@ class Settings(BaseSettings):
     max_batch_points: int = Field(default=10_000, ge=1)
     max_batch_queries: int = Field(default=1_000, ge=1)
     max_dim: int = Field(default=4096, ge=1)
+    max_collections: int = Field(default=1000, ge=1)
     # /index bodies up to this size are parsed in-process; larger ones in a worker process
     # (app/service/parsing.py), where parsing cannot hold this process's GIL.
     index_inline_max_bytes: int = Field(default=256 * 1024, ge=0)
@@ -61,6 +65,20 @@ class Settings(BaseSettings):
     # because it costs a log write on every search.
     access_log: bool = False
 
+    @model_validator(mode="after")
+    def _read_key_needs_full_key(self) -> Settings:
+        if self.read_api_key and not self.api_key:
+            raise ValueError("VECROUTE_READ_API_KEY needs VECROUTE_API_KEY (else writes are open)")
+        return self
+
+    @property
+    def api_keys(self) -> tuple[str, ...]:
+        return _keys(self.api_key)
+
+    @property
+    def read_api_keys(self) -> tuple[str, ...]:
+        return _keys(self.read_api_key)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -70,3 +88,7 @@ class Settings(BaseSettings):
     @property
     def snapshot_dir(self) -> Path:
         return self.data_dir / "snapshots"
+
+
+def _keys(value: str | None) -> tuple[str, ...]:
+    return tuple(k.strip() for k in (value or "").split(",") if k.strip())

@@ -35,7 +35,7 @@ def pg_database() -> Iterator[str]:
     admin.dispose()
 
 
-def _reset_pg(url: str) -> None:
+def reset_pg(url: str) -> None:
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
@@ -49,7 +49,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     url = request.getfixturevalue("pg_database")
-    _reset_pg(url)
+    reset_pg(url)
     return url
 
 
@@ -66,5 +66,5 @@ def store(database_url: str) -> Iterator[Store]:
 def pg_url(request: pytest.FixtureRequest) -> str:
     """An empty PostgreSQL database (for tests that need several processes on one store)."""
     url = request.getfixturevalue("pg_database")
-    _reset_pg(url)
+    reset_pg(url)
     return url

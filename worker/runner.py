@@ -17,6 +17,7 @@ from typing import Any
 
 from app.store import jobs
 from app.store.db import Store
+from app.store.outage import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +62,15 @@ class JobRunner:
             self._thread.join(timeout=30)
 
     def run_forever(self) -> None:
+        outage = OutageLog(log, "job loop")
         while not self._stop.is_set():
             try:
                 ran = self.run_once()
-            except Exception:
-                log.exception("job loop error")
+            except Exception as exc:
+                outage.failed(exc)
                 ran = False
+            else:
+                outage.succeeded()
             if not ran:
                 self.wake.wait(self.poll_s)
                 self.wake.clear()
@@ -84,14 +88,22 @@ class JobRunner:
             progress_seen[0] = value
 
         def beat() -> None:
+            outage = OutageLog(log, f"heartbeat of job {job.id}")
             while not beating.wait(max(self.lease_s / 3, 0.05)):
-                jobs.heartbeat(
-                    self.store,
-                    job.id,
-                    self.worker_id,
-                    lease_s=self.lease_s,
-                    progress=progress_seen[0],
-                )
+                # A missed beat must not end the thread: the store may be back before the
+                # lease runs out, and the job can still finish here.
+                try:
+                    jobs.heartbeat(
+                        self.store,
+                        job.id,
+                        self.worker_id,
+                        lease_s=self.lease_s,
+                        progress=progress_seen[0],
+                    )
+                except Exception as exc:
+                    outage.failed(exc)
+                else:
+                    outage.succeeded()
 
         heart = threading.Thread(target=beat, name=f"heartbeat-{job.id[:8]}", daemon=True)
         heart.start()

@@ -14,6 +14,7 @@ from functools import partial
 
 from app.settings import Settings
 from app.store.db import Store
+from app.store.outage import OutageLog
 from app.store.query_log import prune_queries
 from worker.build import run_build
 from worker.policy import JobKind, Policy
@@ -100,8 +101,11 @@ class Worker:
         return len(enqueued)
 
     def _schedule_loop(self) -> None:
+        outage = OutageLog(log, "scheduling")
         while not self._stop.wait(self.settings.schedule_interval_s):
             try:
                 self.schedule_once()
-            except Exception:
-                log.exception("scheduling failed")
+            except Exception as exc:
+                outage.failed(exc)
+            else:
+                outage.succeeded()

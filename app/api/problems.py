@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from app.api.responses import problem
 from app.service.errors import DomainError
+from app.store.outage import OUTAGE_ERRORS, is_outage
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(ValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
+    for outage in OUTAGE_ERRORS:
+        app.add_exception_handler(outage, _unexpected)
     app.add_exception_handler(Exception, _unexpected)
 
 
@@ -32,6 +35,16 @@ def as_problem(exc: Exception) -> Response:
         return problem(exc.status, exc.title, exc.detail, exc.slug)
     if isinstance(exc, ValidationError):
         return _validation_problem(exc)
+    if is_outage(exc):
+        # Searches keep answering from memory; what needs the store fails fast until it is back.
+        log.warning("store unreachable: %s", exc)
+        return problem(
+            503,
+            "Service unavailable",
+            "the store is unreachable; retry later",
+            "store-unavailable",
+            headers={"Retry-After": "1"},
+        )
     log.exception("unhandled error", exc_info=exc)
     return problem(500, "Internal server error", "an unexpected error occurred", "internal")
 

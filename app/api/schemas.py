@@ -16,6 +16,9 @@ from app.api.filter_models import FilterMatches, PayloadIndexes, SearchFilter, S
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="1-64 of [A-Za-z0-9_-]")]
 PointId = Annotated[str | int, Field(description="string of 1-256 chars, or an int")]
 Routing = Literal["auto", "learned", "centroid", "exact"]
+# Bounds the store's 32-bit integer columns and faiss's C int seed can hold.
+MAX_NLIST = 1 << 20
+MAX_SEED = (1 << 31) - 1
 
 
 class Strict(BaseModel):
@@ -26,9 +29,9 @@ class CollectionCreate(Strict):
     name: Name
     dim: int = Field(ge=1, le=65536)
     metric: Literal["ip", "cosine", "l2"] = "ip"
-    nlist: int | None = Field(default=None, ge=1)
+    nlist: int | None = Field(default=None, ge=1, le=MAX_NLIST)
     clustering: Literal["kmeans", "spherical", "shallow"] = "kmeans"
-    default_nprobe: int | None = Field(default=None, ge=1)
+    default_nprobe: int | None = Field(default=None, ge=1, le=MAX_NLIST)
     payload_indexes: PayloadIndexes | None = None
 
 
@@ -174,8 +177,8 @@ class BatchSearchResponse(BaseModel):
 
 
 class BuildRequest(Strict):
-    nlist: int | None = Field(default=None, ge=1)
-    seed: int | None = None
+    nlist: int | None = Field(default=None, ge=1, le=MAX_NLIST)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
 
 
 class TrainRouterRequest(Strict):

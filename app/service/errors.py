@@ -59,6 +59,10 @@ class CollectionExists(Conflict):
     slug = "collection-exists"
 
 
+class TooManyCollections(Conflict):
+    slug = "too-many-collections"
+
+
 class TooFewQueries(Conflict):
     slug = "too-few-queries"
 

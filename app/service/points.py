@@ -23,9 +23,12 @@ def external_id(value: Any, field: str) -> str:
         raise InvalidInput(f"{field} must be a string or an integer")
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, str) and 1 <= len(value) <= MAX_ID_CHARS:
+    if isinstance(value, str) and 1 <= len(value) <= MAX_ID_CHARS and "\x00" not in value:
         return value
-    raise InvalidInput(f"{field} must be a string of 1-{MAX_ID_CHARS} characters or an integer")
+    # NUL is refused because PostgreSQL text cannot hold it: ids stay portable between stores.
+    raise InvalidInput(
+        f"{field} must be a string of 1-{MAX_ID_CHARS} characters (no NUL) or an integer"
+    )
 
 
 def parse_points(points: Any, dim: int, max_points: int) -> tuple[list[str], np.ndarray, list[Any]]:

@@ -13,6 +13,7 @@ from collections import deque
 import numpy as np
 
 from app.store.db import Store
+from app.store.outage import OutageLog, is_outage
 from app.store.query_log import LoggedQuery, append_queries
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,9 @@ class QueryLogBuffer:
     def __init__(self, store: Store, *, max_buffer: int, flush_s: float) -> None:
         self.store = store
         self.flush_s = flush_s
+        self.max_buffer = max_buffer
         self._buffer: deque[LoggedQuery] = deque(maxlen=max_buffer)
+        self._outage = OutageLog(log, "query log flush")
         self.dropped = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -45,8 +48,16 @@ class QueryLogBuffer:
         if batch:
             try:
                 append_queries(self.store, batch)
-            except Exception:  # a collection deleted meanwhile fails the FK: drop the batch
-                log.exception("query log flush failed", extra={"queries": len(batch)})
+            except Exception as exc:
+                self._outage.failed(exc)
+                if is_outage(exc):  # kept for the next flush, within the buffer's bound
+                    room = max(0, self.max_buffer - len(self._buffer))
+                    kept = batch[len(batch) - room :] if room else []
+                    self.dropped += len(batch) - len(kept)
+                    self._buffer.extendleft(reversed(kept))
+                # else a collection deleted meanwhile failed the FK: the batch is dropped
+            else:
+                self._outage.succeeded()
         return len(batch)
 
     def start(self) -> None:

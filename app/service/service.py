@@ -26,6 +26,7 @@ from app.service.errors import (
     PointNotFound,
     SeqNotReached,
     TooFewQueries,
+    TooManyCollections,
 )
 from app.service.live import LiveCollection
 from app.service.query_log import QueryLogBuffer
@@ -38,6 +39,7 @@ from app.store.collections import create_collection, delete_collection
 from app.store.db import Store
 from app.store.jobs import JobRecord, collections_with_pending
 from app.store.migrate import upgrade
+from app.store.outage import OutageLog
 from app.store.points import get_point
 from app.store.query_log import count_queries
 from worker.worker import Worker
@@ -106,6 +108,7 @@ class Service:
             return
         self._spawn("snapshots", self._snapshot_loop)
         interval = self.settings.catchup_interval_s
+        outage = OutageLog(log, "catch-up")
         while not self._stop.is_set():
             self.registry.wake.wait(interval)
             self.registry.wake.clear()
@@ -113,8 +116,10 @@ class Service:
                 break
             try:
                 self.registry.catch_up()
-            except Exception:
-                log.exception("catch-up failed")
+            except Exception as exc:
+                outage.failed(exc)
+            else:
+                outage.succeeded()
 
     def _snapshot_loop(self) -> None:
         while not self._stop.wait(self.settings.snapshot_interval_s):
@@ -166,8 +171,14 @@ class Service:
         payload_indexes: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         declared = payload_indexes_service.checked(payload_indexes or {})
+        if dim > self.settings.max_dim:
+            raise InvalidInput(f"dim must be at most {self.settings.max_dim}")
         with self.registry.apply_lock:
-            self.registry.all()  # not before the indexes are loaded
+            # Counted here, not in the store: replicas may briefly overshoot together.
+            if len(self.registry.all()) >= self.settings.max_collections:
+                raise TooManyCollections(
+                    f"at most {self.settings.max_collections} collections; delete one first"
+                )
             record = create_collection(
                 self.store,
                 name=name,
@@ -259,6 +270,7 @@ class Service:
         return point_writes.delete(self.registry, name, parsed)
 
     def get_point(self, name: str, point_id: str) -> dict[str, Any]:
+        point_id = point_writes.external_id(point_id, "point_id")
         live = self.registry.get(name)
         with self.store.read() as session:
             point = get_point(session, live.record.id, point_id, live.record.dim)
@@ -314,6 +326,8 @@ class Service:
         return job
 
     def train_router(self, name: str, params: dict[str, Any]) -> JobRecord:
+        if params.get("k", 1) > self.settings.max_k:
+            raise InvalidInput(f"k must be in [1, {self.settings.max_k}]")
         live = self.registry.get(name)
         self.query_log.flush()
         with self.store.read() as session:

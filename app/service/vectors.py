@@ -8,6 +8,10 @@ import numpy as np
 
 from app.service.errors import InvalidInput
 
+# Larger components overflow float32 in a score (a dot product or squared distance over up
+# to 65536 dimensions stays below 3.4e38 with |x| <= 1e16): the score would be inf or NaN.
+MAX_COMPONENT = 1e16
+
 
 def as_vectors(values: Any, dim: int, field: str) -> np.ndarray:
     """A (n, dim) float32 matrix from a list of lists, or InvalidInput saying why not.
@@ -33,6 +37,8 @@ def as_vectors(values: Any, dim: int, field: str) -> np.ndarray:
         out = m.astype(np.float32)
     if not np.isfinite(out).all():
         raise InvalidInput(f"{field}: vector components must be finite float32 numbers")
+    if np.abs(out).max(initial=0.0) > MAX_COMPONENT:
+        raise InvalidInput(f"{field}: vector components must be within +-{MAX_COMPONENT:g}")
     return out
 
 

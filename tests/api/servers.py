@@ -71,7 +71,15 @@ class Server(_Process):
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 60) -> Server:
+        return self.launch().wait_ready(timeout_s)
+
+    def launch(self) -> Server:
+        """Start the process without waiting (start-up imports take seconds: start several,
+        then wait for each)."""
         self.spawn("serve", "--port", str(self.port))
+        return self
+
+    def wait_ready(self, timeout_s: float = 60) -> Server:
         assert self.proc is not None
         deadline = time.monotonic() + timeout_s
         while True:

@@ -1,4 +1,5 @@
-"""Real processes: crash durability, replicas converging on one PostgreSQL, read-your-writes."""
+"""Real processes: crash durability under concurrent writers, replicas converging on one
+PostgreSQL, read-your-writes."""
 
 from __future__ import annotations
 
@@ -16,55 +17,63 @@ pytestmark = pytest.mark.slow
 DOCS_L2 = {"name": "docs", "dim": 8, "metric": "l2"}
 
 
-def _points(start: int, n: int, dim: int, rng: np.random.Generator) -> list[dict]:
-    x = rng.standard_normal((n, dim)).astype(np.float32)
-    return [{"id": f"p{start + i}", "vector": v.tolist()} for i, v in enumerate(x)]
-
-
 def test_acknowledged_points_survive_kill_9(database_url: str, tmp_path: Path) -> None:
+    """4 writers ingest concurrently; kill -9; every acknowledged point is back and found."""
     server = Server(database_url, tmp_path / "data").start()
     acked: dict[str, list[float]] = {}
     try:
         with httpx.Client(base_url=server.url, timeout=10) as c:
             assert c.post("/collections", json=DOCS_L2).status_code == 201
-            rng = np.random.default_rng(1)
-            stop = threading.Event()
-
-            def ingest() -> None:
-                start = 0
-                while not stop.is_set():
-                    batch = _points(start, 50, 8, rng)
-                    try:
-                        r = c.post("/index", json={"collection": "docs", "points": batch})
-                    except httpx.HTTPError:
-                        return
-                    if r.status_code == 200:
-                        acked.update({p["id"]: p["vector"] for p in batch})
-                    start += 50
-
-            writer = threading.Thread(target=ingest)
-            writer.start()
+            writers = [
+                threading.Thread(target=_ingest, args=(c, w, acked)) for w in range(WRITERS)
+            ]
+            for w in writers:
+                w.start()
             time.sleep(1.0)
             server.kill()
-            stop.set()
-            writer.join()
+            for w in writers:
+                w.join()
     finally:
         server.stop()
-    assert acked
+    assert {pid.split("-")[0] for pid in acked} == {f"w{w}" for w in range(WRITERS)}
     server = Server(database_url, tmp_path / "data").start()
     try:
-        with httpx.Client(base_url=server.url, timeout=10) as c:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
             assert c.get("/collections/docs").json()["count"] >= len(acked)
-            for pid in list(acked)[:: max(1, len(acked) // 20)]:
-                r = c.post(
-                    "/search",
-                    json={"collection": "docs", "vector": acked[pid], "k": 1, "routing": "exact"},
-                )
-                assert r.json()["hits"][0]["id"] == pid
-            last = list(acked)[-1]
-            assert c.get(f"/collections/docs/points/{last}").status_code == 200
+            ids = list(acked)
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                body = {
+                    "collection": "docs",
+                    "vectors": [acked[pid] for pid in chunk],
+                    "k": 1,
+                    "routing": "exact",
+                    "log": False,
+                }
+                results = c.post("/search/batch", json=body).json()["results"]
+                assert [r["hits"][0]["id"] for r in results] == chunk
+            assert c.get(f"/collections/docs/points/{ids[-1]}").status_code == 200
     finally:
         server.stop()
+
+
+WRITERS = 4
+
+
+def _ingest(client: httpx.Client, writer: int, acked: dict[str, list[float]]) -> None:
+    """Batches of 50 until the server dies; records what was acknowledged (200)."""
+    rng = np.random.default_rng(writer)
+    start = 0
+    while True:
+        x = rng.standard_normal((50, 8)).astype(np.float32)
+        batch = [{"id": f"w{writer}-{start + i}", "vector": v.tolist()} for i, v in enumerate(x)]
+        try:
+            r = client.post("/index", json={"collection": "docs", "points": batch})
+        except httpx.HTTPError:
+            return
+        if r.status_code == 200:
+            acked.update({p["id"]: p["vector"] for p in batch})
+        start += 50
 
 
 def test_replicas_converge_and_read_their_writes(pg_url: str, tmp_path: Path) -> None:
