@@ -3,9 +3,16 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: setup serve test lint bench
+.PHONY: setup browser serve test lint bench
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed browser
+
+# The status-page test renders / in Debian's headless Chromium: installed here when missing
+# and we are root (as on a fresh CI machine); otherwise install the 'chromium' package yourself.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
 from app.api import problems
 from app.api.fastpath import SearchFastPath
 from app.api.metrics import Metrics
 from app.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from app.api.openapi import build_openapi
 from app.api.request_id import RequestIdMiddleware
-from app.api.routes import collections, jobs, ops, points, search
-from app.api.schemas import REQUEST_BODIES
+from app.api.routes import collections, jobs, ops, points, report, search, ui
 from app.service.service import Service
 from app.settings import Settings
 
@@ -44,7 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.service = service
     app.state.metrics = metrics
-    for module in (collections, points, search, jobs, ops):
+    for module in (collections, points, search, jobs, report, ops, ui):
         app.include_router(module.router)
     problems.install(app)
     app.add_middleware(SearchFastPath)  # innermost: behind the API key and body limit
@@ -53,21 +51,5 @@ def create_app(settings: Settings) -> FastAPI:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)  # outermost
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema plus the bodies of routes that parse JSON themselves (for speed)."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(
-        title=app.title, version=app.version, summary=app.summary, routes=app.routes
-    )
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    for model in REQUEST_BODIES.values():
-        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(body.pop("$defs", {}))
-        components[model.__name__] = body
-    app.openapi_schema = schema
-    return schema

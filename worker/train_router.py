@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from app.engine.clustering import Clustering
-from app.engine.gate import compare
+from app.engine.gate import compare, evaluate
 from app.engine.labels import Objective, exact_neighbours, list_labels
 from app.engine.metric import Metric, prepare
 from app.engine.recall_table import measure
@@ -83,6 +83,15 @@ def run_train_router(
     )
     nprobe = min(record.default_nprobe or plan.default_nprobe, clustering.nlist)
     gate = compare(current, candidate, q[hold], neighbour_lists[hold], nprobe, k=k)
+    # Centroid routing on the same held-out queries, whatever serves now: the router
+    # report (GET /collections/{name}/router/report) plots it beside the learned curve.
+    baseline = evaluate(
+        centroid_router(clustering),
+        q[hold],
+        neighbour_lists[hold],
+        k=k,
+        nprobes=tuple(gate.current.nprobes),
+    )
     progress(0.95)
     candidate = _with_provenance(candidate, len(train), len(hold), last_query_id)
     serving = candidate if gate.activate else current
@@ -92,7 +101,7 @@ def run_train_router(
         store,
         record.id,
         candidate,
-        metrics=gate.to_dict(),
+        metrics=gate.to_dict() | {"centroid": asdict(baseline)},
         activate=gate.activate,
         recall_table=table.to_dict(),
     )

@@ -7,6 +7,8 @@ each API process's catch-up loop swaps it in on its next poll.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -18,7 +20,7 @@ from app.engine.routing import MlpTerm, Router, RouterKind
 from app.store.arrays import pack_arrays, unpack_arrays
 from app.store.collections import set_active_versions
 from app.store.db import Store
-from app.store.models import ClusteringRow, Collection, RouterRow
+from app.store.models import ClusteringRow, Collection, RouterRow, as_utc
 from app.store.seq import next_seq
 
 
@@ -189,6 +191,42 @@ def load_router(session: Session, collection_id: int, version: int) -> Router:
         mlp=mlp,
         params=dict(row.params or {}),
     )
+
+
+@dataclass(frozen=True)
+class RouterEvaluation:
+    """A stored router version's held-out evidence (what the train-router job measured)."""
+
+    version: int
+    kind: str
+    active: bool
+    metrics: dict[str, Any]
+    created_at: datetime
+
+
+def last_evaluation(
+    session: Session, collection_id: int, clustering_version: int
+) -> RouterEvaluation | None:
+    """The newest router trained for this clustering, activated or not; None if none yet."""
+    row = session.execute(
+        select(
+            RouterRow.version,
+            RouterRow.kind,
+            RouterRow.active,
+            RouterRow.metrics,
+            RouterRow.created_at,
+        )
+        .where(
+            RouterRow.collection_id == collection_id,
+            RouterRow.clustering_version == clustering_version,
+        )
+        .order_by(RouterRow.version.desc())
+        .limit(1)
+    ).one_or_none()
+    if row is None:
+        return None
+    version, kind, active, metrics, created_at = row
+    return RouterEvaluation(version, kind, bool(active), dict(metrics or {}), as_utc(created_at))
 
 
 def _next_version(session: Session, model: type[ClusteringRow] | type[RouterRow], cid: int) -> int:

@@ -39,3 +39,11 @@ def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as c:
         wait_ready(c)
         yield c
+
+
+@pytest.fixture
+def manual_client(settings: Settings) -> Iterator[TestClient]:
+    """No automatic builds or trainings: the test decides which jobs run."""
+    with TestClient(create_app(settings.model_copy(update={"auto_policy": False}))) as c:
+        wait_ready(c)
+        yield c

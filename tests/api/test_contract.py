@@ -152,6 +152,8 @@ def test_operations(client: TestClient) -> None:
         "search_batch",
         "train_router",
         "get_job",
+        "get_router_report",
+        "get_router_report_svg",
         "healthz",
         "readyz",
         "metrics",

@@ -84,7 +84,8 @@ def _sample(text: str, name: str, **labels: str) -> float:
     raise AssertionError(f"no sample {name} {labels}")
 
 
-def test_metrics_cover_searches_indexes_jobs_and_query_log(client: TestClient) -> None:
+def test_metrics_cover_searches_indexes_jobs_and_query_log(manual_client: TestClient) -> None:
+    client = manual_client
     rng = np.random.default_rng(0)
     client.post("/collections", json={"name": "docs", "dim": 4, "nlist": 4})
     points = [{"id": i, "vector": v} for i, v in enumerate(rng.normal(size=(80, 4)).tolist())]
@@ -100,10 +101,11 @@ def test_metrics_cover_searches_indexes_jobs_and_query_log(client: TestClient) -
         "/search/batch",
         json={"collection": "docs", "vectors": [[0, 1, 0, 0]] * 3, "routing": "centroid"},
     )
-    client.app.state.service.query_log.flush()  # type: ignore[attr-defined]
     job_done = 'vecroute_job_seconds_count{kind="build",outcome="succeeded"}'
-    while job_done not in (text := client.get("/metrics").text):  # told after the swap-in
-        assert time.monotonic() < deadline, "the build was never observed"
+    logged = 'vecroute_query_log_queries{collection="docs"} 5.0'
+    # The job listener runs after the swap-in; the query log is flushed by a thread.
+    while not (job_done in (text := client.get("/metrics").text) and logged in text):
+        assert time.monotonic() < deadline, "the build or the logged queries never showed"
         time.sleep(0.05)
     assert _sample(text, "vecroute_search_queries_total", routing="exact", nprobe="none") == 1
     assert _sample(text, "vecroute_search_queries_total", routing="centroid", nprobe="2") == 1
