@@ -74,10 +74,14 @@ def _migrate(_: argparse.Namespace, settings: Settings) -> None:
 
 def _import(args: argparse.Namespace, settings: Settings) -> None:
     from app.cli_import import import_file
+    from app.service.errors import DomainError
 
     # Writes go straight to the store; a running API process picks them up by catch-up.
     settings = settings.model_copy(update={"embedded_worker": False})
-    n = import_file(settings, args.collection, args.file, ids=args.ids, batch=args.batch)
+    try:
+        n = import_file(settings, args.collection, args.file, ids=args.ids, batch=args.batch)
+    except DomainError as exc:  # the same message /index would answer with
+        raise SystemExit(f"vecroute import: {exc.detail}") from None
     print(f"imported {n} points into {args.collection!r}")
 
 
