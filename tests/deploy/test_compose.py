@@ -1,0 +1,124 @@
+"""docker-compose.yml: postgres, a one-shot migration, a scalable API and a worker, wired
+to commands, settings, ports and paths that exist in the project."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+import yaml
+from sqlalchemy.engine import make_url
+
+from tests.api.servers import WorkerProcess, free_port
+from tests.deploy.files import (
+    ROOT,
+    SETTINGS_ENV,
+    documented_get_paths,
+    interpolate,
+    parse_command,
+)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    return compose["services"]
+
+
+def _project_services(services: dict[str, Any]) -> dict[str, Any]:
+    return {name: s for name, s in services.items() if "build" in s}
+
+
+def test_services_and_their_order(services: dict[str, Any]) -> None:
+    assert {"postgres", "migrate", "api", "worker"} <= set(services)
+    for name, service in services.items():
+        for dependency in service.get("depends_on", {}):
+            assert dependency in services, (name, dependency)
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("api", "worker"):
+        condition = services[name]["depends_on"]["migrate"]["condition"]
+        assert condition == "service_completed_successfully"
+
+
+def test_postgres_has_a_volume_and_a_healthcheck(
+    compose: dict[str, Any], services: dict[str, Any]
+) -> None:
+    pg = services["postgres"]
+    volume, target = pg["volumes"][0].split(":")
+    assert volume in compose["volumes"] and target == "/var/lib/postgresql/data"
+    assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
+
+
+def test_project_services_build_this_repository(services: dict[str, Any]) -> None:
+    for service in _project_services(services).values():
+        assert (ROOT / service["build"] / "Dockerfile").is_file()
+    assert set(_project_services(services)) == {"migrate", "api", "worker"}
+
+
+def test_every_command_is_a_cli_command(services: dict[str, Any]) -> None:
+    commands = {n: parse_command(s["command"]) for n, s in _project_services(services).items()}
+    assert commands["migrate"].command == "migrate"
+    api = commands["api"]
+    assert api.command == "serve" and api.no_worker and api.host == "0.0.0.0"
+    assert commands["worker"].command == "worker" and commands["worker"].metrics_port
+
+
+def test_api_is_scalable_on_its_port(services: dict[str, Any]) -> None:
+    api = services["api"]
+    assert "container_name" not in api  # a fixed name would forbid replicas
+    (mapping,) = api["ports"]
+    host, container = interpolate(mapping).rsplit(":", 1)
+    assert int(container) == parse_command(api["command"]).port
+    assert re.fullmatch(r"\d+-\d+", host)  # a range: one host port per replica
+
+
+def test_environment_is_settings_and_points_at_postgres(services: dict[str, Any]) -> None:
+    for name, service in _project_services(services).items():
+        env = service["environment"]
+        assert set(env) <= SETTINGS_ENV, (name, set(env) - SETTINGS_ENV)
+        url = make_url(interpolate(env["VECROUTE_DATABASE_URL"]))
+        pg_env = {k: interpolate(v) for k, v in services["postgres"]["environment"].items()}
+        assert url.drivername == "postgresql+psycopg" and url.host == "postgres"
+        assert url.port == 5432 and url.database == pg_env["POSTGRES_DB"]
+        assert url.username == pg_env["POSTGRES_USER"]
+        assert url.password == pg_env["POSTGRES_PASSWORD"]
+
+
+def test_healthchecks_reach_served_paths(services: dict[str, Any]) -> None:
+    worker = services["worker"]
+    url = re.search(r"http://[^'\"]+", " ".join(worker["healthcheck"]["test"]))
+    assert url is not None
+    parsed = urlparse(url[0])
+    assert parsed.port == parse_command(worker["command"]).metrics_port
+    assert parsed.path == "/metrics"  # prometheus_client's server answers any path
+    assert "/healthz" in documented_get_paths()  # the image's own healthcheck, used by api
+    assert "healthcheck" not in services["api"]
+
+
+def test_worker_metrics_port_answers(tmp_path: Path) -> None:
+    """What the worker's healthcheck asks: ``vecroute worker --metrics-port`` serving."""
+    worker = WorkerProcess(f"sqlite:///{tmp_path / 'store.db'}", tmp_path / "data")
+    port = free_port()
+    worker.spawn("worker", "--metrics-port", str(port))
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert worker.proc is not None and worker.proc.poll() is None, "the worker exited"
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "the metrics port never answered"
+                time.sleep(0.1)
+        assert r.status_code == 200 and "vecroute_job_seconds" in r.text
+    finally:
+        worker.stop()
