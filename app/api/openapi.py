@@ -5,6 +5,8 @@
 - Every error the API returns is problem+json (app/api/problems.py), so every operation
   documents its 4xx/5xx responses with ``application/problem+json`` and the ``Problem``
   schema, replacing FastAPI's default 422 (a shape this API never sends).
+- An optional body is declared as its model, not "model or null": generators then send
+  no body when none is given (openapi-python-client would send an unset marker).
 - Request and response schemas carry an example each (checked against the models in the
   tests, so they cannot drift).
 """
@@ -89,6 +91,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     for path in schema["paths"].values():
         for operation in path.values():
             _document_errors(operation)
+            _plain_optional_body(operation)
     for name in ("HTTPValidationError", "ValidationError"):  # FastAPI's, now unreferenced
         components.pop(name, None)
     for name, example in EXAMPLES.items():
@@ -117,6 +120,16 @@ def _document_errors(operation: dict[str, Any]) -> None:
             "description": _description(status),
             "content": {PROBLEM_MEDIA_TYPE: {"schema": ref}},
         }
+
+
+def _plain_optional_body(operation: dict[str, Any]) -> None:
+    body = operation.get("requestBody")
+    if body is None or body.get("required"):
+        return
+    for media in body["content"].values():
+        refs = [s for s in media["schema"].get("anyOf", []) if s.get("type") != "null"]
+        if len(refs) == 1 and "$ref" in refs[0]:
+            media["schema"] = refs[0]
 
 
 def _description(status: int) -> str:
