@@ -9,9 +9,10 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from app.api import problems
+from app.api.auth import ApiKeyMiddleware
 from app.api.fastpath import SearchFastPath
 from app.api.metrics import Metrics
-from app.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware, MetricsMiddleware
+from app.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.api.openapi import build_openapi
 from app.api.request_id import RequestIdMiddleware
 from app.api.routes import collections, jobs, ops, points, report, search, ui
@@ -47,9 +48,12 @@ def create_app(settings: Settings) -> FastAPI:
     problems.install(app)
     app.add_middleware(SearchFastPath)  # innermost: behind the API key and body limit
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    if settings.api_key:
-        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    if settings.api_keys:
+        app.add_middleware(
+            ApiKeyMiddleware, api_keys=settings.api_keys, read_api_keys=settings.read_api_keys
+        )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)  # outermost
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
+

@@ -1,9 +1,8 @@
-"""Pure ASGI middleware (cheaper per request than BaseHTTPMiddleware): API key, body limit,
-request metrics."""
+"""Pure ASGI middleware (cheaper per request than BaseHTTPMiddleware): body limit and request
+metrics (the API keys are in app/api/auth.py)."""
 
 from __future__ import annotations
 
-import hmac
 import time
 from typing import Any
 
@@ -11,33 +10,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.metrics import Metrics
 from app.api.responses import problem
-
-OPEN_PATHS = frozenset({"/healthz"})
-
-
-class ApiKeyMiddleware:
-    """``Authorization: Bearer <key>`` on everything but /healthz, compared in constant time."""
-
-    def __init__(self, app: ASGIApp, api_key: str) -> None:
-        self.app = app
-        self.expected = f"Bearer {api_key}".encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(b"authorization", b"")
-        if not hmac.compare_digest(given, self.expected):
-            response = problem(
-                401,
-                "Unauthorized",
-                "a valid 'Authorization: Bearer <key>' header is required",
-                "unauthorized",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:

@@ -1,0 +1,83 @@
+"""API keys: a full-access key and an optional read-only key, checked before any routing.
+
+This is pure ASGI outside the search fast path (app/api/fastpath.py), so every route,
+fast or not, passes here. Keys are compared with ``hmac.compare_digest`` against every
+configured key without stopping at the first match, so the time taken says nothing about
+which key (or how much of one) matched; it only depends on the lengths.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.api.responses import problem
+
+OPEN_PATHS = frozenset({"/healthz"})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# POST routes that only read (a search is logged for router training, which is not a
+# change a reader can direct).
+READ_POSTS = frozenset({"/search", "/search/batch"})
+
+
+def is_read(method: str, path: str) -> bool:
+    return method in READ_METHODS or (method == "POST" and path in READ_POSTS)
+
+
+def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The token of an ``Authorization: Bearer <token>`` header (scheme case-insensitive)."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            return token.strip() if scheme.lower() == b"bearer" else None
+    return None
+
+
+def matches_any(token: bytes, keys: tuple[bytes, ...]) -> bool:
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(token, key)
+    return found
+
+
+class ApiKeyMiddleware:
+    """401 without a valid key, 403 for a read-only key on a write; /healthz stays open."""
+
+    def __init__(
+        self, app: ASGIApp, api_keys: tuple[str, ...], read_api_keys: tuple[str, ...] = ()
+    ) -> None:
+        if not api_keys:
+            raise ValueError("ApiKeyMiddleware needs at least one full-access key")
+        self.app = app
+        self.full = tuple(k.encode() for k in api_keys)
+        self.read = tuple(k.encode() for k in read_api_keys)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        token = bearer_token(scope["headers"])
+        if token is not None and matches_any(token, self.full):
+            await self.app(scope, receive, send)
+            return
+        if token is not None and matches_any(token, self.read):
+            if is_read(scope["method"], scope["path"]):
+                await self.app(scope, receive, send)
+                return
+            response = problem(
+                403,
+                "Forbidden",
+                "this key is read-only: it may search and read, not write",
+                "read-only-key",
+            )
+        else:
+            response = problem(
+                401,
+                "Unauthorized",
+                "a valid 'Authorization: Bearer <key>' header is required",
+                "unauthorized",
+                headers={"WWW-Authenticate": 'Bearer realm="vecroute"'},
+            )
+        await response(scope, receive, send)
