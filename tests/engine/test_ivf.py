@@ -329,22 +329,25 @@ def test_concurrent_writes_and_searches_stay_consistent(stress_vectors: np.ndarr
     assert_exact(index, x, np.arange(10, 10 + len(x)), queries, Metric.COSINE, exact=True)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     ops=st.lists(
         st.tuples(st.sampled_from(["upsert", "remove"]), st.lists(st.integers(0, 60), max_size=20)),
         max_size=12,
     ),
     nlist=st.sampled_from([None, 4]),
+    metric=st.sampled_from(list(Metric)),
 )
 def test_index_matches_a_dictionary_model(
-    ops: list[tuple[str, list[int]]], nlist: int | None
+    ops: list[tuple[str, list[int]]], nlist: int | None, metric: Metric
 ) -> None:
-    """After any write sequence: same ids as a dict model, results sorted, unique, exact."""
+    """After any write sequence: same ids as a dict model, removed ids never returned,
+    results sorted and unique, exact search equals brute force, and IVF probing every
+    list equals exact search."""
     rng = np.random.default_rng(len(ops))
-    base = rng.standard_normal((80, 8)).astype(np.float32)
-    clustering = train_clustering(base, nlist, Algorithm.KMEANS, Metric.IP) if nlist else None
-    index = VectorIndex(8, Metric.IP, clustering)
+    base = prepare(rng.standard_normal((80, 8)).astype(np.float32), metric)
+    clustering = train_clustering(base, nlist, Algorithm.KMEANS, metric) if nlist else None
+    index = VectorIndex(8, metric, clustering)
     model: dict[int, np.ndarray] = {}
     for step, (op, id_list) in enumerate(ops):
         ids = np.array(id_list, dtype=np.int64)
@@ -370,9 +373,13 @@ def test_index_matches_a_dictionary_model(
     if model:
         keys = np.array(sorted(model), dtype=np.int64)
         vecs = np.stack([model[int(i)] for i in keys])
-        exact = index.search(q, min(10, len(keys)), exact=True)
-        expected_scores, _ = brute_force(vecs, keys, q, min(10, len(keys)), Metric.IP)
+        k = min(10, len(keys))
+        exact = index.search(q, k, exact=True)
+        expected_scores, _ = brute_force(vecs, keys, q, k, metric)
         np.testing.assert_allclose(exact.scores, expected_scores, rtol=1e-4, atol=1e-4)
+        if nlist:
+            every_list = index.search(q, k, nprobe=nlist)
+            np.testing.assert_allclose(every_list.scores, exact.scores, rtol=1e-5, atol=1e-5)
 
 
 def test_debian_slice_exact_and_routed_search(debian_cos: Dataset) -> None:

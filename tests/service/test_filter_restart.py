@@ -9,7 +9,7 @@ import numpy as np
 from app.engine.filters import parse_filter
 from app.service.search import SearchOptions
 from app.service.service import Service
-from tests.service.test_restart import _service
+from tests.service.services import start_service
 
 FILTER = parse_filter(
     {
@@ -39,8 +39,8 @@ def _search(service: Service, queries: np.ndarray) -> dict:
 def test_restart_and_replica_keep_payload_indexes(database_url: str, tmp_path: Path) -> None:
     rng = np.random.default_rng(4)
     queries = rng.standard_normal((10, 8)).astype(np.float32)
-    first = _service(database_url, tmp_path / "a")
-    replica = _service(database_url, tmp_path / "r")
+    first = start_service(database_url, tmp_path / "a")
+    replica = start_service(database_url, tmp_path / "r")
     first.create_collection(
         name="docs",
         dim=8,
@@ -73,7 +73,7 @@ def test_restart_and_replica_keep_payload_indexes(database_url: str, tmp_path: P
 
     first.stop()
     snap.write_bytes(old_snapshot)
-    restarted = _service(database_url, tmp_path / "a")
+    restarted = start_service(database_url, tmp_path / "a")
     try:
         assert restarted.get_collection("docs")["payload_indexes"] == {
             "bucket": "integer",

@@ -2,33 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 
 from app.service.search import SearchOptions
-from app.service.service import Service
-from app.settings import Settings
+from tests.service.services import start_service
 from worker.build import run_build
-
-
-def _service(database_url: str, data_dir: Path) -> Service:
-    s = Service(
-        Settings(
-            data_dir=data_dir,
-            database_url=database_url,
-            embedded_worker=False,
-            snapshot_interval_s=3600,
-            build_min_points=10**9,
-        )
-    )
-    s.start()
-    deadline = time.monotonic() + 30
-    while not s.ready:
-        assert s.load_error is None and time.monotonic() < deadline
-        time.sleep(0.02)
-    return s
 
 
 def _points(rng: np.random.Generator, start: int, n: int) -> list[dict]:
@@ -38,7 +18,7 @@ def _points(rng: np.random.Generator, start: int, n: int) -> list[dict]:
 
 def test_snapshot_plus_catch_up_equals_rebuild(database_url: str, tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
-    first = _service(database_url, tmp_path / "a")
+    first = start_service(database_url, tmp_path / "a")
     first.create_collection(
         name="docs", dim=8, metric="l2", nlist=4, algorithm="kmeans", default_nprobe=2
     )
@@ -56,8 +36,8 @@ def test_snapshot_plus_catch_up_equals_rebuild(database_url: str, tmp_path: Path
     assert snap.read_bytes() != old_snapshot
     snap.write_bytes(old_snapshot)
 
-    from_snapshot = _service(database_url, tmp_path / "a")
-    rebuilt = _service(database_url, tmp_path / "b")  # no snapshot there
+    from_snapshot = start_service(database_url, tmp_path / "a")
+    rebuilt = start_service(database_url, tmp_path / "b")  # no snapshot there
     queries = rng.standard_normal((20, 8)).astype(np.float32)
     opts = SearchOptions(k=5, nprobe=2, routing="auto", with_payload=False)
     try:

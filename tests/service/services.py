@@ -1,0 +1,28 @@
+"""A service over a given store and data directory, started and loaded, for service tests."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from app.service.service import Service
+from app.settings import Settings
+
+
+def start_service(database_url: str, data_dir: Path) -> Service:
+    """No embedded worker and no automatic builds: the test decides when to cluster."""
+    s = Service(
+        Settings(
+            data_dir=data_dir,
+            database_url=database_url,
+            embedded_worker=False,
+            snapshot_interval_s=3600,
+            build_min_points=10**9,
+        )
+    )
+    s.start()
+    deadline = time.monotonic() + 30
+    while not s.ready:
+        assert s.load_error is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    return s
