@@ -112,8 +112,9 @@ def test_every_plan_on_debian(debian_cos: Dataset) -> None:
 
 def test_plan_choice() -> None:
     assert choose_plan(100_000, 100_000, 8, 1000) == (Plan.IVF, 8)
-    assert choose_plan(50_000, 100_000, 8, 1000) == (Plan.IVF, 12)
-    assert choose_plan(10_000, 100_000, 100, 1000) == (Plan.IVF, 317)
+    assert choose_plan(50_000, 100_000, 8, 1000) == (Plan.IVF, 8)
+    assert choose_plan(25_000, 100_000, 100, 1000) == (Plan.IVF, 165)
+    assert choose_plan(10_000, 100_000, 100, 1000) == (Plan.IVF, 319)
     assert choose_plan(1_000, 100_000, 100, 1000) == (Plan.EXACT, 1000)
     assert choose_plan(0, 100_000, 8, 1000) == (Plan.EXACT, 1000)
     assert choose_plan(500, 1000, 8, None) == (Plan.EXACT, 1)
