@@ -24,7 +24,6 @@ from app.engine.labels import Objective, exact_neighbours, list_labels
 from app.engine.metric import Metric, prepare
 from app.engine.recall_table import measure
 from app.engine.routing import Router, RouterKind, centroid_router
-from app.engine.training import TrainConfig, train_router
 from app.store.collections import CollectionRecord, get_collection
 from app.store.db import Store
 from app.store.points import iter_live_points
@@ -68,6 +67,10 @@ def run_train_router(
     order = rng.permutation(len(q))
     n_hold = max(1, round(plan.holdout_fraction * len(q)))
     hold, train = order[:n_hold], order[n_hold:]
+    # torch loads here, on the first training, not when a server or worker starts: it costs
+    # about 4 s of start-up and a few hundred MB that API processes never need.
+    from app.engine.training import TrainConfig, train_router
+
     config = TrainConfig(
         kind=RouterKind(params.get("kind", RouterKind.LINEAR)),
         objective=Objective(params.get("objective", Objective.TOP1)),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -97,3 +100,9 @@ def test_training_with_too_few_queries_fails_for_good(store: Store, data: debian
     _log(store, cid, data.train_queries[:50])
     with pytest.raises(TrainingError, match="50 queries"):
         run_train_router(store, "docs", {}, lambda _: None, PLAN)
+
+
+def test_serving_and_starting_a_worker_never_load_torch() -> None:
+    """torch is for training only: the API, the CLI and an idle worker start without it."""
+    code = "import sys, app.main, app.cli, worker.worker; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
