@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.metrics import Metrics
@@ -62,7 +63,7 @@ class SearchFastPath:
         try:
             body = load_object(b"".join(chunks))
             out = await handler(body, state.service, state.settings, state.metrics)
-            response = OrjsonResponse(out)
+            response: Response = OrjsonResponse(out)
         except Exception as exc:
             response = as_problem(exc)
         await response(scope, receive, send)

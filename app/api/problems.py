@@ -88,7 +88,9 @@ async def _http(_: Request, exc: Exception) -> Response:
     status = exc.status_code
     title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
     slug = title.lower().replace(" ", "-")
-    return problem(status, title, str(exc.detail), slug, headers=exc.headers)
+    return problem(
+        status, title, str(exc.detail), slug, headers=dict(exc.headers) if exc.headers else None
+    )
 
 
 async def _unexpected(_: Request, exc: Exception) -> Response:

@@ -84,6 +84,7 @@ class _Scorer(torch.nn.Module):
         self.score_scale = score_scale
         self.query_scale = query_scale
         self.weight = torch.nn.Parameter(torch.from_numpy(reps / self.w_scale))
+        self.anchor: torch.Tensor
         self.register_buffer("anchor", self.weight.detach().clone())
         self.bias = (
             torch.nn.Parameter(torch.from_numpy(clustering.bias / score_scale))

@@ -122,13 +122,11 @@ def _recall_table(
     """The held-out table of exactly the routing this search uses, or a 409."""
     stored = live.record.recall_table
     routing = "learned" if router is not None else "centroid"
-    fits = (
-        stored is not None
-        and stored["clustering_version"] == clustering.version
-        and stored["routing"] == routing
-        and stored["router_version"] == (router.version if router is not None else None)
-    )
-    if not fits:
+    if stored is None or (
+        stored["clustering_version"],
+        stored["routing"],
+        stored["router_version"],
+    ) != (clustering.version, routing, router.version if router is not None else None):
         raise NoRecallTable(
             f"no held-out recall table for the {routing} routing of this collection yet: "
             "it is measured on logged queries when the worker builds the index or trains a "

@@ -7,6 +7,7 @@ matrix); versioned artefacts hold several named arrays, so they are ``.npz`` arc
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,8 @@ def vectors_from_bytes(blobs: list[bytes], dim: int) -> np.ndarray:
 
 def pack_arrays(**arrays: np.ndarray | None) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, **{k: v for k, v in arrays.items() if v is not None})
+    kept: dict[str, Any] = {k: v for k, v in arrays.items() if v is not None}
+    np.savez(buf, **kept)
     return buf.getvalue()
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -54,7 +54,7 @@ def upsert_points(
     """
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(Point.__table__)
+    stmt = insert(cast(Table, Point.__table__))
     stmt = stmt.on_conflict_do_update(
         index_elements=["collection_id", "external_id"],
         set_={
@@ -76,12 +76,12 @@ def upsert_points(
         for ext, vec, payload in zip(external_ids, vectors, payloads, strict=True)
     ]
     session.execute(stmt, rows)
-    rows = session.execute(
+    stored = session.execute(
         select(Point.external_id, Point.id).where(
             Point.collection_id == collection_id, Point.seq == seq
         )
     )
-    found = {ext: pid for ext, pid in rows}
+    found = {ext: pid for ext, pid in stored}
     return np.fromiter((found[e] for e in external_ids), dtype=np.int64, count=len(external_ids))
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import CursorResult, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.store.arrays import vector_to_bytes, vectors_from_bytes
@@ -73,6 +73,7 @@ def prune_queries(store: Store, keep: int) -> int:
                         QueryLogRow.collection_id == cid, QueryLogRow.id <= cutoff
                     )
                 )
+                assert isinstance(result, CursorResult)  # a DELETE's result has a rowcount
                 removed += result.rowcount or 0
     return removed
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 
 from app.api.deps import MetricsDep, ServiceDep
@@ -19,7 +21,7 @@ async def healthz() -> Response:
 @router.get("/readyz", response_model=Ready, operation_id="readyz")
 def readyz(service: ServiceDep) -> Response:
     store = service.store_reachable()
-    state = {
+    state: dict[str, Any] = {
         "ready": store and service.ready,
         "store": store,
         "indexes_loaded": service.ready,
