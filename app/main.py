@@ -16,6 +16,7 @@ from app.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.api.openapi import build_openapi
 from app.api.request_id import RequestIdMiddleware
 from app.api.routes import collections, jobs, ops, points, report, search, ui
+from app.engine.ivf import scan_serially_on_this_thread
 from app.service.service import Service
 from app.settings import Settings
 
@@ -29,6 +30,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(service.start)
+        scan_serially_on_this_thread()  # the loop runs only searches cheap enough to inline
         try:
             yield
         finally:
@@ -56,4 +58,3 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)  # outermost
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app
-

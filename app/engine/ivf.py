@@ -288,6 +288,15 @@ class VectorIndex:
             raise ValueError(f"clustering is for {clustering.metric}, index is {self.metric}")
 
 
+def scan_serially_on_this_thread() -> None:
+    """Run this thread's searches on one OpenMP thread (other threads keep their setting).
+
+    For a thread that only runs small searches, such as a server's event loop: waking
+    OpenMP's sleeping team for one query costs more than splitting a small scan saves.
+    """
+    faiss.omp_set_num_threads(1)
+
+
 def _new_ivf(
     dim: int, metric: Metric, clustering: Clustering | None, *, hashtable: bool = True
 ) -> faiss.IndexIVFFlat:
