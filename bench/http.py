@@ -251,31 +251,22 @@ def concurrent(
 def search_body(
     query: np.ndarray, nprobe: int | None, routing: str = "auto", log: bool = True
 ) -> bytes:
-    body: dict[str, Any] = {
-        "collection": NAME,
-        "vector": query,
-        "k": K,
-        "routing": routing,
-        "log": log,
-    }
-    if nprobe is not None:
-        body["nprobe"] = nprobe
-    return encode("POST", "/search", orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
+    return _search_request("/search", {"vector": query}, nprobe, routing, log)
 
 
 def batch_body(
     queries: np.ndarray, nprobe: int | None, routing: str = "auto", log: bool = True
 ) -> bytes:
-    body: dict[str, Any] = {
-        "collection": NAME,
-        "vectors": queries,
-        "k": K,
-        "routing": routing,
-        "log": log,
-    }
+    return _search_request("/search/batch", {"vectors": queries}, nprobe, routing, log)
+
+
+def _search_request(
+    path: str, vectors: dict[str, np.ndarray], nprobe: int | None, routing: str, log: bool
+) -> bytes:
+    body: dict[str, Any] = {"collection": NAME, **vectors, "k": K, "routing": routing, "log": log}
     if nprobe is not None:
         body["nprobe"] = nprobe
-    return encode("POST", "/search/batch", orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
+    return encode("POST", path, orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
 def hit_rows(results: list[dict[str, Any]]) -> np.ndarray:
