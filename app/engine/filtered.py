@@ -31,9 +31,9 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-import faiss
 import numpy as np
 
+from app.engine.allowed import AllowedIds
 from app.engine.ivf import SearchResult, VectorIndex
 from app.engine.metric import as_matrix
 from app.engine.routing import Router
@@ -48,27 +48,6 @@ WIDEN_EXPONENT = 0.72
 class Plan(StrEnum):
     EXACT = "exact"
     IVF = "ivf"
-
-
-@dataclass(frozen=True, eq=False)
-class AllowedIds:
-    """The ids a filter lets through, as the bitmap faiss's selector reads.
-
-    The selector points into ``bits`` without owning it: both live as long as this object.
-    """
-
-    count: int
-    bits: np.ndarray
-    selector: faiss.IDSelectorBitmap
-
-    @classmethod
-    def from_mask(cls, mask: np.ndarray) -> AllowedIds:
-        """From a boolean mask over internal ids (ids beyond its end are not allowed)."""
-        if mask.ndim != 1 or mask.dtype != np.bool_:
-            raise ValueError("mask must be a 1-d boolean array")
-        bits = np.packbits(mask, bitorder="little")
-        selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
-        return cls(int(np.count_nonzero(mask)), bits, selector)
 
 
 @dataclass(frozen=True)
@@ -139,9 +118,12 @@ def _widening(
     """The IVF plan: search again, with doubled nprobe, the queries still short of hits."""
     first = index.search(queries, k, nprobe=width, router=router, selector=allowed.selector)
     scores, ids = first.scores, first.ids
-    widths = np.full(len(ids), width, dtype=np.int64)
     need = min(k, allowed.count)
-    short = np.flatnonzero((ids >= 0).sum(axis=1) < need)
+    # Hits come first, -1 pads the rest: the need-th column tells who is short.
+    if need == 0 or bool((ids[:, need - 1] >= 0).all()):
+        return first, width
+    widths = np.full(len(ids), width, dtype=np.int64)
+    short = np.flatnonzero(ids[:, need - 1] < 0)
     while len(short) and width < nlist:
         width = min(2 * width, nlist)
         again = index.search(
@@ -149,6 +131,6 @@ def _widening(
         )
         scores[short], ids[short] = again.scores, again.ids
         widths[short] = width
-        short = short[(again.ids >= 0).sum(axis=1) < need]
+        short = short[again.ids[:, need - 1] < 0]
     probes = float(widths.mean()) if len(widths) else 0.0
     return SearchResult(scores, ids, probes), int(widths.max(initial=0))

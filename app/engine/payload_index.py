@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from app.engine.allowed import AllowedCache, AllowedIds
 from app.engine.filters import (
     MISSING,
     Condition,
@@ -43,6 +44,8 @@ WRITE_CHUNK = 1000
 MIN_CAPACITY = 1024
 # Each declared field costs its columns and a pass on every write.
 MAX_FIELDS = 32
+# Bitmaps of recently used filters kept per collection (see ``allowed.AllowedCache``).
+DEFAULT_CACHE_BYTES = 16 << 20
 
 
 class FieldKind(StrEnum):
@@ -123,9 +126,13 @@ class _Column:
 class PayloadIndex:
     """Every live point's payload, and a typed column per declared field."""
 
-    def __init__(self, fields: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, fields: Mapping[str, str] | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES
+    ) -> None:
         self.fields = declared_fields(fields or {})
         self._rw = RWLock()
+        self._generation = 0  # bumped by every write section: cached bitmaps go stale
+        self._cache = AllowedCache(cache_bytes)
         self._capacity = MIN_CAPACITY
         self._live = np.zeros(self._capacity, dtype=bool)
         self._payloads: dict[int, Any] = {}
@@ -133,10 +140,13 @@ class PayloadIndex:
 
     @classmethod
     def build(
-        cls, fields: Mapping[str, str] | None, points: Iterable[tuple[int, Any]]
+        cls,
+        fields: Mapping[str, str] | None,
+        points: Iterable[tuple[int, Any]],
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> PayloadIndex:
         """An index of ``points`` (internal id, payload), e.g. at start-up or on redeclaring."""
-        index = cls(fields)
+        index = cls(fields, cache_bytes)
         pairs = list(points)
         index.upsert([pid for pid, _ in pairs], [payload for _, payload in pairs])
         return index
@@ -156,6 +166,7 @@ class PayloadIndex:
                 self._grow(needed)
         for start in range(0, len(ids), WRITE_CHUNK):
             with self._rw.write():
+                self._generation += 1
                 for pid, payload in zip(
                     ids[start : start + WRITE_CHUNK],
                     payloads[start : start + WRITE_CHUNK],
@@ -169,6 +180,7 @@ class PayloadIndex:
     def remove(self, ids: Sequence[int]) -> None:
         for start in range(0, len(ids), WRITE_CHUNK):
             with self._rw.write():
+                self._generation += 1
                 for pid in ids[start : start + WRITE_CHUNK]:
                     if self._payloads.pop(pid, MISSING) is MISSING:
                         continue
@@ -184,6 +196,21 @@ class PayloadIndex:
         with self._rw.read():
             out = self._filter(f, self._live)
             return out.copy() if out is self._live else out
+
+    def allowed(self, f: Filter) -> AllowedIds:
+        """The live points passing ``f`` as a selector bitmap, cached until the next write.
+
+        Raises FilterError when a condition does not fit a declared field's type.
+        """
+        key = repr(f)  # tells match 1 from match true, which compare equal
+        hit = self._cache.get(key, self._generation)
+        if hit is not None:
+            return hit
+        with self._rw.read():
+            generation = self._generation
+            allowed = AllowedIds.from_mask(self._filter(f, self._live))
+        self._cache.put(key, generation, allowed)
+        return allowed
 
     def _filter(self, f: Filter, within: np.ndarray) -> np.ndarray:
         """The ids of ``within`` passing ``f``; each item only looks at what is left."""
@@ -250,14 +277,15 @@ def _grown(a: np.ndarray, capacity: int, fill: Any) -> np.ndarray:
 
 
 def _range_mask(values: np.ndarray, r: Range) -> np.ndarray:
-    out = ~np.isnan(values)
-    with np.errstate(invalid="ignore"):
-        if r.gt is not None:
-            out &= values > r.gt
-        if r.gte is not None:
-            out &= values >= r.gte
-        if r.lt is not None:
-            out &= values < r.lt
-        if r.lte is not None:
-            out &= values <= r.lte
-    return out
+    """One comparison pass per bound: NaN (no number) fails each, so needs no pass of its own."""
+    out: np.ndarray | None = None
+    for compare, bound in (
+        (np.greater, r.gt),
+        (np.greater_equal, r.gte),
+        (np.less, r.lt),
+        (np.less_equal, r.lte),
+    ):
+        if bound is not None:
+            passed = compare(values, bound)
+            out = passed if out is None else np.logical_and(out, passed, out=out)
+    return ~np.isnan(values) if out is None else out

@@ -10,7 +10,7 @@ import numpy as np
 
 from app.engine.ivf import SearchResult, VectorIndex
 from app.engine.metric import Metric
-from app.engine.payload_index import PayloadIndex
+from app.engine.payload_index import DEFAULT_CACHE_BYTES, PayloadIndex
 from app.engine.routing import Router
 from app.store.collections import CollectionRecord
 
@@ -34,13 +34,17 @@ class LiveCollection:
     router: Router | None = None  # the active learned router, if it fits the clustering
     changed_seq: int = 0  # newest write applied here (to skip unchanged snapshots)
     snapshot_seq: int = -1
+    filter_cache_bytes: int = DEFAULT_CACHE_BYTES
 
     @classmethod
-    def empty(cls, record: CollectionRecord) -> LiveCollection:
+    def empty(
+        cls, record: CollectionRecord, filter_cache_bytes: int = DEFAULT_CACHE_BYTES
+    ) -> LiveCollection:
         return cls(
             record,
             VectorIndex(record.dim, Metric(record.metric)),
-            payloads=PayloadIndex(record.payload_indexes),
+            payloads=PayloadIndex(record.payload_indexes, filter_cache_bytes),
+            filter_cache_bytes=filter_cache_bytes,
         )
 
     @property
@@ -77,7 +81,11 @@ class LiveCollection:
             self.payloads = self._payload_index(fields)
 
     def _payload_index(self, fields: dict[str, str]) -> PayloadIndex:
-        return PayloadIndex.build(fields, ((pid, lab[1]) for pid, lab in self.labels.items()))
+        return PayloadIndex.build(
+            fields,
+            ((pid, lab[1]) for pid, lab in self.labels.items()),
+            self.filter_cache_bytes,
+        )
 
     def set_router(self, router: Router | None) -> None:
         """Keep a learned router only while it was trained for the current clustering."""

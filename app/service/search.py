@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from app.engine.allowed import AllowedIds
 from app.engine.clustering import Clustering
-from app.engine.filtered import AllowedIds, filtered_search
+from app.engine.filtered import filtered_search
 from app.engine.filters import Filter, FilterError
 from app.engine.ivf import RouterMismatchError, SearchResult, VectorIndex
 from app.engine.recall_table import RecallTable
@@ -76,7 +77,7 @@ def run_search(
 
 def _allowed(live: LiveCollection, f: Filter) -> AllowedIds:
     try:
-        return AllowedIds.from_mask(live.payloads.matching(f))
+        return live.payloads.allowed(f)
     except FilterError as exc:
         raise InvalidInput(f"filter: {exc}") from None
 

@@ -53,7 +53,9 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = Store(settings.resolved_database_url)
-        self.registry = Registry(self.store, SnapshotDir(settings.snapshot_dir))
+        self.registry = Registry(
+            self.store, SnapshotDir(settings.snapshot_dir), settings.filter_cache_mib << 20
+        )
         self.query_log = QueryLogBuffer(
             self.store,
             max_buffer=settings.query_log_max_buffer,
@@ -191,7 +193,7 @@ class Service:
             )
             if record is None:
                 raise CollectionExists(f"collection {name!r} already exists")
-            live = LiveCollection.empty(record)
+            live = LiveCollection.empty(record, self.registry.filter_cache_bytes)
             self.registry.add(live)
             self.registry.note_local_write(record.seq)
         return self.info(live, building=False)

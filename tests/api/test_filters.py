@@ -120,12 +120,6 @@ def test_writes_and_redeclared_indexes_keep_filters_exact(client: TestClient) ->
     assert client.post("/collections", json={"name": "docs", "dim": DIM}).status_code == 201
     rng = np.random.default_rng(12)
     oracle = Oracle()
-    oracle.index(client, *_points(rng, 0, 200))
-    oracle.index(client, *_points(rng, 150, 100))  # 50 replaced with new payloads
-    gone = [f"p{i}" for i in range(0, 60, 3)]
-    assert client.post("/delete", json={"collection": "docs", "ids": gone}).json()["deleted"] == 20
-    for pid in gone:
-        del oracle.points[pid]
     q = rng.standard_normal(DIM).astype(np.float32)
     f = {
         "must": [{"key": "lang", "match": {"any": ["en", "de"]}}],
@@ -143,14 +137,25 @@ def test_writes_and_redeclared_indexes_keep_filters_exact(client: TestClient) ->
             and not p["bucket"] < 10
         )
 
-    for fields in ({}, {"lang": "keyword", "bucket": "integer"}, {"tags": "keyword"}):
-        r = client.put("/collections/docs/payload-indexes", json={"fields": fields})
-        assert r.status_code == 200 and r.json()["payload_indexes"] == fields
+    def search_is_exact() -> None:
         out = client.post(
             "/search", json={"collection": "docs", "vector": q.tolist(), "k": 20, "filter": f}
         ).json()
         assert [h["id"] for h in out["hits"]] == oracle.top(q, allowed, 20)
         assert out["matches"] == sum(allowed(p) for _, p in oracle.points.values())
+
+    oracle.index(client, *_points(rng, 0, 200))
+    search_is_exact()  # the filter's bitmap is cached now: each write below must outdate it
+    oracle.index(client, *_points(rng, 150, 100))  # 50 replaced with new payloads
+    search_is_exact()
+    gone = [f"p{i}" for i in range(0, 60, 3)]
+    assert client.post("/delete", json={"collection": "docs", "ids": gone}).json()["deleted"] == 20
+    for pid in gone:
+        del oracle.points[pid]
+    for fields in ({}, {"lang": "keyword", "bucket": "integer"}, {"tags": "keyword"}):
+        r = client.put("/collections/docs/payload-indexes", json={"fields": fields})
+        assert r.status_code == 200 and r.json()["payload_indexes"] == fields
+        search_is_exact()
     assert client.get("/collections/docs").json()["payload_indexes"] == {"tags": "keyword"}
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from app.engine.allowed import AllowedIds
 from app.engine.clustering import Algorithm, train_clustering
 from app.engine.evaluation import recall_at_k
-from app.engine.filtered import AllowedIds, Plan, choose_plan, filtered_search
+from app.engine.filtered import Plan, choose_plan, filtered_search
 from app.engine.filters import parse_filter
 from app.engine.ivf import VectorIndex
 from app.engine.metric import Metric, prepare

@@ -120,6 +120,39 @@ def test_writes_keep_the_columns_in_step() -> None:
         assert np.array_equal(index.matching(f)[:3000], brute_force_mask(f, state, 3000))
 
 
+def test_cached_bitmaps_always_describe_the_current_payloads() -> None:
+    """A few filters asked again and again between writes: never a stale answer."""
+    rng = np.random.default_rng(9)
+    index = PayloadIndex(DECLARED)
+    state: dict[int, Any] = {}
+    filters = [parse_filter(random_filter(rng)) for _ in range(5)]
+    for _ in range(40):
+        ids = [int(i) for i in rng.choice(3000, size=int(rng.integers(1, 50)), replace=False)]
+        if rng.random() < 0.3:
+            index.remove(ids)
+            for pid in ids:
+                state.pop(pid, None)
+        else:
+            payloads = [random_payload(rng) for _ in ids]
+            index.upsert(ids, payloads)
+            state.update(zip(ids, payloads, strict=True))
+        for f in filters + filters:  # the second round is answered from the cache
+            allowed = index.allowed(f)
+            expected = brute_force_mask(f, state, 3000)
+            assert allowed.count == expected.sum()
+            got = np.unpackbits(allowed.bits, bitorder="little").astype(bool)[:3000]
+            assert np.array_equal(got, expected[: len(got)]) and not expected[len(got) :].any()
+    assert index.allowed(filters[0]) is index.allowed(filters[0])
+
+
+def test_match_one_and_match_true_are_cached_apart() -> None:
+    index = PayloadIndex({}, cache_bytes=1 << 20)
+    index.upsert([0, 1], [{"v": 1}, {"v": True}])
+    one = index.allowed(parse_filter({"must": [{"key": "v", "match": {"value": 1}}]}))
+    true = index.allowed(parse_filter({"must": [{"key": "v", "match": {"value": True}}]}))
+    assert (one.count, true.count) == (1, 1) and one.bits[0] == 0b01 and true.bits[0] == 0b10
+
+
 def test_semantics_by_example() -> None:
     payloads = {
         1: {"lang": "en", "year": 2020, "tags": ["a", "b"], "ok": True},
