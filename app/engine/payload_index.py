@@ -12,6 +12,10 @@ or eight (numbers) bytes. A list value of a declared field is kept aside (``mult
 checked in Python, so lists stay correct and scalars fast. Values of another type than the
 declared one are not in the column; they match nothing, as in the payload scan.
 
+``allowed`` answers a filter as a selector bitmap, cached (``allowed.AllowedCache``) under
+a generation number that every write section bumps, so a cached bitmap always describes the
+current payloads.
+
 Concurrency: one writer at a time (the registry's apply lock), many searches. ``_rw`` guards
 the columns and the payload dict: searches share it, writes hold it exclusively a chunk at a
 time (columns are reallocated when they grow).
