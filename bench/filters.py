@@ -63,6 +63,7 @@ NPROBES = (4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 POST_FILTER_CANDIDATES = 40
 POST_FILTERS = (f"post-filter({POST_FILTER_CANDIDATES})", "post-filter(lists)")
 ROUNDS = 3
+CHUNK = 100
 
 # One query (1, d) -> its ids (at most k, best first) and what the run wants to record.
 Search = Callable[[np.ndarray], tuple[np.ndarray, Any]]
@@ -120,22 +121,27 @@ def measure(
 ) -> dict[str, tuple[np.ndarray, float, list[Any]]]:
     """Per search: (ids, queries/s, per-query extras) over single-query calls.
 
-    Each of ``ROUNDS`` rounds runs every search over all queries in turn, so load from other
-    jobs on the cores falls on all of them alike; queries/s is a search's best round.
+    Other jobs share the cores, so the searches take turns on chunks of ``CHUNK`` queries
+    (each chunk's order rotated; a chunk reads far more lists than the caches hold, so no
+    search inherits warm lists), and a search's time is the sum over chunks of its best of
+    ``ROUNDS`` timings: a burst of load spoils one timing, not the comparison.
     """
     ids = {name: np.full((len(queries), K), -1, dtype=np.int64) for name in named}
-    extras: dict[str, list[Any]] = {}
-    best = dict.fromkeys(named, math.inf)
+    extras: dict[str, list[Any]] = {name: [None] * len(queries) for name in named}
+    chunks = range(0, len(queries), CHUNK)
+    best = {name: [math.inf] * len(chunks) for name in named}
+    order = list(named)
     for _ in range(ROUNDS):
-        for name, search in named.items():
-            extras[name] = []
-            started = time.perf_counter()
-            for i in range(len(queries)):
-                found, extra = search(queries[i : i + 1])
-                ids[name][i, : len(found)] = found[:K]
-                extras[name].append(extra)
-            best[name] = min(best[name], time.perf_counter() - started)
-    return {name: (ids[name], len(queries) / best[name], extras[name]) for name in named}
+        for c, start in enumerate(chunks):
+            order = order[1:] + order[:1]
+            for name in order:
+                search = named[name]
+                started = time.perf_counter()
+                for i in range(start, min(start + CHUNK, len(queries))):
+                    found, extras[name][i] = search(queries[i : i + 1])
+                    ids[name][i, : len(found)] = found[:K]
+                best[name][c] = min(best[name][c], time.perf_counter() - started)
+    return {name: (ids[name], len(queries) / sum(best[name]), extras[name]) for name in named}
 
 
 def searches(

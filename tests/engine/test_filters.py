@@ -85,6 +85,21 @@ def brute_force_mask(f: Filter, payloads: dict[int, Any], size: int) -> np.ndarr
     return out
 
 
+def random_write(
+    rng: np.random.Generator, index: PayloadIndex, state: dict[int, Any], size: int
+) -> None:
+    """Remove (30%) or upsert ``size`` random ids below 3000, in the index and in ``state``."""
+    ids = [int(i) for i in rng.choice(3000, size=size, replace=False)]
+    if rng.random() < 0.3:
+        index.remove(ids)
+        for pid in ids:
+            state.pop(pid, None)
+    else:
+        payloads = [random_payload(rng) for _ in ids]
+        index.upsert(ids, payloads)
+        state.update(zip(ids, payloads, strict=True))
+
+
 def test_columns_and_payload_scan_agree_with_the_definition() -> None:
     rng = np.random.default_rng(7)
     ids = rng.choice(5000, size=1500, replace=False)
@@ -105,15 +120,7 @@ def test_writes_keep_the_columns_in_step() -> None:
     index = PayloadIndex(DECLARED)
     state: dict[int, Any] = {}
     for _ in range(30):
-        ids = [int(i) for i in rng.choice(3000, size=200, replace=False)]
-        if rng.random() < 0.3:
-            index.remove(ids)
-            for pid in ids:
-                state.pop(pid, None)
-        else:
-            payloads = [random_payload(rng) for _ in ids]
-            index.upsert(ids, payloads)
-            state.update(zip(ids, payloads, strict=True))
+        random_write(rng, index, state, 200)
     assert index.count == len(state)
     for _ in range(40):
         f = parse_filter(random_filter(rng))
@@ -127,15 +134,7 @@ def test_cached_bitmaps_always_describe_the_current_payloads() -> None:
     state: dict[int, Any] = {}
     filters = [parse_filter(random_filter(rng)) for _ in range(5)]
     for _ in range(40):
-        ids = [int(i) for i in rng.choice(3000, size=int(rng.integers(1, 50)), replace=False)]
-        if rng.random() < 0.3:
-            index.remove(ids)
-            for pid in ids:
-                state.pop(pid, None)
-        else:
-            payloads = [random_payload(rng) for _ in ids]
-            index.upsert(ids, payloads)
-            state.update(zip(ids, payloads, strict=True))
+        random_write(rng, index, state, int(rng.integers(1, 50)))
         for f in filters + filters:  # the second round is answered from the cache
             allowed = index.allowed(f)
             expected = brute_force_mask(f, state, 3000)
