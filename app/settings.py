@@ -36,8 +36,8 @@ class Settings(BaseSettings):
     min_seq_timeout_s: float = Field(default=2.0, ge=0)
     # Searches scanning fewer vectors run on the event loop (a thread hop costs ~100 us).
     inline_search_max_vectors: int = Field(default=20_000, ge=0)
-    # Per collection: bitmaps of recently used filters, kept until the next write (0: off).
-    filter_cache_mib: int = Field(default=16, ge=0)
+    # Bitmaps of recently used filters (all collections), valid until a write (0: off).
+    filter_cache_mib: int = Field(default=64, ge=0)
 
     # Replication and snapshots.
     catchup_interval_s: float = Field(default=0.2, gt=0, le=0.5)

@@ -16,7 +16,7 @@ import faiss
 import numpy as np
 
 # Entries past this count are dropped least recently used, whatever their size.
-MAX_ENTRIES = 1024
+MAX_ENTRIES = 4096
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,11 +42,12 @@ class AllowedIds:
 
 
 class AllowedCache:
-    """``AllowedIds`` by filter key, for one state (``generation``) of the payloads.
+    """``AllowedIds`` by (owner, filter key), each valid for one state of its owner's payloads.
 
-    An entry computed on an older state is never returned; the first entry of a newer state
-    drops all older ones at once. Least recently used entries go past ``max_bytes`` of
-    bitmaps (``0`` disables the cache).
+    One cache serves every collection of a process, so that ``max_bytes`` of bitmaps bounds
+    them all (``0`` disables it). An owner (a payload index) numbers its states
+    (``generation``): an entry is returned only for the state it was computed on, and
+    entries of older states wait for eviction, least recently used first.
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -54,8 +55,7 @@ class AllowedCache:
             raise ValueError("max_bytes must not be negative")
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._generation = -1
-        self._entries: OrderedDict[str, AllowedIds] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, str], tuple[int, AllowedIds]] = OrderedDict()
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -65,31 +65,27 @@ class AllowedCache:
     def nbytes(self) -> int:
         return self._bytes
 
-    def get(self, key: str, generation: int) -> AllowedIds | None:
+    def get(self, owner: int, key: str, generation: int) -> AllowedIds | None:
         with self._lock:
-            if generation != self._generation:
+            entry = self._entries.get((owner, key))
+            if entry is None or entry[0] != generation:
                 return None
-            hit = self._entries.get(key)
-            if hit is not None:
-                self._entries.move_to_end(key)
-            return hit
+            self._entries.move_to_end((owner, key))
+            return entry[1]
 
-    def put(self, key: str, generation: int, allowed: AllowedIds) -> None:
+    def put(self, owner: int, key: str, generation: int, allowed: AllowedIds) -> None:
         size = allowed.bits.nbytes
+        if size > self.max_bytes:
+            return
         with self._lock:
-            if generation < self._generation:
-                return  # evaluated on a state that has changed since
-            if generation > self._generation:
-                self._entries.clear()
-                self._bytes = 0
-                self._generation = generation
-            if size > self.max_bytes:
-                return
-            old = self._entries.pop(key, None)
+            old = self._entries.pop((owner, key), None)
             if old is not None:
-                self._bytes -= old.bits.nbytes
-            self._entries[key] = allowed
+                if old[0] > generation:  # evaluated on a state that has changed since
+                    self._entries[(owner, key)] = old
+                    return
+                self._bytes -= old[1].bits.nbytes
+            self._entries[(owner, key)] = (generation, allowed)
             self._bytes += size
             while self._bytes > self.max_bytes or len(self._entries) > MAX_ENTRIES:
-                _, dropped = self._entries.popitem(last=False)
+                _, (_, dropped) = self._entries.popitem(last=False)
                 self._bytes -= dropped.bits.nbytes

@@ -23,6 +23,7 @@ time (columns are reallocated when they grow).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any
@@ -48,8 +49,9 @@ WRITE_CHUNK = 1000
 MIN_CAPACITY = 1024
 # Each declared field costs its columns and a pass on every write.
 MAX_FIELDS = 32
-# Bitmaps of recently used filters kept per collection (see ``allowed.AllowedCache``).
+# Bitmaps of recently used filters kept by an index that is given no shared cache.
 DEFAULT_CACHE_BYTES = 16 << 20
+_owners = itertools.count()  # cache owner numbers: never reused, unlike id()
 
 
 class FieldKind(StrEnum):
@@ -131,12 +133,13 @@ class PayloadIndex:
     """Every live point's payload, and a typed column per declared field."""
 
     def __init__(
-        self, fields: Mapping[str, str] | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES
+        self, fields: Mapping[str, str] | None = None, cache: AllowedCache | None = None
     ) -> None:
         self.fields = declared_fields(fields or {})
         self._rw = RWLock()
         self._generation = 0  # bumped by every write section: cached bitmaps go stale
-        self._cache = AllowedCache(cache_bytes)
+        self._cache = cache if cache is not None else AllowedCache(DEFAULT_CACHE_BYTES)
+        self._owner = next(_owners)
         self._capacity = MIN_CAPACITY
         self._live = np.zeros(self._capacity, dtype=bool)
         self._payloads: dict[int, Any] = {}
@@ -147,10 +150,10 @@ class PayloadIndex:
         cls,
         fields: Mapping[str, str] | None,
         points: Iterable[tuple[int, Any]],
-        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        cache: AllowedCache | None = None,
     ) -> PayloadIndex:
         """An index of ``points`` (internal id, payload), e.g. at start-up or on redeclaring."""
-        index = cls(fields, cache_bytes)
+        index = cls(fields, cache)
         pairs = list(points)
         index.upsert([pid for pid, _ in pairs], [payload for _, payload in pairs])
         return index
@@ -207,13 +210,13 @@ class PayloadIndex:
         Raises FilterError when a condition does not fit a declared field's type.
         """
         key = repr(f)  # tells match 1 from match true, which compare equal
-        hit = self._cache.get(key, self._generation)
+        hit = self._cache.get(self._owner, key, self._generation)
         if hit is not None:
             return hit
         with self._rw.read():
             generation = self._generation
             allowed = AllowedIds.from_mask(self._filter(f, self._live))
-        self._cache.put(key, generation, allowed)
+        self._cache.put(self._owner, key, generation, allowed)
         return allowed
 
     def _filter(self, f: Filter, within: np.ndarray) -> np.ndarray:

@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from app.engine.allowed import AllowedCache
 from app.engine.ivf import SearchResult, VectorIndex
 from app.engine.metric import Metric
-from app.engine.payload_index import DEFAULT_CACHE_BYTES, PayloadIndex
+from app.engine.payload_index import PayloadIndex
 from app.engine.routing import Router
 from app.store.collections import CollectionRecord
 
@@ -34,17 +35,17 @@ class LiveCollection:
     router: Router | None = None  # the active learned router, if it fits the clustering
     changed_seq: int = 0  # newest write applied here (to skip unchanged snapshots)
     snapshot_seq: int = -1
-    filter_cache_bytes: int = DEFAULT_CACHE_BYTES
+    filter_cache: AllowedCache | None = None  # shared by the process's collections
 
     @classmethod
     def empty(
-        cls, record: CollectionRecord, filter_cache_bytes: int = DEFAULT_CACHE_BYTES
+        cls, record: CollectionRecord, filter_cache: AllowedCache | None = None
     ) -> LiveCollection:
         return cls(
             record,
             VectorIndex(record.dim, Metric(record.metric)),
-            payloads=PayloadIndex(record.payload_indexes, filter_cache_bytes),
-            filter_cache_bytes=filter_cache_bytes,
+            payloads=PayloadIndex(record.payload_indexes, filter_cache),
+            filter_cache=filter_cache,
         )
 
     @property
@@ -84,7 +85,7 @@ class LiveCollection:
         return PayloadIndex.build(
             fields,
             ((pid, lab[1]) for pid, lab in self.labels.items()),
-            self.filter_cache_bytes,
+            self.filter_cache,
         )
 
     def set_router(self, router: Router | None) -> None:

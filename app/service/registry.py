@@ -15,9 +15,9 @@ import logging
 import threading
 import time
 
+from app.engine.allowed import AllowedCache
 from app.engine.ivf import VectorIndex
 from app.engine.metric import Metric
-from app.engine.payload_index import DEFAULT_CACHE_BYTES
 from app.service.errors import CollectionNotFound, NotReady
 from app.service.live import LiveCollection
 from app.service.snapshots import SnapshotDir
@@ -31,12 +31,10 @@ log = logging.getLogger(__name__)
 
 
 class Registry:
-    def __init__(
-        self, store: Store, snapshots: SnapshotDir, filter_cache_bytes: int = DEFAULT_CACHE_BYTES
-    ) -> None:
+    def __init__(self, store: Store, snapshots: SnapshotDir, filter_cache: AllowedCache) -> None:
         self.store = store
         self.snapshots = snapshots
-        self.filter_cache_bytes = filter_cache_bytes
+        self.filter_cache = filter_cache
         self.apply_lock = threading.RLock()
         self._applied = threading.Condition()
         self.applied_seq = 0
@@ -93,7 +91,7 @@ class Registry:
         snap = self.snapshots.load(record)
         if snap is not None:
             index, seq = snap
-            live = LiveCollection(record, index, filter_cache_bytes=self.filter_cache_bytes)
+            live = LiveCollection(record, index, filter_cache=self.filter_cache)
             with self.store.read() as session:
                 live.load_labels(get_labels(session, record.id))
                 for change in changes_since(session, seq, {record.id: record.dim}, record.id):
@@ -112,7 +110,7 @@ class Registry:
                 else None
             )
             index = VectorIndex(record.dim, Metric(record.metric), clustering)
-            live = LiveCollection(record, index, filter_cache_bytes=self.filter_cache_bytes)
+            live = LiveCollection(record, index, filter_cache=self.filter_cache)
             for ids, vectors, _ in iter_live_points(session, record.id, record.dim):
                 index.upsert(ids, vectors)
             live.load_labels(get_labels(session, record.id))

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import text
 
+from app.engine.allowed import AllowedCache
 from app.engine.recall_table import RecallTable
 from app.service import payload_indexes as payload_indexes_service
 from app.service import points as point_writes
@@ -54,7 +55,9 @@ class Service:
         self.settings = settings
         self.store = Store(settings.resolved_database_url)
         self.registry = Registry(
-            self.store, SnapshotDir(settings.snapshot_dir), settings.filter_cache_mib << 20
+            self.store,
+            SnapshotDir(settings.snapshot_dir),
+            AllowedCache(settings.filter_cache_mib << 20),
         )
         self.query_log = QueryLogBuffer(
             self.store,
@@ -193,7 +196,7 @@ class Service:
             )
             if record is None:
                 raise CollectionExists(f"collection {name!r} already exists")
-            live = LiveCollection.empty(record, self.registry.filter_cache_bytes)
+            live = LiveCollection.empty(record, self.registry.filter_cache)
             self.registry.add(live)
             self.registry.note_local_write(record.seq)
         return self.info(live, building=False)

@@ -145,7 +145,7 @@ def test_cached_bitmaps_always_describe_the_current_payloads() -> None:
 
 
 def test_match_one_and_match_true_are_cached_apart() -> None:
-    index = PayloadIndex({}, cache_bytes=1 << 20)
+    index = PayloadIndex({})
     index.upsert([0, 1], [{"v": 1}, {"v": True}])
     one = index.allowed(parse_filter({"must": [{"key": "v", "match": {"value": 1}}]}))
     true = index.allowed(parse_filter({"must": [{"key": "v", "match": {"value": True}}]}))
