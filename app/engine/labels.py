@@ -26,11 +26,48 @@ class Objective(StrEnum):
     ``topk``: the lists of the exact top-k, each weighted by how many of them it holds, so the
     softmax estimates the share of the top-k a list holds (a recall@k surrogate).
     ``mixed``: a convex combination of the two targets (``TrainConfig.top1_weight``).
+    ``graded``: the lists of the exact top-k, each neighbour weighted by the softmax of its
+    exact score at a temperature (``graded_weights``): near-ties of the nearest neighbour
+    share the target, clear losers get almost nothing. Temperature 0 is ``top1``, infinity
+    is ``topk``; it needs the neighbours' scores (``exact_search``).
     """
 
     TOP1 = "top1"
     TOPK = "topk"
     MIXED = "mixed"
+    GRADED = "graded"
+
+
+def exact_search(
+    docs: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    metric: Metric,
+    *,
+    block: int = LABEL_BLOCK,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's exact top-k: (n, k) int64 row indices into ``docs``, best first, and
+    (n, k) float32 scores, higher is better (``-squared distance`` for l2).
+
+    Vectors are prepared here (unit-norm for cosine) so callers may pass raw data. Queries
+    go through faiss in blocks to bound memory; rows are padded with id -1 and score -inf
+    when the collection holds fewer than ``k`` documents.
+    """
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    d = prepare(docs, metric)
+    q = prepare(queries, metric, d.shape[1])
+    index = faiss.IndexFlat(d.shape[1], faiss_metric(metric))
+    index.add(d)
+    ids_out = np.full((q.shape[0], k), -1, dtype=np.int64)
+    scores_out = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
+    kk = min(k, d.shape[0])
+    sign = -1.0 if metric is Metric.L2 else 1.0
+    for start in range(0, q.shape[0], block):
+        dist, ids = index.search(q[start : start + block], kk)
+        ids_out[start : start + len(ids), :kk] = ids
+        scores_out[start : start + len(ids), :kk] = sign * dist
+    return ids_out, scores_out
 
 
 def exact_neighbours(
@@ -41,24 +78,8 @@ def exact_neighbours(
     *,
     block: int = LABEL_BLOCK,
 ) -> np.ndarray:
-    """(n, k) int64 row indices into ``docs`` of each query's exact top-k, best first.
-
-    Vectors are prepared here (unit-norm for cosine) so callers may pass raw data. Queries
-    go through faiss in blocks to bound memory; rows are padded with -1 when the collection
-    holds fewer than ``k`` documents.
-    """
-    if k < 1:
-        raise ValueError("k must be at least 1")
-    d = prepare(docs, metric)
-    q = prepare(queries, metric, d.shape[1])
-    index = faiss.IndexFlat(d.shape[1], faiss_metric(metric))
-    index.add(d)
-    out = np.full((q.shape[0], k), -1, dtype=np.int64)
-    kk = min(k, d.shape[0])
-    for start in range(0, q.shape[0], block):
-        _, ids = index.search(q[start : start + block], kk)
-        out[start : start + len(ids), :kk] = ids
-    return out
+    """(n, k) int64 row indices of each query's exact top-k, best first (see ``exact_search``)."""
+    return exact_search(docs, queries, k, metric, block=block)[0]
 
 
 def list_labels(neighbours: np.ndarray, doc_lists: np.ndarray) -> np.ndarray:
@@ -70,8 +91,33 @@ def list_labels(neighbours: np.ndarray, doc_lists: np.ndarray) -> np.ndarray:
     return np.where(nb >= 0, lists[np.maximum(nb, 0)], -1)
 
 
+def graded_weights(scores: np.ndarray, temperature: float) -> np.ndarray:
+    """(n, k) softmax of each query's exact neighbour scores at ``temperature``.
+
+    The temperature is relative to the mean spread ``s_1 - s_k`` between each query's first
+    and last neighbour, so one value fits ip, cosine and l2 collections alike. Exact ties
+    get equal weight; padding (-inf) gets none.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 2 or not np.isfinite(s[:, 0]).all():
+        raise ValueError("scores must be a (n, k) matrix with a finite first column")
+    if temperature <= 0:
+        raise ValueError("temperature must be positive")
+    full = np.isfinite(s).all(axis=1)
+    spread = float(np.mean(s[full, 0] - s[full, -1])) if full.any() else 0.0
+    z = (s - s[:, :1]) / (temperature * max(spread, 1e-12))
+    w = np.exp(z)  # exp(-inf) = 0 for padding; the first column is exp(0) = 1
+    return (w / w.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
 def target_weights(
-    neighbour_lists: np.ndarray, objective: Objective, k: int, top1_weight: float = 0.5
+    neighbour_lists: np.ndarray,
+    objective: Objective,
+    k: int,
+    top1_weight: float = 0.5,
+    *,
+    scores: np.ndarray | None = None,
+    temperature: float = 0.2,
 ) -> np.ndarray:
     """(n, k) weight of each neighbour's list in the query's target distribution.
 
@@ -95,6 +141,13 @@ def target_weights(
     topk = topk.astype(np.float32)
     if objective is Objective.TOPK:
         return topk
+    if objective is Objective.GRADED:
+        if scores is None:
+            raise ValueError("the graded objective needs the neighbours' exact scores")
+        sc = np.asarray(scores)
+        if sc.shape[0] != lists.shape[0] or sc.shape[1] < k:
+            raise ValueError(f"scores must be a ({lists.shape[0]}, >={k}) matrix")
+        return graded_weights(np.where(valid, sc[:, :k], -np.inf), temperature)
     if not 0.0 <= top1_weight <= 1.0:
         raise ValueError("top1_weight must be in [0, 1]")
     return (top1_weight * top1 + (1.0 - top1_weight) * topk).astype(np.float32)

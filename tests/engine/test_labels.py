@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from app.engine.clustering import Algorithm, train_clustering
-from app.engine.labels import Objective, exact_neighbours, list_labels, target_weights
+from app.engine.labels import (
+    Objective,
+    exact_neighbours,
+    exact_search,
+    graded_weights,
+    list_labels,
+    target_weights,
+)
 from app.engine.metric import Metric, prepare
 
 
@@ -59,3 +66,51 @@ def test_target_weights_spread_by_share_of_the_top_k() -> None:
     np.testing.assert_allclose(topk, [[0.25, 0.25, 0.25, 0.25], [0.5, 0.5, 0, 0]])
     np.testing.assert_allclose(mixed, 0.25 * top1 + 0.75 * topk)
     np.testing.assert_allclose(mixed.sum(axis=1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("metric", list(Metric))
+def test_exact_search_returns_the_neighbours_scores_higher_is_better(data, metric) -> None:
+    docs, queries = data
+    ids, scores = exact_search(docs, queries, 10, metric, block=32)
+    np.testing.assert_array_equal(ids, exact_neighbours(docs, queries, 10, metric))
+    d, q = prepare(docs, metric), prepare(queries, metric)
+    if metric is Metric.L2:
+        expected = -((q[:, None, :] - d[ids]) ** 2).sum(-1)
+    else:
+        expected = np.einsum("nd,nkd->nk", q, d[ids])
+    assert scores.dtype == np.float32
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-3)
+    assert (np.diff(scores, axis=1) <= 1e-5).all()
+
+
+def test_exact_search_pads_scores_with_minus_infinity(data) -> None:
+    docs, queries = data
+    ids, scores = exact_search(docs[:3], queries[:5], 5, Metric.IP)
+    assert (ids[:, 3:] == -1).all() and np.isneginf(scores[:, 3:]).all()
+    assert np.isfinite(scores[:, :3]).all()
+
+
+def test_graded_weights_go_from_top1_to_topk_with_the_temperature() -> None:
+    # spread s_1 - s_k is 3 for both rows, so the temperature is in units of 3
+    scores = np.array([[5.0, 4.0, 3.0, 2.0], [1.0, 1.0, 0.5, -2.0]])
+    cold = graded_weights(scores, 1e-3)
+    hot = graded_weights(scores, 1e3)
+    np.testing.assert_allclose(cold, [[1, 0, 0, 0], [0.5, 0.5, 0, 0]], atol=1e-6)
+    np.testing.assert_allclose(hot, 0.25, atol=1e-3)
+    mid = graded_weights(scores, 1.0)
+    np.testing.assert_allclose(
+        mid[0], np.exp([0, -1 / 3, -2 / 3, -1]) / np.exp([0, -1 / 3, -2 / 3, -1]).sum(), rtol=1e-6
+    )
+    assert mid[1, 0] == mid[1, 1], "exact ties share the target equally"
+    np.testing.assert_allclose(mid.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_graded_target_weighs_neighbours_by_score_and_skips_padding() -> None:
+    lists = np.array([[4, 4, 1, 2], [0, 3, -1, -1]])
+    scores = np.array([[5.0, 4.0, 3.0, 2.0], [2.0, 1.0, -np.inf, -np.inf]])
+    graded = target_weights(lists, Objective.GRADED, 4, scores=scores, temperature=0.5)
+    np.testing.assert_allclose(graded[0], graded_weights(scores[:1], 0.5)[0], rtol=1e-6)
+    assert (graded[1, 2:] == 0).all() and graded[1, 0] > graded[1, 1] > 0
+    np.testing.assert_allclose(graded.sum(axis=1), 1.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="exact scores"):
+        target_weights(lists, Objective.GRADED, 4)
