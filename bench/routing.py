@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from app.engine import gate
 from app.engine.clustering import Algorithm, auto_nlist, train_clustering
-from app.engine.labels import Objective, exact_neighbours, list_labels
+from app.engine.labels import Objective, exact_search, list_labels
 from app.engine.routing import CentroidRule, Router, RouterKind, centroid_router
 from app.engine.training import TrainConfig, train_router
 from bench import debian
@@ -120,7 +120,7 @@ def run_cell(
     variant: str,
     algo: Algorithm,
     nlist: int,
-    train: tuple[np.ndarray, np.ndarray],
+    train: tuple[np.ndarray, np.ndarray, np.ndarray],
     calib: tuple[np.ndarray, np.ndarray],
     levers: bool,
     bar: tqdm,
@@ -165,8 +165,9 @@ def run_cell(
         config: TrainConfig,
         queries: np.ndarray = train[0],
         lists: np.ndarray = train_lists,
+        scores: np.ndarray = train[2],
     ) -> Router:
-        router = train_router(queries, lists, clustering, config)
+        router = train_router(queries, lists, clustering, config, neighbour_scores=scores)
         stats = router.params["stats"]
         add(
             name,
@@ -175,6 +176,7 @@ def run_cell(
             epochs=stats["epochs_run"],
             best_epoch=stats["best_epoch"],
             n_train=stats["n_train"],
+            n_refit=stats["n_refit"],
         )
         bar.update(1)
         return router
@@ -182,12 +184,13 @@ def run_cell(
     learn("linear-top1", TrainConfig(objective=Objective.TOP1))
     topk = learn("linear-topk", TrainConfig(objective=Objective.TOPK))
     mixed = learn("linear-mixed", TrainConfig(objective=Objective.MIXED))
+    graded = learn("linear-graded", TrainConfig(objective=Objective.GRADED))
     learn("mlp-mixed", TrainConfig(kind=RouterKind.MLP, objective=Objective.MIXED))
     rows.extend(adaptive_rows(mixed, "linear-mixed", ctx, (0.90, 0.95)))
     rows.extend(adaptive_rows(topk, "linear-topk", ctx, (0.90,)))
     best_centroid = min((r for r in rows if r.router.startswith("centroid")), key=_probes_key)
     current = centroid_router(clustering, CentroidRule(best_centroid.router.split("-", 1)[1]))
-    verdict = gate.compare(current, mixed, calib[0], ctx["calib_lists"], DEFAULT_NPROBE)
+    verdict = gate.compare(current, graded, calib[0], ctx["calib_lists"], DEFAULT_NPROBE)
     rows[-1].extra["gate_vs_best_centroid"] = {
         "activate": verdict.activate,
         "reason": verdict.reason,
@@ -196,12 +199,20 @@ def run_cell(
         learn("linear-mixed+bias", TrainConfig(objective=Objective.MIXED, bias=True))
         for w in (0.25, 0.75):
             learn(f"linear-mixed-w{w}", TrainConfig(objective=Objective.MIXED, top1_weight=w))
+        learn("linear-top1-no-refit", TrainConfig(objective=Objective.TOP1, refit=False))
+        learn("linear-graded-no-refit", TrainConfig(objective=Objective.GRADED, refit=False))
+        for tau in (0.3, 0.5):
+            learn(
+                f"linear-graded-t{tau}",
+                TrainConfig(objective=Objective.GRADED, label_temperature=tau),
+            )
         for n in (4500, 9000):
             learn(
                 f"linear-mixed-n{n}",
                 TrainConfig(objective=Objective.MIXED),
                 train[0][:n],
                 train_lists[:n],
+                train[2][:n],
             )
     return rows
 
@@ -277,7 +288,7 @@ def plot(rows: list[Row], path: Path) -> None:
             r
             for r in cell
             if r.clustering == cent.clustering
-            and r.router in ("linear-top1", "linear-topk", "linear-mixed")
+            and r.router in ("linear-top1", "linear-topk", "linear-graded")
         ]
         for r in show:
             label = f"{r.clustering}/{r.router}"
@@ -315,7 +326,7 @@ def main() -> None:
             cells.append((v, a, "4sqrt"))
             if args.full or (a is Algorithm.KMEANS and not args.quick):
                 cells.append((v, a, "sqrt"))
-    per_cell = 4 + (5 if args.full else 0)
+    per_cell = 5 + (9 if args.full else 0)
     bar = tqdm(total=len(cells) * per_cell, desc="routers trained")
     rows: list[Row] = []
     meta: dict[str, Any] = {"args": vars(args), "label_seconds": {}}
@@ -323,9 +334,9 @@ def main() -> None:
         ds = debian.load(v)
         n_fit = len(ds.train_queries) - args.calib
         t = time.perf_counter()
-        train_nb = exact_neighbours(ds.docs, ds.train_queries, 10, ds.metric)
+        train_nb, train_scores = exact_search(ds.docs, ds.train_queries, 10, ds.metric)
         meta["label_seconds"][v] = round(time.perf_counter() - t, 1)
-        train = (ds.train_queries[:n_fit], train_nb[:n_fit])
+        train = (ds.train_queries[:n_fit], train_nb[:n_fit], train_scores[:n_fit])
         calib = (ds.train_queries[n_fit:], train_nb[n_fit:])
         for cv, algo, size in cells:
             if cv != v:
