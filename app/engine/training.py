@@ -44,7 +44,7 @@ class TrainConfig:
     top1_weight: float = 0.5  # share of the ``top1`` target in ``mixed``
     # ``graded`` softmax temperature over the neighbours' exact scores, in units of the mean
     # score spread between the first and the k-th neighbour (labels.graded_weights)
-    label_temperature: float = 0.2
+    label_temperature: float = 0.25
     epochs: int = 40
     batch_size: int = 512
     lr: float = 0.01  # Adam step, relative to the scale of the representatives
