@@ -3,9 +3,11 @@
 Trains on the shipped train queries (the last ``--calib`` of them held out to calibrate
 adaptive probing and to run the gate), evaluates on the 5,000 test queries. Recall@10 at
 nprobe p is computed exactly from list ranks (``gate.neighbour_ranks``): IVF-Flat finds an
-exact neighbour iff its list is probed, so no index search is needed.
+exact neighbour iff its list is probed, so no index search is needed. Train labels (and the
+exact scores the ``graded`` objective weighs them by) come from ``labels.exact_search``; the
+test ground truth is the shipped faiss flat top-100, the same exact search.
 
-    .venv/bin/python bench/routing.py            # default grid (~15 min on 2 shared cores)
+    .venv/bin/python bench/routing.py            # default grid (~17 min on 2 shared cores)
     .venv/bin/python bench/routing.py --quick    # ip, kmeans, nlist ~4 sqrt(n)
     .venv/bin/python bench/routing.py --full     # + nlist ~sqrt(n) everywhere + lever studies
 """
