@@ -20,7 +20,7 @@ import numpy as np
 
 from app.engine.clustering import Clustering
 from app.engine.gate import compare, evaluate
-from app.engine.labels import Objective, exact_neighbours, list_labels
+from app.engine.labels import Objective, exact_search, list_labels
 from app.engine.metric import Metric, prepare
 from app.engine.recall_table import measure
 from app.engine.routing import Router, RouterKind, centroid_router
@@ -60,7 +60,8 @@ def run_train_router(
     k = int(params.get("k", plan.k))
     doc_lists = clustering.assign(prepare(docs, metric, record.dim))
     q = prepare(queries, metric, record.dim)
-    neighbour_lists = list_labels(exact_neighbours(docs, q, k, metric), doc_lists)
+    neighbours, neighbour_scores = exact_search(docs, q, k, metric)
+    neighbour_lists = list_labels(neighbours, doc_lists)
     progress(0.25)
 
     rng = np.random.default_rng(int(params.get("seed", 0)))
@@ -83,6 +84,7 @@ def run_train_router(
         clustering,
         config,
         progress=lambda f: progress(0.25 + 0.65 * f),
+        neighbour_scores=neighbour_scores[train],
     )
     nprobe = min(record.default_nprobe or plan.default_nprobe, clustering.nlist)
     gate = compare(current, candidate, q[hold], neighbour_lists[hold], nprobe, k=k)

@@ -184,11 +184,12 @@ class BuildRequest(Strict):
 class TrainRouterRequest(Strict):
     collection: Name
     kind: Literal["linear", "mlp"] = "linear"
-    objective: Literal["top1", "topk", "mixed"] = Field(
+    objective: Literal["top1", "topk", "mixed", "graded"] = Field(
         default="top1",
         description="top1: rank first the list of the exact nearest neighbour (the papers); "
-        "topk: the lists of the exact top-k (recall@k); mixed: both (best measured, "
-        "used by automatic retraining).",
+        "topk: the lists of the exact top-k (recall@k); mixed: both; graded: the top-k "
+        "lists weighted by their neighbours' exact scores, so near-ties of the nearest "
+        "neighbour share the target (best measured, used by automatic retraining).",
     )
     k: int | None = Field(default=None, ge=1)
 

@@ -51,7 +51,8 @@ def test_trained_router_is_activated_when_it_beats_centroid_routing(
     _log(store, cid, data.train_queries)
     seen: list[float] = []
 
-    result = run_train_router(store, "docs", {"objective": "topk"}, seen.append, PLAN)
+    # graded: what automatic retraining uses; it needs the exact scores the job computes
+    result = run_train_router(store, "docs", {"objective": "graded"}, seen.append, PLAN)
 
     assert result["activated"], result["reason"]
     assert result["train_queries"] + result["heldout_queries"] == len(data.train_queries)
