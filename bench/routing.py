@@ -34,7 +34,7 @@ from tqdm import tqdm
 from app.engine import gate
 from app.engine.clustering import Algorithm, auto_nlist, train_clustering
 from app.engine.labels import Objective, exact_search, list_labels
-from app.engine.routing import CentroidRule, Router, RouterKind, centroid_router
+from app.engine.routing import AdaptiveRule, CentroidRule, Router, RouterKind, centroid_router
 from app.engine.training import TrainConfig, train_router
 from bench import debian
 
@@ -79,16 +79,31 @@ def evaluate(
 
 
 def adaptive_rows(
-    base: Router, name: str, ctx: dict[str, Any], targets: tuple[float, ...]
+    base: Router,
+    name: str,
+    ctx: dict[str, Any],
+    targets: tuple[float, ...],
+    rule: AdaptiveRule = AdaptiveRule.MASS,
+    margin_se: float = 0.0,
 ) -> list[Row]:
-    """Calibrate mass and temperature on the held-out train split; measure on test."""
+    """Calibrate level and temperature on the held-out train split; measure on test."""
     ds, sizes = ctx["ds"], ctx["sizes"]
     rows = []
+    how = "" if rule is AdaptiveRule.MASS else f",{rule.value}"
+    how += f",+{margin_se:g}se" if margin_se else ""
     for target in targets:
         cal = gate.calibrate_adaptive(
-            base, ctx["calib_q"], ctx["calib_lists"], target, max_nprobe=ctx["nlist"] // 2
+            base,
+            ctx["calib_q"],
+            ctx["calib_lists"],
+            target,
+            max_nprobe=ctx["nlist"] // 2,
+            rule=rule,
+            margin_se=margin_se,
         )
-        probed = cal.router.route_adaptive(ds.test_queries, cal.mass, ctx["nlist"] // 2)
+        probed = cal.router.route_adaptive(
+            ds.test_queries, cal.level, ctx["nlist"] // 2, rule=cal.rule
+        )
         counts = (probed >= 0).sum(axis=1)
         ranks = gate.neighbour_ranks(cal.router, ds.test_queries, ctx["test_lists"])
         recall = float((ranks[:, :10] < counts[:, None]).mean())
@@ -101,12 +116,14 @@ def adaptive_rows(
                 ctx["variant"],
                 ctx["nlist"],
                 ctx["algo"],
-                f"adaptive-{target:.2f}({name})",
+                f"adaptive-{target:.2f}({name}{how})",
                 None,
                 {"recall_test": recall, "top1_test": top1, "mean_probes": float(counts.mean())},
                 docs,
                 extra={
-                    "mass": cal.mass,
+                    "rule": cal.rule.value,
+                    "level": cal.level,
+                    "margin_se": margin_se,
                     "temperature": cal.router.temperature,
                     "calib_recall": cal.recall,
                     "calib_mean_probes": cal.mean_probes,
@@ -190,6 +207,12 @@ def run_cell(
     learn("mlp-mixed", TrainConfig(kind=RouterKind.MLP, objective=Objective.MIXED))
     rows.extend(adaptive_rows(mixed, "linear-mixed", ctx, (0.90, 0.95)))
     rows.extend(adaptive_rows(topk, "linear-topk", ctx, (0.90,)))
+    # Threshold rule: a probe wherever the topk router's estimated share of the top-10 is
+    # worth one; the 1-SE margin keeps test recall at the target despite calibration noise.
+    for margin in (0.0, 1.0):
+        rows.extend(
+            adaptive_rows(topk, "linear-topk", ctx, (0.90,), AdaptiveRule.THRESHOLD, margin)
+        )
     best_centroid = min((r for r in rows if r.router.startswith("centroid")), key=_probes_key)
     current = centroid_router(clustering, CentroidRule(best_centroid.router.split("-", 1)[1]))
     verdict = gate.compare(current, graded, calib[0], ctx["calib_lists"], DEFAULT_NPROBE)
@@ -226,7 +249,7 @@ def _probes_key(row: Row) -> tuple[float, float]:
 
 def print_table(rows: list[Row]) -> None:
     head = (
-        f"{'var':4} {'nlist':>5} {'clust':9} {'router':30} {'train_s':>7} "
+        f"{'var':4} {'nlist':>5} {'clust':9} {'router':42} {'train_s':>7} "
         f"{'top1@1/8/16':>17}  {'R@10 @ nprobe 1/2/4/8/16/32':>36} {'np.90':>5} {'np.95':>5}"
         f" {'docs@.90':>8} {'ms/1k':>6}"
     )
@@ -245,7 +268,7 @@ def print_table(rows: list[Row]) -> None:
         docs = "" if r.docs_at_090 is None else f"{r.docs_at_090:.0f}"
         ms = "" if r.route_ms_per_1k is None else f"{r.route_ms_per_1k:.1f}"
         print(
-            f"{r.variant:4} {r.nlist:5} {r.clustering:9} {r.router:30} {ts:>7} {t1:>17}  "
+            f"{r.variant:4} {r.nlist:5} {r.clustering:9} {r.router:42} {ts:>7} {t1:>17}  "
             f"{rc:>36} {np90!s:>5} {np95!s:>5} {docs:>8} {ms:>6}"
         )
 

@@ -9,13 +9,14 @@ target recall, and adaptive routing's recall, with no index search at all.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from app.engine.metric import as_matrix
-from app.engine.routing import Router, top_lists
+from app.engine.routing import AdaptiveRule, Router, adaptive_counts, top_lists
 
 NPROBES = (1, 2, 4, 8, 16, 32)
 TARGETS = (0.90, 0.95)
@@ -199,14 +200,15 @@ def compare(
 
 @dataclass(frozen=True)
 class AdaptiveCalibration:
-    """A probability mass (and temperature) that reaches ``target_recall`` on held-out queries.
+    """A level (and temperature) that reaches ``target_recall`` on held-out queries.
 
     ``router`` is the input router with the calibrated temperature; serve it with
-    ``router.route_adaptive(queries, mass, max_nprobe)``.
+    ``router.route_adaptive(queries, level, max_nprobe, rule=rule)``.
     """
 
     router: Router
-    mass: float
+    rule: AdaptiveRule
+    level: float
     target_recall: float
     recall: float
     mean_probes: float
@@ -216,14 +218,19 @@ class AdaptiveCalibration:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["router"] = {"temperature": self.router.temperature, "kind": str(self.router.kind)}
+        d["rule"] = str(self.rule)
         return d
 
 
 def adaptive_probe_counts(
-    router: Router, queries: np.ndarray, mass: float, max_nprobe: int
+    router: Router,
+    queries: np.ndarray,
+    level: float,
+    max_nprobe: int,
+    rule: AdaptiveRule = AdaptiveRule.MASS,
 ) -> np.ndarray:
     """(n,) lists probed per query by ``route_adaptive``."""
-    return (router.route_adaptive(queries, mass, max_nprobe) >= 0).sum(axis=1)
+    return (router.route_adaptive(queries, level, max_nprobe, rule=rule) >= 0).sum(axis=1)
 
 
 def calibrate_adaptive(
@@ -234,47 +241,109 @@ def calibrate_adaptive(
     max_nprobe: int,
     *,
     k: int = 10,
-    temperature_factors: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0),
+    rule: AdaptiveRule = AdaptiveRule.MASS,
+    margin_se: float = 0.0,
+    temperature_factors: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0),
     steps: int = 40,
 ) -> AdaptiveCalibration:
-    """Smallest mass reaching ``target_recall`` for each temperature; keep the cheapest.
+    """Per temperature, the cheapest level reaching ``target_recall``; keep the cheapest.
 
     The temperature changes how probability mass spreads over lists, hence how probes are
-    shared between confident and ambiguous queries, without changing any ranking. Recall is
-    monotone in the mass, so a bisection per temperature finds the smallest sufficient mass.
+    shared between confident and ambiguous queries, without changing any ranking. Recall
+    is monotone in the level (rising with ``mass``, falling with ``threshold``), so a
+    bisection finds the mass and a sort of every (query, list) probability finds the
+    threshold exactly. ``margin_se`` raises the target by that many standard errors of the
+    mean per-query recall on these queries, so that recall on unseen queries still reaches
+    ``target_recall`` despite the sampling noise of a small calibration set.
     """
     if not 0.0 < target_recall <= 1.0:
         raise ValueError("target_recall must be in (0, 1]")
+    if margin_se < 0:
+        raise ValueError("margin_se must be non-negative")
+    rule = AdaptiveRule(rule)
     q = as_matrix(queries, router.dim)
     max_nprobe = min(max_nprobe, router.nlist)
     ranks = neighbour_ranks(router, q, neighbour_lists)[:, :k]
-    best: tuple[float, float, float, float] | None = None  # probes, temperature, mass, recall
+    best: tuple[float, float, float, float] | None = None  # probes, temperature, level, recall
     tried: list[dict[str, float | None]] = []
     for factor in temperature_factors:
         temp = router.temperature * factor
         # The very computation route_adaptive makes, so calibrated counts are served counts.
         probs = replace(router, temperature=temp).probabilities(q)
         ranked = np.take_along_axis(probs, top_lists(probs, max_nprobe), axis=1)
-        cum = np.cumsum(ranked, axis=1)
 
-        def outcome(mass: float, cum: np.ndarray = cum) -> tuple[float, float]:
-            needed = np.minimum((cum < mass).sum(axis=1) + 1, max_nprobe)
-            return float((ranks < needed[:, None]).mean()), float(needed.mean())
+        def counts(level: float, ranked: np.ndarray = ranked) -> np.ndarray:
+            return np.clip(adaptive_counts(ranked, level, rule), 1, max_nprobe)
 
-        lo, hi = 0.0, 1.0
-        if outcome(hi)[0] < target_recall:
-            tried.append({"temperature": temp, "mass": None, "mean_probes": None})
+        def solve(target: float, ranked: np.ndarray = ranked) -> float | None:
+            if rule is AdaptiveRule.THRESHOLD:
+                return _threshold_for_recall(ranked, ranks, target)
+            return _mass_for_recall(counts, ranks, target, steps)
+
+        level = solve(target_recall)
+        if level is not None and margin_se > 0:
+            per_query = (ranks < counts(level)[:, None]).mean(axis=1)
+            se = float(per_query.std(ddof=1) / math.sqrt(len(per_query)))
+            level = solve(min(target_recall + margin_se * se, 1.0))
+        if level is None:
+            tried.append({"temperature": temp, "level": None, "mean_probes": None})
             continue
-        for _ in range(steps):
-            mid = (lo + hi) / 2
-            lo, hi = (lo, mid) if outcome(mid)[0] >= target_recall else (mid, hi)
-        recall, probes = outcome(hi)
-        tried.append({"temperature": temp, "mass": hi, "mean_probes": probes})
+        needed = counts(level)
+        recall, probes = float((ranks < needed[:, None]).mean()), float(needed.mean())
+        tried.append({"temperature": temp, "level": level, "mean_probes": probes})
         if best is None or probes < best[0]:
-            best = (probes, temp, hi, recall)
+            best = (probes, temp, level, recall)
     if best is None:
-        raise ValueError(f"no mass reaches recall {target_recall} within {max_nprobe} probes")
-    probes, temp, mass, recall = best
-    adaptive = {"mass": mass, "target_recall": target_recall, "max_nprobe": max_nprobe}
+        raise ValueError(f"no level reaches recall {target_recall} within {max_nprobe} probes")
+    probes, temp, level, recall = best
+    adaptive = {
+        "rule": str(rule),
+        "level": level,
+        "target_recall": target_recall,
+        "margin_se": margin_se,
+        "max_nprobe": max_nprobe,
+    }
     calibrated = replace(router, temperature=temp, params=router.params | {"adaptive": adaptive})
-    return AdaptiveCalibration(calibrated, mass, target_recall, recall, probes, max_nprobe, tried)
+    return AdaptiveCalibration(
+        calibrated, rule, level, target_recall, recall, probes, max_nprobe, tried
+    )
+
+
+def _mass_for_recall(
+    counts: Callable[[float], np.ndarray], ranks: np.ndarray, target: float, steps: int
+) -> float | None:
+    """Smallest mass whose probe counts reach ``target`` recall (bisection); None if none."""
+
+    def recall(mass: float) -> float:
+        return float((ranks < counts(mass)[:, None]).mean())
+
+    lo, hi = 0.0, 1.0
+    if recall(hi) < target:
+        return None
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if recall(mid) >= target else (mid, hi)
+    return hi
+
+
+def _threshold_for_recall(ranked: np.ndarray, ranks: np.ndarray, target: float) -> float | None:
+    """Largest probability threshold whose probe counts reach ``target`` recall; None if none.
+
+    Lowering the threshold admits (query, list) pairs in decreasing probability, each adding
+    the neighbours that list holds for that query; the threshold is the probability of the
+    pair at which the running recall first reaches the target. A query's best list is always
+    probed, so its pairs count as admitted from the start.
+    """
+    n, width = ranked.shape
+    gain = np.zeros((n, width + 1))
+    np.add.at(gain, (np.arange(n)[:, None], np.minimum(ranks, width)), 1.0)
+    gain = gain[:, :width] / ranks.size
+    base = float(gain[:, 0].sum())
+    if base >= target:
+        return 1.0
+    flat_p, flat_gain = ranked[:, 1:].reshape(-1), gain[:, 1:].reshape(-1)
+    order = np.argsort(-flat_p, kind="stable")
+    reached = np.cumsum(flat_gain[order]) + base >= target - 1e-12
+    if not reached.any():
+        return None
+    return float(flat_p[order[int(np.argmax(reached))]])

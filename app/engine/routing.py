@@ -26,6 +26,21 @@ class RouterKind(StrEnum):
     MLP = "mlp"
 
 
+class AdaptiveRule(StrEnum):
+    """How adaptive routing turns list probabilities into a probe count per query.
+
+    ``mass``: the fewest lists whose probabilities sum to the level, i.e. the same
+    confidence for every query. ``threshold``: every list whose probability reaches the
+    level, i.e. a probe wherever its expected gain is worth one: with probabilities that
+    estimate each list's share of the top-k (a ``topk`` router), this spends a probe budget
+    where it buys the most recall across queries (a greedy knapsack), whereas ``mass`` makes
+    the ambiguous queries pay for a recall the confident ones already exceed.
+    """
+
+    MASS = "mass"
+    THRESHOLD = "threshold"
+
+
 class CentroidRule(StrEnum):
     """How centroid routing scores a list.
 
@@ -140,25 +155,40 @@ class Router:
         return softmax(self.scores(queries) / self.temperature)
 
     def route_adaptive(
-        self, queries: np.ndarray, mass: float, max_nprobe: int, min_nprobe: int = 1
+        self,
+        queries: np.ndarray,
+        level: float,
+        max_nprobe: int,
+        min_nprobe: int = 1,
+        rule: AdaptiveRule = AdaptiveRule.MASS,
     ) -> np.ndarray:
-        """Probe, per query, the fewest lists whose probabilities sum to ``mass``.
+        """Probe, per query, the lists ``rule`` picks at ``level`` (see ``AdaptiveRule``).
 
         Returns (n, max_nprobe) list numbers padded with -1, which faiss's preassigned
         search skips; ambiguous queries get more probes, confident ones fewer.
         """
-        if not 0.0 < mass <= 1.0:
-            raise ValueError("mass must be in (0, 1]")
+        rule = AdaptiveRule(rule)
+        # A threshold of 0 probes all max_nprobe lists (probabilities may underflow to 0).
+        if not (0.0 < level <= 1.0 or (rule is AdaptiveRule.THRESHOLD and level == 0.0)):
+            raise ValueError("level must be in (0, 1]; a threshold may also be 0")
         max_nprobe = min(max_nprobe, self.nlist)
         probs = self.probabilities(queries)
         lists = top_lists(probs, max_nprobe)
         ranked = np.take_along_axis(probs, lists, axis=1)
-        needed = np.argmax(np.cumsum(ranked, axis=1) >= mass, axis=1) + 1
-        reached = np.cumsum(ranked, axis=1)[:, -1] >= mass
-        needed = np.where(reached, needed, max_nprobe)
+        needed = adaptive_counts(ranked, level, rule)
         needed = np.clip(needed, min(min_nprobe, max_nprobe), max_nprobe)
         lists[np.arange(max_nprobe)[None, :] >= needed[:, None]] = -1
         return lists
+
+
+def adaptive_counts(ranked: np.ndarray, level: float, rule: AdaptiveRule) -> np.ndarray:
+    """(n,) probes per query from its list probabilities sorted best first, before clamping.
+
+    Shared by serving and calibration, so calibrated counts are served counts.
+    """
+    if rule is AdaptiveRule.THRESHOLD:
+        return (ranked >= level).sum(axis=1)
+    return (np.cumsum(ranked, axis=1) < level).sum(axis=1) + 1
 
 
 def default_centroid_rule(clustering: Clustering) -> CentroidRule:

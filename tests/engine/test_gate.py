@@ -9,7 +9,7 @@ from app.engine import gate
 from app.engine.clustering import Algorithm, Clustering, train_clustering
 from app.engine.evaluation import recall_at_k, top1_accuracy
 from app.engine.labels import list_labels
-from app.engine.routing import Router, RouterKind, centroid_router
+from app.engine.routing import AdaptiveRule, Router, RouterKind, centroid_router
 from app.engine.training import TrainConfig, train_router
 from bench import debian
 
@@ -91,10 +91,39 @@ def test_adaptive_routing_reaches_its_calibrated_recall(world) -> None:
     labels = list_labels(ds.test_gt, doc_lists)
     calib_q, calib_l, check_q = ds.test_queries[:300], labels[:300], ds.test_queries[300:]
     cal = gate.calibrate_adaptive(router, calib_q, calib_l, 0.9, max_nprobe=32)
-    probed = cal.router.route_adaptive(calib_q, cal.mass, 32)
+    probed = cal.router.route_adaptive(calib_q, cal.level, 32)
     found = scan(ds.docs, doc_lists, calib_q, probed)
     assert recall_at_k(found, ds.test_gt[:300], 10) >= 0.9 - 2e-3
     assert (probed >= 0).sum(axis=1).mean() == pytest.approx(cal.mean_probes)
-    held_out = scan(ds.docs, doc_lists, check_q, cal.router.route_adaptive(check_q, cal.mass, 32))
+    held_out = scan(ds.docs, doc_lists, check_q, cal.router.route_adaptive(check_q, cal.level, 32))
     assert recall_at_k(held_out, ds.test_gt[300:], 10) == pytest.approx(0.9, abs=0.04)
     json.dumps(cal.to_dict())
+
+
+def test_threshold_rule_reaches_its_calibrated_recall_with_fewer_probes_than_mass(world) -> None:
+    ds, _, doc_lists, router = world
+    labels = list_labels(ds.test_gt, doc_lists)
+    calib_q, calib_l = ds.test_queries[:300], labels[:300]
+    mass = gate.calibrate_adaptive(router, calib_q, calib_l, 0.9, max_nprobe=32)
+    cal = gate.calibrate_adaptive(
+        router, calib_q, calib_l, 0.9, max_nprobe=32, rule=AdaptiveRule.THRESHOLD
+    )
+    probed = cal.router.route_adaptive(calib_q, cal.level, 32, rule=cal.rule)
+    found = scan(ds.docs, doc_lists, calib_q, probed)
+    assert recall_at_k(found, ds.test_gt[:300], 10) >= 0.9 - 2e-3
+    assert (probed >= 0).sum(axis=1).mean() == pytest.approx(cal.mean_probes)
+    assert cal.mean_probes <= mass.mean_probes
+    json.dumps(cal.to_dict())
+
+
+def test_a_margin_buys_calibration_recall_above_the_target(world) -> None:
+    ds, _, doc_lists, router = world
+    labels = list_labels(ds.test_gt, doc_lists)[:300]
+    plain = gate.calibrate_adaptive(
+        router, ds.test_queries[:300], labels, 0.9, 32, rule=AdaptiveRule.THRESHOLD
+    )
+    safe = gate.calibrate_adaptive(
+        router, ds.test_queries[:300], labels, 0.9, 32, rule=AdaptiveRule.THRESHOLD, margin_se=1
+    )
+    assert safe.recall > plain.recall >= 0.9
+    assert safe.mean_probes > plain.mean_probes

@@ -1,11 +1,19 @@
-"""Routers rank lists best first; adaptive routing probes until the probability mass is reached."""
+"""Routers rank lists best first; adaptive routing probes until the probability mass is reached,
+or every list whose probability reaches a threshold."""
 
 import numpy as np
 import pytest
 
 from app.engine.clustering import Algorithm, train_clustering
 from app.engine.metric import Metric
-from app.engine.routing import CentroidRule, Router, RouterKind, centroid_router, top_lists
+from app.engine.routing import (
+    AdaptiveRule,
+    CentroidRule,
+    Router,
+    RouterKind,
+    centroid_router,
+    top_lists,
+)
 
 
 def test_top_lists_returns_best_first() -> None:
@@ -32,6 +40,23 @@ def test_adaptive_routing_probes_until_mass_is_reached() -> None:
     assert router.route_adaptive(confident, 0.9, 4).tolist() == [[0, -1, -1, -1]]
     assert (router.route_adaptive(ambiguous, 0.9, 4) >= 0).sum() == 4
     assert (router.route_adaptive(ambiguous, 0.5, 4) >= 0).sum() == 2
+
+
+def test_threshold_routing_probes_every_list_at_least_that_likely() -> None:
+    weights = np.eye(4, dtype=np.float32)
+    router = Router(RouterKind.LINEAR, weights, None, clustering_version=0)
+    # Probabilities ~ [0.475, 0.475, 0.025, 0.025] and [0.9997, 0.0001, 0.0001, 0.0001].
+    two_way = np.array([[3.0, 3.0, 0.0, 0.0]], dtype=np.float32)
+    confident = np.array([[9.0, 0.0, 0.0, 0.0]], dtype=np.float32)
+    threshold = AdaptiveRule.THRESHOLD
+    assert (router.route_adaptive(two_way, 0.1, 4, rule=threshold) >= 0).sum() == 2
+    assert (router.route_adaptive(two_way, 0.01, 4, rule=threshold) >= 0).sum() == 4
+    assert router.route_adaptive(confident, 0.01, 4, rule=threshold).tolist() == [[0, -1, -1, -1]]
+    # A threshold above every probability still probes the best list; 0 probes all of them.
+    assert (router.route_adaptive(two_way, 1.0, 4, rule=threshold) >= 0).sum() == 1
+    assert (router.route_adaptive(confident, 0.0, 4, rule=threshold) >= 0).sum() == 4
+    with pytest.raises(ValueError):
+        router.route_adaptive(two_way, 0.0, 4)  # a mass of 0 means nothing
 
 
 def test_router_rejects_mismatched_bias() -> None:
