@@ -285,6 +285,10 @@ def summary(rows: list[Row]) -> dict[str, Any]:
         ]
         c90 = cent.report["nprobe_for_recall"]["0.90"]
         l90 = learned.report["nprobe_for_recall"]["0.90"]
+        # Adaptive rows count only where their calibrated level kept recall on the test set.
+        kept = [a for a in adaptive if a.report["recall_test"] >= 0.90]
+        best_adaptive = min(kept, key=lambda a: a.report["mean_probes"], default=None)
+        a90 = None if best_adaptive is None else best_adaptive.report["mean_probes"]
         out[f"{key[0]}/nlist={key[1]}"] = {
             "best_centroid": f"{cent.clustering}/{cent.router}",
             "centroid_nprobe_090": c90,
@@ -294,6 +298,14 @@ def summary(rows: list[Row]) -> dict[str, Any]:
                 f"{a.clustering}/{a.router}": round(a.report["mean_probes"], 2) for a in adaptive
             },
             "half_the_probes": None if c90 is None or l90 is None else l90 <= c90 / 2,
+            "best_adaptive_090": None
+            if best_adaptive is None
+            else {
+                "router": f"{best_adaptive.clustering}/{best_adaptive.router}",
+                "mean_probes": round(best_adaptive.report["mean_probes"], 2),
+                "recall_test": best_adaptive.report["recall_test"],
+            },
+            "half_the_probes_adaptive": None if c90 is None or a90 is None else a90 <= c90 / 2,
         }
     return out
 
