@@ -64,13 +64,9 @@ class JobRunner:
     def run_forever(self) -> None:
         outage = OutageLog(log, "job loop")
         while not self._stop.is_set():
-            try:
+            ran = False
+            with outage.attempt():
                 ran = self.run_once()
-            except Exception as exc:
-                outage.failed(exc)
-                ran = False
-            else:
-                outage.succeeded()
             if not ran:
                 self.wake.wait(self.poll_s)
                 self.wake.clear()
@@ -92,7 +88,7 @@ class JobRunner:
             while not beating.wait(max(self.lease_s / 3, 0.05)):
                 # A missed beat must not end the thread: the store may be back before the
                 # lease runs out, and the job can still finish here.
-                try:
+                with outage.attempt():
                     jobs.heartbeat(
                         self.store,
                         job.id,
@@ -100,10 +96,6 @@ class JobRunner:
                         lease_s=self.lease_s,
                         progress=progress_seen[0],
                     )
-                except Exception as exc:
-                    outage.failed(exc)
-                else:
-                    outage.succeeded()
 
         heart = threading.Thread(target=beat, name=f"heartbeat-{job.id[:8]}", daemon=True)
         heart.start()

@@ -103,9 +103,5 @@ class Worker:
     def _schedule_loop(self) -> None:
         outage = OutageLog(log, "scheduling")
         while not self._stop.wait(self.settings.schedule_interval_s):
-            try:
+            with outage.attempt():
                 self.schedule_once()
-            except Exception as exc:
-                outage.failed(exc)
-            else:
-                outage.succeeded()

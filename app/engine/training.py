@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from app.engine.clustering import Clustering
-from app.engine.labels import Objective, target_weights
+from app.engine.labels import LABEL_TEMPERATURE, Objective, target_weights
 from app.engine.metric import as_matrix
 from app.engine.routing import MlpTerm, Router, RouterKind
 
@@ -46,7 +46,7 @@ class TrainConfig:
     top1_weight: float = 0.5  # share of the ``top1`` target in ``mixed``
     # ``graded`` softmax temperature over the neighbours' exact scores, in units of the mean
     # score spread between the first and the k-th neighbour (labels.graded_weights)
-    label_temperature: float = 0.25
+    label_temperature: float = LABEL_TEMPERATURE
     epochs: int = 40
     batch_size: int = 512
     lr: float = 0.01  # Adam step, relative to the scale of the representatives
@@ -284,12 +284,16 @@ class _Data:
     lists: torch.Tensor
     weights: torch.Tensor
 
+    def loss(self, scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the scores of rows ``idx`` against their target weights."""
+        logp = torch.log_softmax(scores, dim=1)
+        return -(logp.gather(1, self.lists[idx]) * self.weights[idx]).sum(dim=1).mean()
+
     def val_scores(self, model: _Scorer, idx: torch.Tensor) -> tuple[float, float, float]:
         """Validation loss, top-1 accuracy and MRR of the top-1 label."""
         with torch.no_grad():
             s = model(self.q[idx])
-            logp = torch.log_softmax(s, dim=1)
-            loss = -(logp.gather(1, self.lists[idx]) * self.weights[idx]).sum(dim=1).mean()
+            loss = self.loss(s, idx)
             own = s.gather(1, self.lists[idx, :1])
             rank = (s > own).sum(dim=1)
             top1 = (rank == 0).double().mean()
@@ -317,8 +321,7 @@ class _Trainer:
             x = data.q[idx]
             if config.dropout > 0:
                 x = torch.nn.functional.dropout(x, config.dropout)
-            logp = torch.log_softmax(model(x), dim=1)
-            loss = -(logp.gather(1, data.lists[idx]) * data.weights[idx]).sum(dim=1).mean()
+            loss = data.loss(model(x), idx)
             if config.weight_decay > 0:
                 drift = ((model.weight - model.anchor) ** 2).sum()
                 loss = loss + config.weight_decay * drift

@@ -27,13 +27,13 @@ class ImportSource:
 
     path: Path
     total: int
-    ids_path: Path | None = None
+    ids: list[Any] | None = None  # of a .npy file, read once when the source was opened
 
     def batches(self, size: int) -> Iterator[Batch]:
         if _is_jsonl(self.path):
             yield from _jsonl_batches(self.path, size)
         else:
-            yield from _npy_batches(self.path, self.ids_path, size)
+            yield from _npy_batches(self.path, self.ids, size)
 
 
 def open_source(path: Path, ids_path: Path | None = None) -> ImportSource:
@@ -48,9 +48,10 @@ def open_source(path: Path, ids_path: Path | None = None) -> ImportSource:
     matrix = np.load(path, mmap_mode="r")
     if matrix.ndim != 2:
         raise InvalidInput(f"{path}: expected an (n, dim) matrix, got shape {matrix.shape}")
-    if ids_path is not None and len(_load_ids(ids_path)) != len(matrix):
+    ids = _load_ids(ids_path) if ids_path is not None else None
+    if ids is not None and len(ids) != len(matrix):
         raise InvalidInput(f"{ids_path}: expected {len(matrix)} ids, one per row")
-    return ImportSource(path, len(matrix), ids_path)
+    return ImportSource(path, len(matrix), ids)
 
 
 def _is_jsonl(path: Path) -> bool:
@@ -88,9 +89,8 @@ def _load_ids(path: Path) -> list[Any]:
     return path.read_text(encoding="utf-8").splitlines()
 
 
-def _npy_batches(path: Path, ids_path: Path | None, size: int) -> Iterator[Batch]:
+def _npy_batches(path: Path, ids: list[Any] | None, size: int) -> Iterator[Batch]:
     matrix = np.load(path, mmap_mode="r")
-    ids = _load_ids(ids_path) if ids_path is not None else None
     for start in range(0, len(matrix), size):
         rows = np.asarray(matrix[start : start + size]).tolist()
         keys = ids[start : start + size] if ids is not None else range(start, start + len(rows))

@@ -119,12 +119,8 @@ class Service:
             self.registry.wake.clear()
             if self._stop.is_set():
                 break
-            try:
+            with outage.attempt():
                 self.registry.catch_up()
-            except Exception as exc:
-                outage.failed(exc)
-            else:
-                outage.succeeded()
 
     def _snapshot_loop(self) -> None:
         while not self._stop.wait(self.settings.snapshot_interval_s):

@@ -7,6 +7,8 @@ database is down; a traceback per retry would bury everything else in the log.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -43,3 +45,13 @@ class OutageLog:
         if self.down:
             self.down = False
             self.log.warning("%s: store reachable again", self.what)
+
+    @contextmanager
+    def attempt(self) -> Iterator[None]:
+        """One round of a background loop: its error is logged as above, never raised."""
+        try:
+            yield
+        except Exception as exc:
+            self.failed(exc)
+        else:
+            self.succeeded()
