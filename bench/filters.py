@@ -39,7 +39,6 @@ from typing import Any
 # ``http`` (torch imports it); the repository root takes its place.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import faiss
 import numpy as np
 from tqdm import tqdm
 
@@ -49,7 +48,8 @@ from app.engine.evaluation import recall_at_k
 from app.engine.filtered import Plan, filtered_search
 from app.engine.filters import Filter, parse_filter
 from app.engine.ivf import VectorIndex
-from app.engine.labels import list_labels
+from app.engine.labels import exact_search, list_labels
+from app.engine.metric import Metric
 from app.engine.payload_index import PayloadIndex
 from app.engine.routing import Router
 from app.engine.training import TrainConfig, train_router
@@ -107,12 +107,14 @@ def base_nprobe(
     return nlist, recall
 
 
-def exact_filtered(docs: np.ndarray, mask: np.ndarray, queries: np.ndarray) -> np.ndarray:
+def exact_filtered(
+    docs: np.ndarray, mask: np.ndarray, queries: np.ndarray, metric: Metric
+) -> np.ndarray:
     """Ground truth: exact top-k among the matching documents (-1 padded)."""
     rows = np.flatnonzero(mask[: len(docs)])
-    flat = faiss.IndexFlatIP(docs.shape[1])
-    flat.add(docs[rows])
-    _, found = flat.search(queries, K)
+    if len(rows) == 0:
+        return np.full((len(queries), K), -1, dtype=np.int64)
+    found = exact_search(docs[rows], queries, K, metric)[0]
     return np.where(found >= 0, rows[np.maximum(found, 0)], -1)
 
 
@@ -156,9 +158,7 @@ def searches(
 
     def planned(plan: Plan | None, cached: bool = True) -> Search:
         def search(q: np.ndarray) -> tuple[np.ndarray, Any]:
-            allowed = (
-                payloads.allowed(f) if cached else AllowedIds.from_mask(payloads.matching(f))
-            )
+            allowed = payloads.allowed(f) if cached else AllowedIds.from_mask(payloads.matching(f))
             out = filtered_search(index, q, K, allowed, nprobe=nprobe, router=router, plan=plan)
             return out.result.ids[0], (str(out.plan), out.nprobe)
 
@@ -196,15 +196,15 @@ def run_routing(
     nprobe: int,
     index: VectorIndex,
     payloads: PayloadIndex,
-    docs: np.ndarray,
     queries: np.ndarray,
-    unfiltered_gt: np.ndarray,
+    truths: dict[float | None, tuple[np.ndarray, int]],
     bar: tqdm,
 ) -> list[dict[str, Any]]:
+    """``truths``: per selectivity (None: unfiltered), the exact top-k and the match count."""
     rows: list[dict[str, Any]] = []
 
     def row(selectivity: float | None, plan: str, ids: np.ndarray, qps: float, **kw: Any) -> None:
-        gt, matches = (unfiltered_gt, len(docs)) if selectivity is None else kw.pop("truth")
+        gt, matches = truths[selectivity]
         need = min(K, matches)
         hits = (ids >= 0).sum(axis=1)
         rows.append(
@@ -225,8 +225,6 @@ def run_routing(
 
     for selectivity in SELECTIVITIES:
         f = bucket_filter(selectivity)
-        mask = payloads.matching(f)
-        truth = (exact_filtered(docs, mask, queries), int(mask.sum()))
         measured = measure(searches(f, index, payloads, nprobe, router), queries)
         reference = measured["unfiltered"][1]
         for plan, (ids, qps, extras) in measured.items():
@@ -239,7 +237,7 @@ def run_routing(
                 probes = [e[1] for e in extras if e[1] is not None]
                 kw["chosen"] = sorted({e[0] for e in extras})
                 kw["mean_nprobe"] = float(np.mean(probes)) if probes else None
-            row(selectivity, plan, ids, qps, truth=truth, **kw)
+            row(selectivity, plan, ids, qps, **kw)
     return rows
 
 
@@ -259,6 +257,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         {"bucket": "integer"}, ((i, {"bucket": int(b)}) for i, b in enumerate(buckets))
     )
     payload_s = time.perf_counter() - t
+    # Ground truth per selectivity, shared by every routing.
+    truths: dict[float | None, tuple[np.ndarray, int]] = {None: (ds.test_gt[:, :K], len(docs))}
+    for selectivity in SELECTIVITIES:
+        mask = payloads.matching(bucket_filter(selectivity))
+        truths[selectivity] = (exact_filtered(docs, mask, queries, ds.metric), int(mask.sum()))
     calib_q, calib_gt = ds.train_queries[-args.calib :], ds.train_gt[-args.calib :, :K]
     routers: dict[str, Router | None] = {"centroid": None}
     train_s = None
@@ -285,9 +288,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             nprobe, recall = base_nprobe(index, router, calib_q, calib_gt, args.target)
             report.setdefault("base_nprobe", {})[name] = {"nprobe": nprobe, "calib_recall": recall}
             report["rows"].extend(
-                run_routing(
-                    name, router, nprobe, index, payloads, docs, queries, ds.test_gt[:, :K], bar
-                )
+                run_routing(name, router, nprobe, index, payloads, queries, truths, bar)
             )
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(report, indent=2) + "\n")

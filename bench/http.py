@@ -294,7 +294,7 @@ def http_recall(
     return recall_at_k(np.concatenate(found), gt, K)
 
 
-def ingest(client: RawClient, docs: np.ndarray, progress: tqdm) -> dict[str, Any]:
+def ingest(client: RawClient, docs: np.ndarray, progress: tqdm | None = None) -> dict[str, Any]:
     """Pre-encode every batch (timed apart), then send them one after another."""
     started = time.perf_counter()
     bodies = []
@@ -320,7 +320,8 @@ def ingest(client: RawClient, docs: np.ndarray, progress: tqdm) -> dict[str, Any
         status, body = client.request(raw)
         latencies.append(time.perf_counter() - t)
         assert status == 200, body
-        progress.update(1)
+        if progress is not None:
+            progress.update(1)
     out = stats(latencies, len(docs), time.perf_counter() - started)
     out["points_per_s"] = out.pop("qps")
     out["client_encode_s"] = encode_s

@@ -39,7 +39,7 @@ import orjson
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench import debian
-from bench.http import NAME, RawClient, Server, build, encode, stats
+from bench.http import NAME, RawClient, Server, build, encode, ingest, search_body, stats
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WRITE_BATCH = 10
@@ -60,11 +60,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
-
-
-def search_request(query: np.ndarray) -> bytes:
-    body = {"collection": NAME, "vector": query, "k": 10}
-    return encode("POST", "/search", orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
 def index_request(rng: np.random.Generator, docs: np.ndarray) -> bytes:
@@ -96,7 +91,7 @@ def client_loop(
                 break
             searching = rng.random() < search_share
             raw = (
-                search_request(queries[rng.integers(len(queries))])
+                search_body(queries[rng.integers(len(queries))], None)
                 if searching
                 else index_request(rng, docs)
             )
@@ -143,15 +138,12 @@ def prepare(server: Server, data: debian.Dataset) -> dict[str, Any]:
     client = RawClient(server.port)
     try:
         client.json(
-            "POST", "/collections", {"name": NAME, "dim": data.docs.shape[1], "metric": "cosine"},
+            "POST",
+            "/collections",
+            {"name": NAME, "dim": data.docs.shape[1], "metric": "cosine"},
             expect=201,
         )
-        for start in range(0, len(data.docs), 1000):
-            points = [
-                {"id": str(i), "vector": data.docs[i]}
-                for i in range(start, min(start + 1000, len(data.docs)))
-            ]
-            client.json("POST", "/index", {"collection": NAME, "points": points})
+        ingest(client, data.docs)
         return build(client)["info"]["index"]
     finally:
         client.close()
@@ -176,8 +168,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             threads = [
                 threading.Thread(
                     target=client_loop,
-                    args=(server.port, c, data.docs, data.test_queries, args.search_share,
-                          deadline, per_client, logs[c]),
+                    args=(
+                        server.port,
+                        c,
+                        data.docs,
+                        data.test_queries,
+                        args.search_share,
+                        deadline,
+                        per_client,
+                        logs[c],
+                    ),
                 )
                 for c in range(args.clients)
             ]

@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import orjson
 from tqdm import tqdm
 
 # Run as a script, bench/ would come first on sys.path and bench/http.py would shadow the
@@ -28,7 +26,7 @@ from tqdm import tqdm
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from bench import debian
-from bench.http import NAME, RawClient, Server, build, encode, ingest, stats
+from bench.http import NAME, RawClient, Server, build, encode, ingest, search_body, stats
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BLOCK = 200
@@ -41,11 +39,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--nprobe", type=int, default=16)
     p.add_argument("--out", type=Path, default=RESULTS / "query_log.json")
     return p.parse_args(argv)
-
-
-def body(query: np.ndarray, nprobe: int, log: bool) -> bytes:
-    doc = {"collection": NAME, "vector": query, "k": 10, "nprobe": nprobe, "log": log}
-    return encode("POST", "/search", orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -67,7 +60,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for r in range(rounds):
                     for log in (r % 2 == 0, r % 2 == 1):  # alternate which goes first
                         for i in range(BLOCK):
-                            raw = body(queries[(r * BLOCK + i) % len(queries)], args.nprobe, log)
+                            raw = search_body(
+                                queries[(r * BLOCK + i) % len(queries)], args.nprobe, log=log
+                            )
                             t = time.perf_counter()
                             status, out = client.request(raw)
                             latencies[log].append(time.perf_counter() - t)
