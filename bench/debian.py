@@ -17,7 +17,18 @@ import numpy as np
 from app.engine.metric import Metric, normalize
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = Path(os.environ.get("VECROUTE_DEBIAN_DATA", ROOT.parent / "shared" / "data" / "debian"))
+# Beside the checkout (../shared), else the workspace's copy, which a clone made elsewhere
+# (e.g. a CI clone under /tmp) still finds; VECROUTE_DEBIAN_DATA overrides both.
+CANDIDATES = (ROOT.parent / "shared" / "data" / "debian", Path("/work/shared/data/debian"))
+
+
+def _data_dir() -> Path:
+    if "VECROUTE_DEBIAN_DATA" in os.environ:
+        return Path(os.environ["VECROUTE_DEBIAN_DATA"])
+    return next((d for d in CANDIDATES if (d / "ip" / "docs.npy").exists()), CANDIDATES[0])
+
+
+DATA_DIR = _data_dir()
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,15 @@ def available() -> bool:
     return (DATA_DIR / "ip" / "docs.npy").exists()
 
 
+def require() -> None:
+    """Fail, not skip, without the data: the tests on it are part of the specification."""
+    if not available():
+        raise FileNotFoundError(
+            f"the shared Debian data is not at {DATA_DIR}: put it beside the checkout "
+            "(../shared/data/debian) or set VECROUTE_DEBIAN_DATA"
+        )
+
+
 def load(
     variant: str = "ip",
     n_docs: int | None = None,
@@ -46,6 +66,7 @@ def load(
     """``variant`` is ``ip`` (raw vectors, MIPS) or ``cos`` (unit-norm vectors)."""
     if variant not in ("ip", "cos"):
         raise ValueError("variant must be 'ip' or 'cos'")
+    require()
     ip = DATA_DIR / "ip"
     docs = np.load(ip / "docs.npy", mmap_mode="r")[:n_docs].astype(np.float32)
     train = np.load(ip / "queries_train.npy", mmap_mode="r")[:n_train].astype(np.float32)

@@ -25,8 +25,6 @@ def random_queries() -> np.ndarray:
 @pytest.fixture(scope="session")
 def debian_cos() -> debian.Dataset:
     """3,000 documents of the shared data (cosine), with exact ground truth over the slice."""
-    if not debian.available():
-        pytest.skip("shared Debian data not found")
     return debian.load("cos", n_docs=3000, n_train=500, n_test=200)
 
 

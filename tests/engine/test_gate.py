@@ -13,8 +13,6 @@ from app.engine.routing import AdaptiveRule, Router, RouterKind, centroid_router
 from app.engine.training import TrainConfig, train_router
 from bench import debian
 
-pytestmark = pytest.mark.skipif(not debian.available(), reason="shared Debian data not found")
-
 
 @pytest.fixture(scope="module")
 def world() -> tuple[debian.Dataset, Clustering, np.ndarray, Router]:

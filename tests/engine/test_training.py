@@ -17,8 +17,6 @@ from app.engine.routing import CentroidRule, Router, RouterKind, centroid_router
 from app.engine.training import TrainConfig, train_router
 from bench import debian
 
-pytestmark = pytest.mark.skipif(not debian.available(), reason="shared Debian data not found")
-
 NLIST = 64
 FAST = TrainConfig(epochs=15, patience=3, batch_size=256)
 
