@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     inline_search_max_vectors: int = Field(default=20_000, ge=0)
     # Bitmaps of recently used filters (all collections), valid until a write (0: off).
     filter_cache_mib: int = Field(default=64, ge=0)
+    # Copies of repeated filters' matching vectors (all collections), built when they pay
+    # for themselves, valid until a write (0: off). A 50% filter's copy is half the index.
+    filter_view_mib: int = Field(default=256, ge=0)
 
     # Replication and snapshots.
     catchup_interval_s: float = Field(default=0.2, gt=0, le=0.5)

@@ -8,9 +8,13 @@ matches a share ``s`` of the documents, independent of the vectors. For each rou
 is the smallest whose unfiltered recall@10 reaches ``--target`` on held-out train queries.
 Then, per selectivity, single queries (filter evaluation included, as in the service):
 
-- ``auto``: the planner, the filter's bitmap from the payload index's cache (the filter
-  repeats, as a tenant or category filter does); ``auto (uncached)``: the same, evaluating
-  the filter for every query; ``exact`` and ``ivf``: one plan forced;
+- ``auto``: the planner as the service runs it: the filter's bitmap from the payload index's
+  cache (the filter repeats, as a tenant or category filter does) and, once the filter's
+  searches have paid for it, its view (a copy of the matching vectors in the same lists,
+  app/engine/views.py), earned by searching held-out train queries before the timing;
+  ``auto (selector)``: the same without views, filtering through the bitmap in the scan;
+  ``auto (uncached)``: without views, evaluating the filter for every query; ``exact`` and
+  ``ivf``: one plan forced (with the view);
 - ``post-filter(40)``: the top 40 of an unfiltered search at the base nprobe, then the filter
   (pgvector HNSW at its default ef_search 40, or any over-fetching post-filter);
 - ``post-filter(lists)``: every vector of the base nprobe lists, then the filter (pgvector
@@ -53,6 +57,8 @@ from app.engine.metric import Metric
 from app.engine.payload_index import PayloadIndex
 from app.engine.routing import Router
 from app.engine.training import TrainConfig, train_router
+from app.engine.views import FilterViews
+from app.settings import Settings
 from bench import debian
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -147,7 +153,12 @@ def measure(
 
 
 def searches(
-    f: Filter, index: VectorIndex, payloads: PayloadIndex, nprobe: int, router: Router | None
+    f: Filter,
+    index: VectorIndex,
+    payloads: PayloadIndex,
+    nprobe: int,
+    router: Router | None,
+    views: FilterViews,
 ) -> dict[str, Search]:
     """The filtered searches compared, by name, with the unfiltered one as the reference.
 
@@ -156,11 +167,20 @@ def searches(
     the filter over the payload columns for every query (filters that never repeat).
     """
 
-    def planned(plan: Plan | None, cached: bool = True) -> Search:
+    def planned(plan: Plan | None, cached: bool = True, viewed: bool = True) -> Search:
         def search(q: np.ndarray) -> tuple[np.ndarray, Any]:
             allowed = payloads.allowed(f) if cached else AllowedIds.from_mask(payloads.matching(f))
-            out = filtered_search(index, q, K, allowed, nprobe=nprobe, router=router, plan=plan)
-            return out.result.ids[0], (str(out.plan), out.nprobe)
+            out = filtered_search(
+                index,
+                q,
+                K,
+                allowed,
+                nprobe=nprobe,
+                router=router,
+                plan=plan,
+                views=views if viewed else None,
+            )
+            return out.result.ids[0], (str(out.plan), out.nprobe, out.view)
 
         return search
 
@@ -182,12 +202,28 @@ def searches(
     return {
         "unfiltered": unfiltered,
         "auto": planned(None),
-        "auto (uncached)": planned(None, cached=False),
+        "auto (selector)": planned(None, viewed=False),
+        "auto (uncached)": planned(None, cached=False, viewed=False),
         "exact": planned(Plan.EXACT),
         "ivf": planned(Plan.IVF),
         f"post-filter({POST_FILTER_CANDIDATES})": post_filter,
         "post-filter(lists)": fixed_lists,
     }
+
+
+def earn_view(
+    search: Search, f: Filter, index: VectorIndex, payloads: PayloadIndex, warmup: np.ndarray
+) -> dict[str, Any]:
+    """Search ``warmup`` queries one by one, as a client would, until the filter's view is in
+    use; then what it took and what the view costs (its copy, timed again, and its memory)."""
+    # -1: never paid for itself within the warm-up (or does not fit the budget)
+    used = next((n for n, q in enumerate(warmup, 1) if search(q[None])[1][2]), -1)
+    allowed = payloads.allowed(f)
+    started = time.perf_counter()
+    view = index.subset(allowed.bits, index.generation)
+    copy_s = time.perf_counter() - started
+    mib = view.memory_bytes() / 2**20 if view is not None else None
+    return {"view_after_queries": used, "view_copy_seconds": copy_s, "view_mib": mib}
 
 
 def run_routing(
@@ -197,11 +233,14 @@ def run_routing(
     index: VectorIndex,
     payloads: PayloadIndex,
     queries: np.ndarray,
+    warmup: np.ndarray,
     truths: dict[float | None, tuple[np.ndarray, int]],
     bar: tqdm,
 ) -> list[dict[str, Any]]:
-    """``truths``: per selectivity (None: unfiltered), the exact top-k and the match count."""
+    """``truths``: per selectivity (None: unfiltered), the exact top-k and the match count;
+    ``warmup``: queries searched before the timing, so that repeated filters earn views."""
     rows: list[dict[str, Any]] = []
+    views = FilterViews(Settings().filter_view_mib << 20)
 
     def row(selectivity: float | None, plan: str, ids: np.ndarray, qps: float, **kw: Any) -> None:
         gt, matches = truths[selectivity]
@@ -225,7 +264,9 @@ def run_routing(
 
     for selectivity in SELECTIVITIES:
         f = bucket_filter(selectivity)
-        measured = measure(searches(f, index, payloads, nprobe, router), queries)
+        named = searches(f, index, payloads, nprobe, router, views)
+        earned = earn_view(named["auto"], f, index, payloads, warmup)
+        measured = measure(named, queries)
         reference = measured["unfiltered"][1]
         for plan, (ids, qps, extras) in measured.items():
             kw: dict[str, Any] = {"vs_unfiltered": qps / reference}
@@ -237,6 +278,9 @@ def run_routing(
                 probes = [e[1] for e in extras if e[1] is not None]
                 kw["chosen"] = sorted({e[0] for e in extras})
                 kw["mean_nprobe"] = float(np.mean(probes)) if probes else None
+                kw["view_share"] = float(np.mean([e[2] for e in extras]))
+            if plan == "auto":
+                kw.update(earned)
             row(selectivity, plan, ids, qps, **kw)
     return rows
 
@@ -282,13 +326,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "router_train_seconds": train_s,
         "rows": [],
     }
-    runs_per_routing = 1 + len(SELECTIVITIES) * 6
+    runs_per_routing = 1 + len(SELECTIVITIES) * 7
     with tqdm(total=runs_per_routing * len(routers), desc="filtered search") as bar:
         for name, router in routers.items():
             nprobe, recall = base_nprobe(index, router, calib_q, calib_gt, args.target)
             report.setdefault("base_nprobe", {})[name] = {"nprobe": nprobe, "calib_recall": recall}
             report["rows"].extend(
-                run_routing(name, router, nprobe, index, payloads, queries, truths, bar)
+                run_routing(name, router, nprobe, index, payloads, queries, calib_q, truths, bar)
             )
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(report, indent=2) + "\n")
@@ -302,18 +346,31 @@ def print_table(report: dict[str, Any]) -> None:
     )
     print(
         f"{'routing':8} {'nprobe':>6} {'select':>7} {'matches':>7} {'plan':18} {'chose':9} "
-        f"{'R@10':>6} {'hits':>5} {'short':>6} {'probes':>7} {'q/s':>7} {'vs unf.':>7}"
+        f"{'R@10':>6} {'hits':>5} {'short':>6} {'probes':>7} {'view':>5} {'q/s':>7} "
+        f"{'vs unf.':>7}"
     )
     for r in report["rows"]:
         sel = "-" if r["selectivity"] is None else f"{100 * r['selectivity']:g}%"
         chose = "/".join(r.get("chosen", []))
         probes = r.get("mean_nprobe")
+        view = r.get("view_share")
         print(
             f"{r['routing']:8} {r['base_nprobe']:6d} {sel:>7} {r['matches']:7d} {r['plan']:18} "
             f"{chose:9} {r['recall10']:6.3f} {r['mean_hits']:5.1f} {r['short_share']:6.3f} "
-            f"{'' if probes is None else f'{probes:.0f}':>7} {r['qps']:7.0f} "
+            f"{'' if probes is None else f'{probes:.0f}':>7} "
+            f"{'' if view is None else f'{100 * view:.0f}%':>5} {r['qps']:7.0f} "
             f"{r['vs_unfiltered']:7.2f}"
         )
+    print("\nviews (auto): warm-up queries until in use, copy time, memory")
+    for r in report["rows"]:
+        if r["plan"] == "auto":
+            mib = r["view_mib"]
+            print(
+                f"{r['routing']:8} {100 * r['selectivity']:>6g}% "
+                f"after {r['view_after_queries']:4d} queries, copy "
+                f"{1e3 * r['view_copy_seconds']:5.1f} ms, "
+                f"{'-' if mib is None else f'{mib:.1f}'} MiB"
+            )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -86,6 +86,15 @@ class _ServiceCollector(Collector):
         )
         buffered.add_metric([], service.query_log.pending)
         yield buffered
+        views = service.registry.filter_views
+        held = GaugeMetricFamily(
+            "vecroute_filter_views", "Copies of repeated filters' matching vectors held"
+        )
+        held.add_metric([], len(views))
+        yield held
+        size = GaugeMetricFamily("vecroute_filter_view_bytes", "Memory of those copies")
+        size.add_metric([], views.nbytes)
+        yield size
         yield from self._indexes()
         yield from self._store()
 

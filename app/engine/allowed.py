@@ -24,21 +24,24 @@ class AllowedIds:
     """The ids a filter lets through, as the bitmap faiss's selector reads.
 
     The selector points into ``bits`` without owning it: both live as long as this object,
-    which is immutable, so one instance serves concurrent searches.
+    which is immutable, so one instance serves concurrent searches. ``origin`` names what
+    the bitmap answers, (payload index, filter key, payload generation), when it comes from
+    a payload index: equal origins, equal bitmaps.
     """
 
     count: int
     bits: np.ndarray
     selector: faiss.IDSelectorBitmap
+    origin: tuple[int, str, int] | None = None
 
     @classmethod
-    def from_mask(cls, mask: np.ndarray) -> AllowedIds:
+    def from_mask(cls, mask: np.ndarray, origin: tuple[int, str, int] | None = None) -> AllowedIds:
         """From a boolean mask over internal ids (ids beyond its end are not allowed)."""
         if mask.ndim != 1 or mask.dtype != np.bool_:
             raise ValueError("mask must be a 1-d boolean array")
         bits = np.packbits(mask, bitorder="little")
         selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
-        return cls(int(np.count_nonzero(mask)), bits, selector)
+        return cls(int(np.count_nonzero(mask)), bits, selector, origin)
 
 
 class AllowedCache:

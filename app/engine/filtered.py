@@ -23,20 +23,26 @@ The plan follows from the exact number of matches (the payload index counts them
   less than half and can still miss neighbours, and the exact plan scores every match.
 - IVF queries that found fewer than ``min(k, matches)`` hits are searched again with twice the
   lists, up to all of them, where every matching vector is seen: k hits whenever k match.
+- A filter that repeats earns a view (``views.py``): a copy of its matching vectors in the
+  same lists, where either plan reads only the matches; same plan, same results, at 50%
+  half the memory traffic of the selector.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 
+import faiss
 import numpy as np
 
 from app.engine.allowed import AllowedIds
 from app.engine.ivf import SearchResult, VectorIndex
 from app.engine.metric import as_matrix
 from app.engine.routing import Router
+from app.engine.views import FilterViews
 
 # Beyond this share of the lists an IVF scan saves at most half the exact plan's work.
 EXACT_SHARE = 0.5
@@ -55,6 +61,7 @@ class FilteredResult:
     result: SearchResult
     plan: Plan
     nprobe: int | None  # the most lists one query probed; None for the exact plan
+    view: bool = False  # searched a copy of the matching vectors (``views``), not a selector
 
 
 def ivf_width(matches: int, total: int, nprobe: int, nlist: int) -> int:
@@ -85,11 +92,14 @@ def filtered_search(
     nprobe: int,
     router: Router | None = None,
     plan: Plan | None = None,
+    views: FilterViews | None = None,
 ) -> FilteredResult:
     """Top-``k`` among the allowed ids; ``plan`` forces one (benchmarks), else it is chosen.
 
     ``router`` None routes by the clustering's centroids. A forced IVF plan without a
-    clustering is exact (there is nothing to route).
+    clustering is exact (there is nothing to route). With ``views``, the plan runs on the
+    filter's view when one is built (same lists, no selector, same results), else through
+    the selector, and the time it took counts towards building one.
     """
     queries = as_matrix(queries, index.dim)
     clustering = index.clustering
@@ -99,26 +109,34 @@ def filtered_search(
         chosen, width = Plan.IVF, ivf_width(allowed.count, index.count, nprobe, nlist)
     elif plan is Plan.EXACT:
         chosen = Plan.EXACT
+    view = views.view(index, allowed) if views is not None else None
+    target, selector = (index, allowed.selector) if view is None else (view, None)
+    started = time.perf_counter()
+    widest: int | None = None
     if chosen is Plan.EXACT or nlist is None:
-        result = index.search(queries, k, exact=True, selector=allowed.selector)
-        return FilteredResult(result, Plan.EXACT, None)
-    result, widest = _widening(index, queries, k, allowed, width, nlist, router)
-    return FilteredResult(result, Plan.IVF, widest)
+        chosen = Plan.EXACT
+        result = target.search(queries, k, exact=True, selector=selector)
+    else:
+        need = min(k, allowed.count)
+        result, widest = _widening(target, queries, k, need, selector, width, nlist, router)
+    if views is not None and view is None:
+        views.charge(index, allowed, time.perf_counter() - started)
+    return FilteredResult(result, chosen, widest, view=view is not None)
 
 
 def _widening(
     index: VectorIndex,
     queries: np.ndarray,
     k: int,
-    allowed: AllowedIds,
+    need: int,
+    selector: faiss.IDSelector | None,
     width: int,
     nlist: int,
     router: Router | None,
 ) -> tuple[SearchResult, int]:
-    """The IVF plan: search again, with doubled nprobe, the queries still short of hits."""
-    first = index.search(queries, k, nprobe=width, router=router, selector=allowed.selector)
+    """The IVF plan: search again, with doubled nprobe, the queries short of ``need`` hits."""
+    first = index.search(queries, k, nprobe=width, router=router, selector=selector)
     scores, ids = first.scores, first.ids
-    need = min(k, allowed.count)
     # Hits come first, -1 pads the rest: the need-th column tells who is short.
     if need == 0 or bool((ids[:, need - 1] >= 0).all()):
         return first, width
@@ -126,9 +144,7 @@ def _widening(
     short = np.flatnonzero(ids[:, need - 1] < 0)
     while len(short) and width < nlist:
         width = min(2 * width, nlist)
-        again = index.search(
-            queries[short], k, nprobe=width, router=router, selector=allowed.selector
-        )
+        again = index.search(queries[short], k, nprobe=width, router=router, selector=selector)
         scores[short], ids[short] = again.scores, again.ids
         widths[short] = width
         short = short[again.ids[:, need - 1] < 0]

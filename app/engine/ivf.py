@@ -24,6 +24,8 @@ Concurrency (which lock guards what):
 - ``_state`` (ivf, clustering, default router) is replaced as a whole, under ``_rw``
   exclusive, and read by a single attribute load. An IVF swapped out is never written
   again, so a search that picked it up before the swap still finishes consistently.
+- ``generation`` counts the exclusive sections: equal before and after a copy (``subset``),
+  no write landed in between.
 
 faiss releases the GIL during search (SWIG ``-threads``), so searches from several Python
 threads run in parallel.
@@ -83,6 +85,7 @@ class VectorIndex:
         self._check_clustering(clustering)
         self._rw = RWLock()
         self._mutate = threading.Lock()
+        self.generation = 0  # bumped in every exclusive section (under ``_rw`` write)
         self._state = _State(
             _new_ivf(self.dim, self.metric, clustering), clustering, _default_router(clustering)
         )
@@ -239,6 +242,7 @@ class VectorIndex:
                 _fill_exact(new, lambda: iter([(ids, x)]), state.clustering)
                 with self._rw.write():
                     self._state = _State(new, state.clustering, state.router)
+                    self.generation += 1
                 return
             assign = _assign(state.clustering, x)
             for start in range(0, len(ids), WRITE_CHUNK):
@@ -250,6 +254,7 @@ class VectorIndex:
                     # Remove and re-add in one section: no search sees the id missing.
                     _remove(state.ivf, chunk_ids)
                     _add(state.ivf, chunk_x, chunk_assign, chunk_ids)
+                    self.generation += 1
 
     def remove(self, ids: np.ndarray) -> int:
         """Remove ``ids``; returns how many were present (absent ids are ignored)."""
@@ -261,6 +266,7 @@ class VectorIndex:
                 chunk_ids = np.ascontiguousarray(ids[start : start + WRITE_CHUNK])
                 with self._rw.write():
                     removed += _remove(ivf, chunk_ids)
+                    self.generation += 1
         return removed
 
     def set_clustering(self, clustering: Clustering | None) -> None:
@@ -278,6 +284,46 @@ class VectorIndex:
             state = _State(new, clustering, _default_router(clustering))
             with self._rw.write():
                 self._state = state
+                self.generation += 1
+
+    def subset(self, allowed: np.ndarray, generation: int) -> VectorIndex | None:
+        """A copy of the vectors whose ids ``allowed`` lets through, in the same lists.
+
+        ``allowed`` is a little-endian bitmap over ids (an ``AllowedIds.bits``). Searching
+        the copy reads only those vectors, where a selector on this index reads them all
+        (a memory-bound scan skips distances, not memory). The lists are copied one at a
+        time under the read lock, so writers are not held off; the copy is returned only
+        if this index was at ``generation`` throughout (else None: a write landed).
+        """
+        # One bool per id the bitmap covers, then False for every id beyond it.
+        passes = np.append(np.unpackbits(allowed, bitorder="little").view(bool), False)
+        state = self._state
+        ivf = state.ivf
+        copy = _new_ivf(self.dim, self.metric, state.clustering, hashtable=False)
+        invlists: Any = copy.invlists
+        total = 0
+        for list_no in range(ivf.nlist):
+            with self._rw.read():
+                if self.generation != generation:
+                    return None
+                ids, vecs = _read_list(ivf, list_no)
+            keep = passes[np.minimum(ids, len(passes) - 1)]
+            kept = int(np.count_nonzero(keep))
+            if kept:
+                kept_ids = np.ascontiguousarray(ids[keep])
+                kept_vecs = np.ascontiguousarray(vecs[keep])
+                invlists.add_entries(
+                    list_no,
+                    kept,
+                    faiss.swig_ptr(kept_ids),
+                    faiss.swig_ptr(kept_vecs.view(np.uint8)),
+                )
+                total += kept
+        copy.ntotal = total
+        copy.set_direct_map_type(_HASHTABLE)
+        subset = VectorIndex(self.dim, self.metric, state.clustering)
+        subset._state = _State(copy, state.clustering, state.router)
+        return subset if self.generation == generation else None
 
     def _check_clustering(self, clustering: Clustering | None) -> None:
         if clustering is None:

@@ -215,7 +215,8 @@ class PayloadIndex:
             return hit
         with self._rw.read():
             generation = self._generation
-            allowed = AllowedIds.from_mask(self._filter(f, self._live))
+            mask = self._filter(f, self._live)
+            allowed = AllowedIds.from_mask(mask, (self._owner, key, generation))
         self._cache.put(self._owner, key, generation, allowed)
         return allowed
 

@@ -13,6 +13,7 @@ from app.engine.ivf import SearchResult, VectorIndex
 from app.engine.metric import Metric
 from app.engine.payload_index import PayloadIndex
 from app.engine.routing import Router
+from app.engine.views import FilterViews
 from app.store.collections import CollectionRecord
 
 Label = tuple[str, Any]  # (external id, payload)
@@ -35,17 +36,23 @@ class LiveCollection:
     router: Router | None = None  # the active learned router, if it fits the clustering
     changed_seq: int = 0  # newest write applied here (to skip unchanged snapshots)
     snapshot_seq: int = -1
-    filter_cache: AllowedCache | None = None  # shared by the process's collections
+    # Shared by the process's collections: filter bitmaps, copies of matching vectors.
+    filter_cache: AllowedCache | None = None
+    filter_views: FilterViews | None = None
 
     @classmethod
     def empty(
-        cls, record: CollectionRecord, filter_cache: AllowedCache | None = None
+        cls,
+        record: CollectionRecord,
+        filter_cache: AllowedCache | None = None,
+        filter_views: FilterViews | None = None,
     ) -> LiveCollection:
         return cls(
             record,
             VectorIndex(record.dim, Metric(record.metric)),
             payloads=PayloadIndex(record.payload_indexes, filter_cache),
             filter_cache=filter_cache,
+            filter_views=filter_views,
         )
 
     @property

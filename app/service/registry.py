@@ -18,6 +18,7 @@ import time
 from app.engine.allowed import AllowedCache
 from app.engine.ivf import VectorIndex
 from app.engine.metric import Metric
+from app.engine.views import FilterViews
 from app.service.errors import CollectionNotFound, NotReady
 from app.service.live import LiveCollection
 from app.service.snapshots import SnapshotDir
@@ -31,10 +32,17 @@ log = logging.getLogger(__name__)
 
 
 class Registry:
-    def __init__(self, store: Store, snapshots: SnapshotDir, filter_cache: AllowedCache) -> None:
+    def __init__(
+        self,
+        store: Store,
+        snapshots: SnapshotDir,
+        filter_cache: AllowedCache,
+        filter_views: FilterViews,
+    ) -> None:
         self.store = store
         self.snapshots = snapshots
         self.filter_cache = filter_cache
+        self.filter_views = filter_views
         self.apply_lock = threading.RLock()
         self._applied = threading.Condition()
         self.applied_seq = 0
@@ -91,7 +99,9 @@ class Registry:
         snap = self.snapshots.load(record)
         if snap is not None:
             index, seq = snap
-            live = LiveCollection(record, index, filter_cache=self.filter_cache)
+            live = LiveCollection(
+                record, index, filter_cache=self.filter_cache, filter_views=self.filter_views
+            )
             with self.store.read() as session:
                 live.load_labels(get_labels(session, record.id))
                 for change in changes_since(session, seq, {record.id: record.dim}, record.id):
@@ -110,7 +120,9 @@ class Registry:
                 else None
             )
             index = VectorIndex(record.dim, Metric(record.metric), clustering)
-            live = LiveCollection(record, index, filter_cache=self.filter_cache)
+            live = LiveCollection(
+                record, index, filter_cache=self.filter_cache, filter_views=self.filter_views
+            )
             for ids, vectors, _ in iter_live_points(session, record.id, record.dim):
                 index.upsert(ids, vectors)
             live.load_labels(get_labels(session, record.id))

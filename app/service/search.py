@@ -11,7 +11,7 @@ from app.engine.allowed import AllowedIds
 from app.engine.clustering import Clustering
 from app.engine.filtered import filtered_search
 from app.engine.filters import Filter, FilterError
-from app.engine.ivf import RouterMismatchError, SearchResult, VectorIndex
+from app.engine.ivf import RouterMismatchError, SearchResult
 from app.engine.recall_table import RecallTable
 from app.engine.routing import Router
 from app.service.errors import InvalidInput, NoLearnedRouter, NoRecallTable
@@ -54,10 +54,10 @@ def run_search(
         chosen = router if learned else None
         wanted = _nprobe(live, clustering, chosen, opts, default_nprobe)
         try:
-            result, plan, nprobe = _scan(index, queries, opts.k, wanted, chosen, allowed)
+            result, plan, nprobe = _scan(live, queries, opts.k, wanted, chosen, allowed)
         except RouterMismatchError:  # the clustering was swapped since we read it
             learned, chosen = False, None
-            result, plan, nprobe = _scan(index, queries, opts.k, wanted, None, allowed)
+            result, plan, nprobe = _scan(live, queries, opts.k, wanted, None, allowed)
         used = "learned" if learned else "centroid"
         version = chosen.version if chosen is not None else None
         if plan == "exact":  # the filter is selective enough to search its matches exactly
@@ -83,7 +83,7 @@ def _allowed(live: LiveCollection, f: Filter) -> AllowedIds:
 
 
 def _scan(
-    index: VectorIndex,
+    live: LiveCollection,
     queries: np.ndarray,
     k: int,
     nprobe: int,
@@ -92,8 +92,10 @@ def _scan(
 ) -> tuple[SearchResult, str, int | None]:
     """(result, plan, nprobe used): routed IVF search, or the filtered planner's choice."""
     if allowed is None:
-        return index.search(queries, k, nprobe=nprobe, router=router), "ivf", nprobe
-    out = filtered_search(index, queries, k, allowed, nprobe=nprobe, router=router)
+        return live.index.search(queries, k, nprobe=nprobe, router=router), "ivf", nprobe
+    out = filtered_search(
+        live.index, queries, k, allowed, nprobe=nprobe, router=router, views=live.filter_views
+    )
     return out.result, str(out.plan), out.nprobe
 
 

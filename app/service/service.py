@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from app.engine.allowed import AllowedCache
 from app.engine.recall_table import RecallTable
+from app.engine.views import FilterViews
 from app.service import payload_indexes as payload_indexes_service
 from app.service import points as point_writes
 from app.service.errors import (
@@ -58,6 +59,7 @@ class Service:
             self.store,
             SnapshotDir(settings.snapshot_dir),
             AllowedCache(settings.filter_cache_mib << 20),
+            FilterViews(settings.filter_view_mib << 20),
         )
         self.query_log = QueryLogBuffer(
             self.store,
@@ -89,6 +91,7 @@ class Service:
         for t in self._threads:
             t.join(timeout=30)
         self.query_log.stop()
+        self.registry.filter_views.close()
         if self.registry.ready:
             self.snapshot_all(force=False)
         self.store.dispose()
@@ -192,7 +195,9 @@ class Service:
             )
             if record is None:
                 raise CollectionExists(f"collection {name!r} already exists")
-            live = LiveCollection.empty(record, self.registry.filter_cache)
+            live = LiveCollection.empty(
+                record, self.registry.filter_cache, self.registry.filter_views
+            )
             self.registry.add(live)
             self.registry.note_local_write(record.seq)
         return self.info(live, building=False)

@@ -207,3 +207,36 @@ def test_bad_filters_and_declarations_are_problems_and_documented(client: TestCl
     assert schemas["Filter"]["examples"] and "FieldCondition" in schemas
     assert "filter" in schemas["SearchRequest"]["properties"]
     assert "/collections/{name}/payload-indexes" in spec["paths"]
+
+
+def test_a_repeated_filter_earns_a_view_that_no_write_outlives(client: TestClient) -> None:
+    """Searched again and again, a filter gets a copy of its matching vectors (counted in
+    /metrics): same hits as before it; a write that adds a better match shows at once."""
+    assert client.post("/collections", json={"name": "docs", "dim": DIM}).status_code == 201
+    rng = np.random.default_rng(13)
+    oracle = Oracle()
+    oracle.index(client, *_points(rng, 0, N))
+    assert client.post("/collections/docs/build", json={"nlist": 16}).status_code == 202
+    _wait_ivf(client)
+    q = rng.standard_normal(DIM).astype(np.float32)
+    f, allowed = _bucket_below(50)
+    body = {"collection": "docs", "vector": q.tolist(), "filter": f, "nprobe": 16}
+
+    def views_held() -> float:
+        text = client.get("/metrics").text
+        line = next(s for s in text.splitlines() if s.startswith("vecroute_filter_views "))
+        return float(line.rsplit(" ", 1)[1])
+
+    assert views_held() == 0
+    expected = oracle.top(q, allowed)
+    deadline = time.monotonic() + 30
+    while views_held() == 0:
+        assert time.monotonic() < deadline, "no view after 30 s of repeated searches"
+        for _ in range(20):
+            assert [h["id"] for h in client.post("/search", json=body).json()["hits"]] == expected
+    assert [h["id"] for h in client.post("/search", json=body).json()["hits"]] == expected
+    best = (10 * q / np.linalg.norm(q)).astype(np.float32)
+    point = {"id": "best", "vector": best.tolist(), "payload": {"bucket": 0}}
+    oracle.index(client, best[None], [point])
+    hits = client.post("/search", json=body).json()["hits"]
+    assert [h["id"] for h in hits] == oracle.top(q, allowed) and hits[0]["id"] == "best"

@@ -13,6 +13,7 @@ from faiss.contrib.ivf_tools import add_preassigned
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.engine.allowed import AllowedIds
 from app.engine.clustering import Algorithm, auto_nlist, train_clustering
 from app.engine.evaluation import recall_at_k
 from app.engine.ivf import RouterMismatchError, VectorIndex
@@ -187,6 +188,42 @@ def test_selector_filters_during_the_scan(
         exact=True,
         selector=selector,
     )
+
+
+def test_a_subset_holds_the_allowed_vectors_in_the_same_lists(
+    random_vectors: np.ndarray, random_queries: np.ndarray
+) -> None:
+    """Searching the copy equals searching the index through a selector, on every path;
+    ids past the bitmap's end are not allowed."""
+    index = filled(random_vectors, Metric.IP, nlist=16)
+    mask = np.zeros(10 + len(random_vectors) - 100, dtype=bool)  # the last 100 ids lie beyond
+    mask[10::3] = True
+    allowed = AllowedIds.from_mask(mask)
+    subset = index.subset(allowed.bits, index.generation)
+    assert subset is not None and subset.count == allowed.count
+    assert subset.clustering is index.clustering
+    held = np.concatenate([ids for ids, _ in subset.iter_vectors()])
+    assert sorted(held.tolist()) == np.flatnonzero(mask).tolist()
+    for kw in ({"exact": True}, {"nprobe": 1}, {"nprobe": 4}):
+        via_selector = index.search(random_queries, K, selector=allowed.selector, **kw)
+        copied = subset.search(random_queries, K, **kw)
+        np.testing.assert_array_equal(copied.ids, via_selector.ids)
+        np.testing.assert_array_equal(copied.scores, via_selector.scores)
+
+
+def test_every_write_moves_the_generation_and_voids_a_subset(random_vectors: np.ndarray) -> None:
+    index = filled(random_vectors, Metric.IP, nlist=16)
+    bits = AllowedIds.from_mask(np.ones(3000, dtype=bool)).bits
+    seen = [index.generation]
+    index.upsert(np.array([5]), random_vectors[:1])
+    seen.append(index.generation)
+    index.remove(np.array([5]))
+    seen.append(index.generation)
+    index.set_clustering(index.clustering)
+    seen.append(index.generation)
+    assert seen == sorted(set(seen))
+    assert index.subset(bits, seen[0]) is None
+    assert index.subset(bits, index.generation) is not None
 
 
 def test_short_results_are_padded(random_vectors: np.ndarray) -> None:

@@ -1,0 +1,198 @@
+"""Filter views: bought once their rent pays for the copy, only ever used for their exact
+state, bounded by bytes; filtered search over a view returns what the selector returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.engine.allowed import AllowedIds
+from app.engine.clustering import Algorithm, train_clustering
+from app.engine.filtered import Plan, filtered_search
+from app.engine.filters import Filter, parse_filter
+from app.engine.ivf import VectorIndex
+from app.engine.metric import Metric, prepare
+from app.engine.payload_index import PayloadIndex
+from app.engine.views import FilterViews
+from tests.engine.conftest import brute_force
+
+K = 10
+NLIST = 16
+# More than any copy of these small indexes costs: charging it makes a view due at once.
+DUE = 60.0
+
+
+def bucket_below(share: float) -> Filter:
+    return parse_filter({"must": [{"key": "bucket", "range": {"lt": 100 * share}}]})
+
+
+@pytest.fixture
+def collection(random_vectors: np.ndarray) -> tuple[VectorIndex, PayloadIndex]:
+    """The random vectors under ids 0.. with ``bucket`` uniform in [0, 100)."""
+    clustering = train_clustering(
+        prepare(random_vectors, Metric.IP), NLIST, Algorithm.KMEANS, Metric.IP, seed=1
+    )
+    index = VectorIndex(random_vectors.shape[1], Metric.IP, clustering)
+    index.upsert(np.arange(len(random_vectors)), random_vectors)
+    buckets = np.random.default_rng(5).integers(0, 100, len(random_vectors)).tolist()
+    payloads = PayloadIndex.build({"bucket": "integer"}, enumerate({"bucket": b} for b in buckets))
+    return index, payloads
+
+
+def built(views: FilterViews, index: VectorIndex, allowed: AllowedIds) -> VectorIndex | None:
+    views.charge(index, allowed, DUE)
+    views.wait()
+    return views.view(index, allowed)
+
+
+def test_a_view_is_built_only_once_its_rent_pays_for_the_copy(
+    collection: tuple[VectorIndex, PayloadIndex],
+) -> None:
+    index, payloads = collection
+    views = FilterViews(1 << 30)
+    allowed = payloads.allowed(bucket_below(0.5))
+    views.charge(index, allowed, 1e-9)  # a filter seen once
+    views.wait()
+    assert views.view(index, allowed) is None and len(views) == 0
+    view = built(views, index, allowed)
+    assert view is not None and view.count == allowed.count
+    assert len(views) == 1 and views.nbytes == view.memory_bytes() > 0
+
+
+def test_filtered_search_on_a_view_returns_what_the_selector_returns(
+    collection: tuple[VectorIndex, PayloadIndex], random_queries: np.ndarray
+) -> None:
+    index, payloads = collection
+    views = FilterViews(1 << 30)
+    for share in (0.5, 0.1, 0.02):
+        allowed = payloads.allowed(bucket_below(share))
+        assert built(views, index, allowed) is not None
+        for plan in (None, Plan.EXACT, Plan.IVF):
+            plain = filtered_search(index, random_queries, K, allowed, nprobe=2, plan=plan)
+            out = filtered_search(
+                index, random_queries, K, allowed, nprobe=2, plan=plan, views=views
+            )
+            assert out.view and not plain.view
+            assert (out.plan, out.nprobe) == (plain.plan, plain.nprobe)
+            np.testing.assert_array_equal(out.result.ids, plain.result.ids)
+            np.testing.assert_array_equal(out.result.scores, plain.result.scores)
+
+
+def test_a_write_to_payloads_or_vectors_voids_the_view(
+    collection: tuple[VectorIndex, PayloadIndex], random_vectors: np.ndarray
+) -> None:
+    index, payloads = collection
+    views = FilterViews(1 << 30)
+    f = bucket_below(0.5)
+    assert built(views, index, payloads.allowed(f)) is not None
+    payloads.upsert([0], [{"bucket": 1}])
+    fresh = payloads.allowed(f)
+    assert views.view(index, fresh) is None
+    assert built(views, index, fresh) is not None
+    index.upsert(np.array([0]), random_vectors[1:2])
+    assert views.view(index, payloads.allowed(f)) is None
+    index.remove(np.array([0]))
+    assert views.view(index, payloads.allowed(f)) is None
+
+
+def test_views_serve_only_the_index_they_were_copied_from(
+    collection: tuple[VectorIndex, PayloadIndex], random_vectors: np.ndarray
+) -> None:
+    index, payloads = collection
+    views = FilterViews(1 << 30)
+    allowed = payloads.allowed(bucket_below(0.5))
+    assert built(views, index, allowed) is not None
+    other = VectorIndex(index.dim, Metric.IP, index.clustering)
+    other.upsert(np.arange(len(random_vectors)), random_vectors)
+    assert views.view(other, allowed) is None
+
+
+def test_the_byte_budget_drops_the_least_recently_used_view(
+    collection: tuple[VectorIndex, PayloadIndex],
+) -> None:
+    index, payloads = collection
+    per_point = index.memory_bytes() / index.count
+    first, second = (payloads.allowed(bucket_below(s)) for s in (0.3, 0.31))
+    budget = int(per_point * (first.count + second.count) * 0.8)
+    views = FilterViews(budget)
+    assert built(views, index, first) is not None
+    assert built(views, index, second) is not None
+    assert views.view(index, first) is None and len(views) == 1
+    assert 0 < views.nbytes <= budget
+    too_big = payloads.allowed(bucket_below(0.9))
+    assert built(views, index, too_big) is None
+    assert views.view(index, second) is not None
+
+
+def test_no_views_without_a_budget_an_origin_or_after_close(
+    collection: tuple[VectorIndex, PayloadIndex],
+) -> None:
+    index, payloads = collection
+    f = bucket_below(0.5)
+    assert built(FilterViews(0), index, payloads.allowed(f)) is None
+    views = FilterViews(1 << 30)
+    assert built(views, index, AllowedIds.from_mask(payloads.matching(f))) is None
+    assert built(views, index, payloads.allowed(f)) is not None
+    views.close()
+    assert views.view(index, payloads.allowed(f)) is None and views.nbytes == 0
+    assert built(views, index, payloads.allowed(f)) is None
+    with pytest.raises(ValueError):
+        FilterViews(-1)
+
+
+def test_filtered_search_between_writes_is_exact_whatever_views_exist(
+    random_vectors: np.ndarray, random_queries: np.ndarray
+) -> None:
+    """Writes (as a live collection orders them: payloads before an upsert's vectors, after a
+    removal's) between repeated filtered searches whose views are built as soon as they can
+    be, even between the two halves of a write: every answer is the brute-force answer over
+    the points as they are at that moment."""
+    rng = np.random.default_rng(11)
+    index = VectorIndex(32, Metric.IP, None)
+    clustering = train_clustering(
+        prepare(random_vectors, Metric.IP), NLIST, Algorithm.KMEANS, Metric.IP, seed=2
+    )
+    index.set_clustering(clustering)
+    payloads = PayloadIndex({"bucket": "integer"})
+    views = FilterViews(1 << 30)
+    state: dict[int, tuple[np.ndarray, int]] = {}
+    filters = [bucket_below(s) for s in (0.5, 0.1)]
+    used_views = 0
+    for _ in range(60):
+        ids = rng.choice(300, size=int(rng.integers(1, 20)), replace=False)
+        if rng.random() < 0.7:
+            vecs = random_vectors[rng.integers(0, len(random_vectors), len(ids))]
+            buckets: list[Any] = rng.integers(0, 100, len(ids)).tolist()
+            payloads.upsert(ids.tolist(), [{"bucket": b} for b in buckets])
+            if rng.random() < 0.3:  # a view of the moment between the two writes
+                built(views, index, payloads.allowed(filters[0]))
+            index.upsert(ids, vecs)
+            state.update(zip(ids.tolist(), zip(vecs, buckets, strict=True), strict=True))
+        else:
+            index.remove(ids)
+            payloads.remove(ids.tolist())
+            for i in ids.tolist():
+                state.pop(i, None)
+        for f, share in zip(filters, (0.5, 0.1), strict=True):
+            for _ in range(2):  # the second search may find the view the first one paid for
+                allowed = payloads.allowed(f)
+                out = filtered_search(
+                    index, random_queries[:5], K, allowed, nprobe=2, plan=Plan.EXACT, views=views
+                )
+                views.charge(index, allowed, DUE)
+                views.wait()
+                used_views += out.view
+                passing = sorted(i for i, (_, b) in state.items() if b < 100 * share)
+                got = out.result.ids
+                if not passing:
+                    assert (got == -1).all()
+                    continue
+                x = np.stack([state[i][0] for i in passing])
+                scores, _ = brute_force(x, np.array(passing), random_queries[:5], K, Metric.IP)
+                need = min(K, len(passing))
+                assert ((got >= 0).sum(axis=1) == need).all()
+                assert np.isin(got[got >= 0], passing).all()
+                np.testing.assert_allclose(out.result.scores[:, :need], scores[:, :need], atol=1e-4)
+    assert used_views > 0
