@@ -306,19 +306,10 @@ class VectorIndex:
             with self._rw.read():
                 if self.generation != generation:
                     return None
-                ids, vecs = _read_list(ivf, list_no)
-            keep = passes[np.minimum(ids, len(passes) - 1)]
-            kept = int(np.count_nonzero(keep))
-            if kept:
-                kept_ids = np.ascontiguousarray(ids[keep])
-                kept_vecs = np.ascontiguousarray(vecs[keep])
-                invlists.add_entries(
-                    list_no,
-                    kept,
-                    faiss.swig_ptr(kept_ids),
-                    faiss.swig_ptr(kept_vecs.view(np.uint8)),
-                )
-                total += kept
+                ids, codes = _read_passing(ivf, list_no, passes)
+            if len(ids):
+                invlists.add_entries(list_no, len(ids), faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+                total += len(ids)
         copy.ntotal = total
         copy.set_direct_map_type(_HASHTABLE)
         subset = VectorIndex(self.dim, self.metric, state.clustering)
@@ -500,6 +491,27 @@ def _remove(ivf: faiss.IndexIVFFlat, ids: np.ndarray) -> int:
         return 0
     # The hashtable direct map removes in O(1) per id, but only through an IDSelectorArray.
     return int(ivf.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))))
+
+
+def _read_passing(
+    ivf: faiss.IndexIVFFlat, list_no: int, passes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of the ids and codes in one list whose id ``passes`` (bools by id, the last one
+    standing for every id beyond); only those vectors are read."""
+    invlists: Any = ivf.invlists
+    size = invlists.list_size(list_no)
+    if not size:
+        return np.empty(0, np.int64), np.empty((0, ivf.code_size), np.uint8)
+    id_ptr = invlists.get_ids(list_no)
+    code_ptr = invlists.get_codes(list_no)
+    try:
+        ids = faiss.rev_swig_ptr(id_ptr, size)
+        keep = passes[np.minimum(ids, len(passes) - 1)]
+        codes = faiss.rev_swig_ptr(code_ptr, size * ivf.code_size).reshape(size, -1)
+        return ids[keep], codes[keep]  # boolean indexing copies
+    finally:
+        invlists.release_ids(list_no, id_ptr)
+        invlists.release_codes(list_no, code_ptr)
 
 
 def _read_list(ivf: faiss.IndexIVFFlat, list_no: int) -> tuple[np.ndarray, np.ndarray]:

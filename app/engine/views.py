@@ -8,8 +8,9 @@ plan over it reads a share ``s`` of the memory. Measured on the Debian data (60,
 documents, 985 lists, one thread): nprobe 192 at 50% 674 us against 1,383 us through the
 selector; the exact plan at 10% 788 us against 3,652 us; same results.
 
-When to build one is a rent-or-buy problem: a view costs a copy of the index's lists (about
-1.4 us per indexed vector) and is void after the next write to the payloads or the vectors.
+When to build one is a rent-or-buy problem: a view costs a pass over the index's lists that
+copies the matches (on the same data: 20 ms at 0.1%, 67 ms at 50%), and is void after the
+next write to the payloads or the vectors.
 So each filter pays rent, the seconds its searches spend without a view, and its view is
 bought (copied on a background thread) once the rent reaches the expected copy time.
 Whatever the sequence of searches and writes, that costs at most twice the best choice in
@@ -37,8 +38,8 @@ from app.engine.ivf import VectorIndex
 
 log = logging.getLogger(__name__)
 
-# Copy time per indexed vector until a copy has been timed (measured: 1.4 us, 60k x 384-d).
-INITIAL_COPY_SECONDS_PER_VECTOR = 2e-6
+# Copy time per indexed vector until a copy has been timed (measured 0.3-1.1 us, 384-d).
+INITIAL_COPY_SECONDS_PER_VECTOR = 1e-6
 # Filters tracked (rent or view) past this count are dropped least recently used.
 MAX_ENTRIES = 4096
 
@@ -175,8 +176,10 @@ class FilterViews:
         return entry
 
     def _drop_view(self, entry: _Entry) -> None:
+        """Drop a view; its filter earns the next copy anew (two views that do not fit the
+        budget together take turns at the rent-or-buy pace, not copy after copy)."""
         self._bytes -= entry.nbytes
-        entry.view, entry.nbytes = None, 0
+        entry.view, entry.nbytes, entry.rent = None, 0, 0.0
 
 
 def _key_state(index: VectorIndex, origin: tuple[int, str, int]) -> tuple[_Key, _State]:

@@ -9,7 +9,7 @@ import numpy as np
 
 from app.engine.allowed import AllowedIds
 from app.engine.clustering import Clustering
-from app.engine.filtered import filtered_search
+from app.engine.filtered import Plan, filtered_search
 from app.engine.filters import Filter, FilterError
 from app.engine.ivf import RouterMismatchError, SearchResult
 from app.engine.recall_table import RecallTable
@@ -44,10 +44,9 @@ def run_search(
     if opts.routing == "learned" and router is None:
         raise NoLearnedRouter("no learned router is active for the current clustering")
     allowed = _allowed(live, opts.filter) if opts.filter is not None else None
-    selector = allowed.selector if allowed is not None else None
     plan: str = "exact"
     if clustering is None or opts.routing == "exact":
-        result = index.search(queries, opts.k, exact=True, selector=selector)
+        result = _exact(live, queries, opts.k, allowed)
         used, version, nprobe = "exact", None, None
     else:
         learned = router is not None and opts.routing in ("auto", "learned")
@@ -80,6 +79,18 @@ def _allowed(live: LiveCollection, f: Filter) -> AllowedIds:
         return live.payloads.allowed(f)
     except FilterError as exc:
         raise InvalidInput(f"filter: {exc}") from None
+
+
+def _exact(
+    live: LiveCollection, queries: np.ndarray, k: int, allowed: AllowedIds | None
+) -> SearchResult:
+    """Exact search; with a filter, of its matches (on the filter's view once it has one)."""
+    if allowed is None:
+        return live.index.search(queries, k, exact=True)
+    out = filtered_search(
+        live.index, queries, k, allowed, nprobe=1, plan=Plan.EXACT, views=live.filter_views
+    )
+    return out.result
 
 
 def _scan(

@@ -121,6 +121,9 @@ def test_the_byte_budget_drops_the_least_recently_used_view(
     assert built(views, index, second) is not None
     assert views.view(index, first) is None and len(views) == 1
     assert 0 < views.nbytes <= budget
+    views.charge(index, first, 1e-9)  # evicted, it earns its next copy anew
+    views.wait()
+    assert views.view(index, first) is None and views.view(index, second) is not None
     too_big = payloads.allowed(bucket_below(0.9))
     assert built(views, index, too_big) is None
     assert views.view(index, second) is not None
