@@ -20,6 +20,11 @@ Then, per selectivity, single queries (filter evaluation included, as in the ser
 - ``post-filter(lists)``: every vector of the base nprobe lists, then the filter (pgvector
   IVFFlat without iterative scans; our in-scan selector without widening).
 
+Then the service itself (``vecroute serve`` on a loopback port, SQLite, the same documents
+and payloads sent through ``/index``, built through the API with the same nlist): single
+``/search`` requests, centroid routing at its base nprobe, ``auto`` with the filter as JSON
+against unfiltered requests (routing ``HTTP`` in the table; ``--no-http`` skips it).
+
 ``vs unf.`` is queries/s against unfiltered search measured in the same rounds.
 Recall@10 is measured against exact filtered search (brute force over the matching
 documents), with ``min(10, matches)`` as the number of true neighbours.
@@ -33,7 +38,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +51,7 @@ from typing import Any
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import numpy as np
+import orjson
 from tqdm import tqdm
 
 from app.engine.allowed import AllowedIds
@@ -60,6 +68,7 @@ from app.engine.training import TrainConfig, train_router
 from app.engine.views import FilterViews
 from app.settings import Settings
 from bench import debian
+from bench.http import NAME, RawClient, Server, build, encode, ingest
 
 RESULTS = Path(__file__).resolve().parent / "results"
 K = 10
@@ -84,6 +93,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--target", type=float, default=0.95, help="unfiltered recall@10 for nprobe")
     p.add_argument("--nlist", type=int, default=None, help="default: the service's auto nlist")
     p.add_argument("--no-learned", action="store_true", help="centroid routing only")
+    p.add_argument("--no-http", action="store_true", help="skip the service over HTTP")
     p.add_argument("--out", type=Path, default=RESULTS / "filters.json")
     args = p.parse_args(argv)
     if args.quick:
@@ -95,8 +105,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def bucket_filter_json(selectivity: float) -> dict[str, Any]:
+    return {"must": [{"key": "bucket", "range": {"lt": selectivity * BUCKETS}}]}
+
+
 def bucket_filter(selectivity: float) -> Filter:
-    return parse_filter({"must": [{"key": "bucket", "range": {"lt": selectivity * BUCKETS}}]})
+    return parse_filter(bucket_filter_json(selectivity))
 
 
 def base_nprobe(
@@ -226,21 +240,113 @@ def earn_view(
     return {"view_after_queries": used, "view_copy_seconds": copy_s, "view_mib": mib}
 
 
-def run_routing(
-    name: str,
-    router: Router | None,
-    nprobe: int,
+def in_process(
     index: VectorIndex,
     payloads: PayloadIndex,
+    router: Router | None,
+    nprobe: int,
+    warmup: np.ndarray,
+) -> tuple[Callable[[float], dict[str, Search]], Callable[[float, Search], dict[str, Any]]]:
+    """(searches per selectivity, warm-up) on the engine, with views of the service's size."""
+    views = FilterViews(Settings().filter_view_mib << 20)
+
+    def named(selectivity: float) -> dict[str, Search]:
+        return searches(bucket_filter(selectivity), index, payloads, nprobe, router, views)
+
+    def earn(selectivity: float, auto: Search) -> dict[str, Any]:
+        return earn_view(auto, bucket_filter(selectivity), index, payloads, warmup)
+
+    return named, earn
+
+
+def over_http(
+    client: RawClient, nprobe: int, warmup: np.ndarray
+) -> tuple[Callable[[float], dict[str, Search]], Callable[[float, Search], dict[str, Any]]]:
+    """(searches per selectivity, warm-up) through ``vecroute serve``: single /search
+    requests with centroid routing, the filter as JSON, the bitmap and views the service's."""
+
+    def request(q: np.ndarray, f: dict[str, Any] | None) -> tuple[np.ndarray, Any]:
+        body: dict[str, Any] = {"collection": NAME, "vector": q[0], "k": K, "nprobe": nprobe}
+        body.update(routing="centroid", with_payload=False, log=False)
+        if f is not None:
+            body["filter"] = f
+        status, raw = client.request(
+            encode("POST", "/search", orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
+        )
+        if status != 200:
+            raise RuntimeError(f"/search: {status} {raw[:300]!r}")
+        out = orjson.loads(raw)
+        ids = np.array([int(h["id"]) for h in out["hits"]], dtype=np.int64)
+        return ids, (out["plan"], out["nprobe"], None)
+
+    def named(selectivity: float) -> dict[str, Search]:
+        f = bucket_filter_json(selectivity)
+        return {"unfiltered": lambda q: request(q, None), "auto": lambda q: request(q, f)}
+
+    def views_held() -> tuple[float, float]:
+        text = client.request(encode("GET", "/metrics"))[1].decode()
+        samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line[:1] != "#")
+        return float(samples["vecroute_filter_views"]), float(samples["vecroute_filter_view_bytes"])
+
+    def earn(selectivity: float, auto: Search) -> dict[str, Any]:
+        held, size = views_held()
+        used = -1
+        for n, q in enumerate(warmup, 1):
+            auto(q[None])
+            if n % 10 == 0 and views_held()[0] > held:
+                used = n
+                break
+        mib = (views_held()[1] - size) / 2**20 if used > 0 else None
+        return {"view_after_queries": used, "view_copy_seconds": None, "view_mib": mib}
+
+    return named, earn
+
+
+def run_http(
+    docs: np.ndarray,
+    buckets: np.ndarray,
+    nlist: int,
+    nprobe: int,
     queries: np.ndarray,
     warmup: np.ndarray,
     truths: dict[float | None, tuple[np.ndarray, int]],
     bar: tqdm,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The service on a loopback port (SQLite in a temporary directory), loaded and built
+    through the API like any client would, then searched as ``over_http`` says."""
+    tmp = Path(tempfile.mkdtemp(prefix="vecroute-filters-"))
+    server = Server(tmp)
+    try:
+        server.start()
+        client = RawClient(server.port)
+        collection = {"name": NAME, "dim": docs.shape[1], "metric": "ip", "nlist": nlist}
+        collection["payload_indexes"] = {"bucket": "integer"}
+        client.json("POST", "/collections", collection, expect=201)
+        ingest(client, docs, payloads=[{"bucket": int(b)} for b in buckets])
+        built = build(client)
+        named, earn = over_http(client, nprobe, warmup)
+        rows = run_routing("HTTP", nprobe, named, earn, queries, truths, bar)
+        client.close()
+        return {"build_seconds": built["seconds"]}, rows
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_routing(
+    name: str,
+    nprobe: int,
+    named_for: Callable[[float], dict[str, Search]],
+    earn: Callable[[float, Search], dict[str, Any]],
+    queries: np.ndarray,
+    truths: dict[float | None, tuple[np.ndarray, int]],
+    bar: tqdm,
 ) -> list[dict[str, Any]]:
-    """``truths``: per selectivity (None: unfiltered), the exact top-k and the match count;
-    ``warmup``: queries searched before the timing, so that repeated filters earn views."""
+    """``named_for``: the searches compared at a selectivity, ``unfiltered`` and ``auto``
+    among them; ``earn``: searches ``auto`` before the timing, so that the filter earns its
+    view, and says what that took; ``truths``: per selectivity (None: unfiltered), the exact
+    top-k and the match count."""
     rows: list[dict[str, Any]] = []
-    views = FilterViews(Settings().filter_view_mib << 20)
 
     def row(selectivity: float | None, plan: str, ids: np.ndarray, qps: float, **kw: Any) -> None:
         gt, matches = truths[selectivity]
@@ -263,9 +369,8 @@ def run_routing(
         bar.update(1)
 
     for selectivity in SELECTIVITIES:
-        f = bucket_filter(selectivity)
-        named = searches(f, index, payloads, nprobe, router, views)
-        earned = earn_view(named["auto"], f, index, payloads, warmup)
+        named = named_for(selectivity)
+        earned = earn(selectivity, named["auto"])
         measured = measure(named, queries)
         reference = measured["unfiltered"][1]
         for plan, (ids, qps, extras) in measured.items():
@@ -278,7 +383,8 @@ def run_routing(
                 probes = [e[1] for e in extras if e[1] is not None]
                 kw["chosen"] = sorted({e[0] for e in extras})
                 kw["mean_nprobe"] = float(np.mean(probes)) if probes else None
-                kw["view_share"] = float(np.mean([e[2] for e in extras]))
+                seen = [e[2] for e in extras if e[2] is not None]  # HTTP does not say
+                kw["view_share"] = float(np.mean(seen)) if seen else None
             if plan == "auto":
                 kw.update(earned)
             row(selectivity, plan, ids, qps, **kw)
@@ -327,14 +433,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rows": [],
     }
     runs_per_routing = 1 + len(SELECTIVITIES) * 7
-    with tqdm(total=runs_per_routing * len(routers), desc="filtered search") as bar:
+    http_runs = 0 if args.no_http else 1 + len(SELECTIVITIES)
+    with tqdm(total=runs_per_routing * len(routers) + http_runs, desc="filtered search") as bar:
         for name, router in routers.items():
             nprobe, recall = base_nprobe(index, router, calib_q, calib_gt, args.target)
             report.setdefault("base_nprobe", {})[name] = {"nprobe": nprobe, "calib_recall": recall}
             report["rows"].extend(
-                run_routing(name, router, nprobe, index, payloads, queries, calib_q, truths, bar)
+                run_routing(
+                    name,
+                    nprobe,
+                    *in_process(index, payloads, router, nprobe, calib_q),
+                    queries,
+                    truths,
+                    bar,
+                )
             )
             args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
+        if not args.no_http:
+            nprobe = report["base_nprobe"]["centroid"]["nprobe"]
+            bar.set_postfix_str("over HTTP")
+            report["http"], rows = run_http(
+                docs, buckets, nlist, nprobe, queries, calib_q, truths, bar
+            )
+            report["rows"].extend(rows)
             args.out.write_text(json.dumps(report, indent=2) + "\n")
     return report
 
@@ -364,11 +486,11 @@ def print_table(report: dict[str, Any]) -> None:
     print("\nviews (auto): warm-up queries until in use, copy time, memory")
     for r in report["rows"]:
         if r["plan"] == "auto":
-            mib = r["view_mib"]
+            mib, copy_s = r["view_mib"], r["view_copy_seconds"]
             print(
                 f"{r['routing']:8} {100 * r['selectivity']:>6g}% "
                 f"after {r['view_after_queries']:4d} queries, copy "
-                f"{1e3 * r['view_copy_seconds']:5.1f} ms, "
+                f"{'-' if copy_s is None else f'{1e3 * copy_s:.1f}'} ms, "
                 f"{'-' if mib is None else f'{mib:.1f}'} MiB"
             )
 

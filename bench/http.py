@@ -294,13 +294,23 @@ def http_recall(
     return recall_at_k(np.concatenate(found), gt, K)
 
 
-def ingest(client: RawClient, docs: np.ndarray, progress: tqdm | None = None) -> dict[str, Any]:
-    """Pre-encode every batch (timed apart), then send them one after another."""
+def ingest(
+    client: RawClient,
+    docs: np.ndarray,
+    progress: tqdm | None = None,
+    payloads: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Pre-encode every batch (timed apart), then send them one after another.
+
+    Point ``i`` gets id ``str(i)`` and, if given, ``payloads[i]``.
+    """
     started = time.perf_counter()
     bodies = []
     for start in range(0, len(docs), INGEST_BATCH):
         points = [
             {"id": str(i), "vector": docs[i]}
+            if payloads is None
+            else {"id": str(i), "vector": docs[i], "payload": payloads[i]}
             for i in range(start, min(start + INGEST_BATCH, len(docs)))
         ]
         bodies.append(

@@ -83,6 +83,17 @@ def choose_plan(matches: int, total: int, nprobe: int, nlist: int | None) -> tup
     return Plan.IVF, width
 
 
+def vectors_read(matches: int, total: int, nprobe: int, nlist: int | None, on_view: bool) -> int:
+    """About how many vectors the chosen plan reads for one query (before any widening).
+
+    Through the selector a plan reads the whole of every list it probes, on a view only the
+    matches in them.
+    """
+    plan, width = choose_plan(matches, total, nprobe, nlist)
+    held = matches if on_view else total
+    return held if plan is Plan.EXACT or nlist is None else held * width // nlist
+
+
 def filtered_search(
     index: VectorIndex,
     queries: np.ndarray,

@@ -209,16 +209,21 @@ class PayloadIndex:
 
         Raises FilterError when a condition does not fit a declared field's type.
         """
-        key = repr(f)  # tells match 1 from match true, which compare equal
-        hit = self._cache.get(self._owner, key, self._generation)
+        hit = self.cached(f)
         if hit is not None:
             return hit
+        key = repr(f)
         with self._rw.read():
             generation = self._generation
             mask = self._filter(f, self._live)
             allowed = AllowedIds.from_mask(mask, (self._owner, key, generation))
         self._cache.put(self._owner, key, generation, allowed)
         return allowed
+
+    def cached(self, f: Filter) -> AllowedIds | None:
+        """``allowed(f)`` if its bitmap is cached for the current payloads, else None."""
+        key = repr(f)  # tells match 1 from match true, which compare equal
+        return self._cache.get(self._owner, key, self._generation)
 
     def _filter(self, f: Filter, within: np.ndarray) -> np.ndarray:
         """The ids of ``within`` passing ``f``; each item only looks at what is left."""

@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import text
 
 from app.engine.allowed import AllowedCache
+from app.engine.filtered import vectors_read
 from app.engine.recall_table import RecallTable
 from app.engine.views import FilterViews
 from app.service import payload_indexes as payload_indexes_service
@@ -296,16 +297,26 @@ class Service:
             )
 
     def is_cheap(self, name: str, n_queries: int, opts: SearchOptions) -> bool:
-        """Whether a search scans few enough vectors to run on the event loop itself."""
+        """Whether a search reads few enough vectors to run on the event loop itself.
+
+        A filtered one only with its bitmap cached: evaluating a filter may scan every payload.
+        """
         live = self.registry.get(name)
-        if opts.filter is not None:  # evaluating it may scan every payload
-            return False
-        clustering = live.index.clustering
-        scanned = live.index.count
-        if clustering is not None and opts.routing != "exact":
-            nprobe = opts.nprobe or live.record.default_nprobe or self.settings.default_nprobe
-            scanned = scanned * min(nprobe, clustering.nlist) // clustering.nlist
-        return n_queries * scanned <= self.settings.inline_search_max_vectors
+        index = live.index
+        clustering = index.clustering
+        nlist = clustering.nlist if clustering is not None and opts.routing != "exact" else None
+        nprobe = opts.nprobe or live.record.default_nprobe or self.settings.default_nprobe
+        nprobe = min(nprobe, nlist or 1)
+        if opts.filter is None:
+            read = index.count * nprobe // nlist if nlist else index.count
+        else:
+            allowed = live.payloads.cached(opts.filter)
+            if allowed is None:
+                return False
+            views = live.filter_views
+            on_view = views is not None and views.view(index, allowed) is not None
+            read = vectors_read(allowed.count, index.count, nprobe, nlist, on_view)
+        return n_queries * read <= self.settings.inline_search_max_vectors
 
     def search(
         self, name: str, queries: np.ndarray, opts: SearchOptions, *, log_queries: bool

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from app.service.service import Service
 from app.settings import Settings
 
 
-def start_service(database_url: str, data_dir: Path) -> Service:
-    """No embedded worker and no automatic builds: the test decides when to cluster."""
+def start_service(database_url: str, data_dir: Path, **settings: Any) -> Service:
+    """No embedded worker and no automatic builds: the test decides when to cluster.
+
+    ``settings`` override any other setting.
+    """
     s = Service(
         Settings(
             data_dir=data_dir,
@@ -18,6 +22,7 @@ def start_service(database_url: str, data_dir: Path) -> Service:
             embedded_worker=False,
             snapshot_interval_s=3600,
             build_min_points=10**9,
+            **settings,
         )
     )
     s.start()

@@ -1,0 +1,59 @@
+"""Which searches run on the event loop: those reading few vectors, a filtered one only with
+its bitmap cached (evaluating a filter may scan every payload), counted on its view if any."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from app.engine.filters import parse_filter
+from app.service.search import SearchOptions
+from tests.service.services import start_service
+
+N = 2000
+INLINE = 1000  # vectors a search may read on the loop: fewer than the collection holds
+
+
+def test_filtered_searches_go_inline_once_cached_and_cheap(tmp_path: Path) -> None:
+    service = start_service(
+        f"sqlite:///{tmp_path / 'store.db'}", tmp_path, inline_search_max_vectors=INLINE
+    )
+    try:
+        service.create_collection(
+            name="docs",
+            dim=8,
+            metric="ip",
+            nlist=None,
+            algorithm="kmeans",
+            default_nprobe=None,
+            payload_indexes={"bucket": "integer"},
+        )
+        rng = np.random.default_rng(3)
+        points = [
+            {"id": f"p{i}", "vector": v.tolist(), "payload": {"bucket": i % 100}}
+            for i, v in enumerate(rng.standard_normal((N, 8)))
+        ]
+        service.index_points("docs", points)
+        f = parse_filter({"must": [{"key": "bucket", "range": {"lt": 10}}]})
+        opts = SearchOptions(k=5, nprobe=None, routing="auto", with_payload=False, filter=f)
+        unfiltered = SearchOptions(k=5, nprobe=None, routing="auto", with_payload=False)
+        query = rng.standard_normal((1, 8)).astype(np.float32)
+
+        assert not service.is_cheap("docs", 1, unfiltered)  # exact over 2,000 vectors
+        assert not service.is_cheap("docs", 1, opts)  # the filter is not evaluated yet
+        service.search("docs", query, opts, log_queries=False)
+        assert not service.is_cheap("docs", 1, opts)  # cached, but its plan reads 2,000
+
+        live = service.registry.get("docs")
+        views = live.filter_views
+        assert views is not None
+        views.charge(live.index, live.payloads.allowed(f), 60.0)
+        views.wait()
+        assert service.is_cheap("docs", 1, opts)  # its view holds 200
+        assert not service.is_cheap("docs", 6, opts)  # six queries read 1,200
+
+        service.index_points("docs", points[:1])  # a write: bitmap and view are stale
+        assert not service.is_cheap("docs", 1, opts)
+    finally:
+        service.stop()
