@@ -11,11 +11,13 @@ selector; the exact plan at 10% 788 us against 3,652 us; same results.
 When to build one is a rent-or-buy problem: a view costs a pass over the index's lists that
 copies the matches (on the same data: 20 ms at 0.1%, 67 ms at 50%), and is void after the
 next write to the payloads or the vectors.
-So each filter pays rent, the seconds its searches spend without a view, and its view is
-bought (copied on a background thread) once the rent reaches the expected copy time.
-Whatever the sequence of searches and writes, that costs at most twice the best choice in
-hindsight (the ski-rental bound): a filter used once, or a collection written to between
-every few searches, does not pay for copies it never uses.
+So each filter pays rent, the time a view would have saved its searches (a search through
+the selector reads all ``count`` vectors of its lists, on the view ``matches`` of them, so
+that is the share ``1 - matches / count`` of its time), and its view is bought (copied on a
+background thread) once the rent reaches the expected copy time. Whatever the sequence of
+searches and writes, that costs at most twice the best choice in hindsight (the ski-rental
+bound, with scan time proportional to the vectors read): a filter used once, or a
+collection written to between every few searches, does not pay for copies it never uses.
 
 A view serves exactly the state it was copied from: its bitmap's origin (filter and payload
 generation) and the vector index's generation. Every write bumps one of them, so a stale
@@ -51,7 +53,7 @@ _State = tuple[int, int]  # (payload generation, vector index generation)
 class _Entry:
     source: weakref.ref[VectorIndex]
     state: _State
-    rent: float = 0.0  # seconds searched without a view in ``state``
+    rent: float = 0.0  # seconds a view would have saved the searches in ``state``
     building: bool = False
     view: VectorIndex | None = None
     nbytes: int = 0
@@ -100,7 +102,7 @@ class FilterViews:
             return entry.view
 
     def charge(self, index: VectorIndex, allowed: AllowedIds, seconds: float) -> None:
-        """Add ``seconds`` searched without a view to the rent; start a copy once it is due."""
+        """Charge a search of ``seconds`` without a view; start a copy once one is due."""
         if allowed.origin is None or not self.max_bytes:
             return
         key, state = _key_state(index, allowed.origin)
@@ -110,7 +112,7 @@ class FilterViews:
                 entry = self._track(key, _Entry(weakref.ref(index), state))
             elif entry.state != state:  # this search read an older state than the entry's
                 return
-            entry.rent += seconds
+            entry.rent += seconds * (1 - min(1.0, allowed.count / max(index.count, 1)))
             if self._closed or entry.building or entry.view is not None:
                 return
             if entry.rent < index.count * self._copy_seconds_per_vector:

@@ -61,6 +61,15 @@ def test_a_view_is_built_only_once_its_rent_pays_for_the_copy(
     assert len(views) == 1 and views.nbytes == view.memory_bytes() > 0
 
 
+def test_a_filter_every_point_passes_never_earns_a_view(
+    collection: tuple[VectorIndex, PayloadIndex],
+) -> None:
+    """Rent is the time a view would have saved: none when it would hold every vector."""
+    index, payloads = collection
+    views = FilterViews(1 << 30)
+    assert built(views, index, payloads.allowed(bucket_below(1.0))) is None
+
+
 def test_filtered_search_on_a_view_returns_what_the_selector_returns(
     collection: tuple[VectorIndex, PayloadIndex], random_queries: np.ndarray
 ) -> None:
