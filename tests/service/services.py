@@ -10,6 +10,19 @@ from app.service.service import Service
 from app.settings import Settings
 
 
+def create_docs(service: Service, payload_indexes: dict[str, str]) -> None:
+    """Collection ``docs``: 8-d, inner product, searched exactly until a test clusters it."""
+    service.create_collection(
+        name="docs",
+        dim=8,
+        metric="ip",
+        nlist=None,
+        algorithm="kmeans",
+        default_nprobe=None,
+        payload_indexes=payload_indexes,
+    )
+
+
 def start_service(database_url: str, data_dir: Path, **settings: Any) -> Service:
     """No embedded worker and no automatic builds: the test decides when to cluster.
 

@@ -9,7 +9,7 @@ import numpy as np
 from app.engine.filters import parse_filter
 from app.service.search import SearchOptions
 from app.service.service import Service
-from tests.service.services import start_service
+from tests.service.services import create_docs, start_service
 
 FILTER = parse_filter(
     {
@@ -41,15 +41,7 @@ def test_restart_and_replica_keep_payload_indexes(database_url: str, tmp_path: P
     queries = rng.standard_normal((10, 8)).astype(np.float32)
     first = start_service(database_url, tmp_path / "a")
     replica = start_service(database_url, tmp_path / "r")
-    first.create_collection(
-        name="docs",
-        dim=8,
-        metric="ip",
-        nlist=None,
-        algorithm="kmeans",
-        default_nprobe=None,
-        payload_indexes={"bucket": "integer"},
-    )
+    create_docs(first, {"bucket": "integer"})
     first.index_points("docs", _points(rng, 0, 200))
     replica.registry.catch_up()  # the replica then follows the changes below one by one
     assert replica.registry.get("docs").payloads.count == 200

@@ -9,7 +9,7 @@ import numpy as np
 
 from app.engine.filters import parse_filter
 from app.service.search import SearchOptions
-from tests.service.services import start_service
+from tests.service.services import create_docs, start_service
 
 N = 2000
 INLINE = 1000  # vectors a search may read on the loop: fewer than the collection holds
@@ -20,15 +20,7 @@ def test_filtered_searches_go_inline_once_cached_and_cheap(tmp_path: Path) -> No
         f"sqlite:///{tmp_path / 'store.db'}", tmp_path, inline_search_max_vectors=INLINE
     )
     try:
-        service.create_collection(
-            name="docs",
-            dim=8,
-            metric="ip",
-            nlist=None,
-            algorithm="kmeans",
-            default_nprobe=None,
-            payload_indexes={"bucket": "integer"},
-        )
+        create_docs(service, {"bucket": "integer"})
         rng = np.random.default_rng(3)
         points = [
             {"id": f"p{i}", "vector": v.tolist(), "payload": {"bucket": i % 100}}
