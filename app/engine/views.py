@@ -125,6 +125,13 @@ class FilterViews:
             self._pending.add(future)
         future.add_done_callback(self._finished)
 
+    def forget(self, index: VectorIndex) -> None:
+        """Drop the views copied from ``index`` (its collection is gone, or its payloads were
+        indexed anew), and those whose index no longer exists."""
+        with self._lock:
+            for key in [k for k, e in self._entries.items() if e.source() in (index, None)]:
+                self._drop_view(self._entries.pop(key))
+
     def wait(self) -> None:
         """Block until the copies started so far are done (tests, benchmarks)."""
         with self._lock:

@@ -87,6 +87,8 @@ class LiveCollection:
         """Rebuild the payload index if the declared fields changed (under the apply lock)."""
         if fields != self.payloads.fields:
             self.payloads = self._payload_index(fields)
+            if self.filter_views is not None:
+                self.filter_views.forget(self.index)
 
     def _payload_index(self, fields: dict[str, str]) -> PayloadIndex:
         return PayloadIndex.build(

@@ -11,7 +11,9 @@ import threading
 from collections import deque
 
 import numpy as np
+from sqlalchemy.exc import IntegrityError
 
+from app.store.collections import list_collections
 from app.store.db import Store
 from app.store.outage import OutageLog, is_outage
 from app.store.query_log import LoggedQuery, append_queries
@@ -47,7 +49,7 @@ class QueryLogBuffer:
             batch.append(self._buffer.popleft())
         if batch:
             try:
-                append_queries(self.store, batch)
+                self._append(batch)
             except Exception as exc:
                 self._outage.failed(exc)
                 if is_outage(exc):  # kept for the next flush, within the buffer's bound
@@ -55,10 +57,19 @@ class QueryLogBuffer:
                     kept = batch[len(batch) - room :] if room else []
                     self.dropped += len(batch) - len(kept)
                     self._buffer.extendleft(reversed(kept))
-                # else a collection deleted meanwhile failed the FK: the batch is dropped
             else:
                 self._outage.succeeded()
         return len(batch)
+
+    def _append(self, batch: list[LoggedQuery]) -> None:
+        try:
+            append_queries(self.store, batch)
+        except IntegrityError:
+            # A collection deleted since these searches fails the batch's foreign key: its
+            # queries go (nobody can train on them), every other collection's are written.
+            with self.store.read() as session:
+                existing = {c.id for c in list_collections(session)}
+            append_queries(self.store, [q for q in batch if q.collection_id in existing])
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="query-log", daemon=True)

@@ -154,7 +154,9 @@ class Registry:
         self._by_name[live.name] = live
 
     def drop(self, name: str) -> None:
-        self._by_name.pop(name, None)
+        live = self._by_name.pop(name, None)
+        if live is not None:
+            self.filter_views.forget(live.index)
         self.snapshots.remove(name)
 
     def note_local_write(self, seq: int) -> None:

@@ -240,3 +240,10 @@ def test_a_repeated_filter_earns_a_view_that_no_write_outlives(client: TestClien
     oracle.index(client, best[None], [point])
     hits = client.post("/search", json=body).json()["hits"]
     assert [h["id"] for h in hits] == oracle.top(q, allowed) and hits[0]["id"] == "best"
+    deadline = time.monotonic() + 30
+    while views_held() == 0:  # the filter earns a view of the new state
+        assert time.monotonic() < deadline, "no view of the new state"
+        for _ in range(20):
+            client.post("/search", json=body)
+    assert client.delete("/collections/docs").status_code == 204
+    assert views_held() == 0  # a deleted collection's views go with it

@@ -106,6 +106,23 @@ def test_a_write_to_payloads_or_vectors_voids_the_view(
     assert views.view(index, payloads.allowed(f)) is None
 
 
+def test_forgetting_an_index_drops_its_views(
+    collection: tuple[VectorIndex, PayloadIndex], random_vectors: np.ndarray
+) -> None:
+    index, payloads = collection
+    views = FilterViews(1 << 30)
+    other = VectorIndex(index.dim, Metric.IP, index.clustering)
+    other.upsert(np.arange(len(random_vectors)), random_vectors)
+    others = PayloadIndex.build({}, [(i, {"bucket": i % 100}) for i in range(len(random_vectors))])
+    f = bucket_below(0.5)
+    assert built(views, index, payloads.allowed(f)) is not None
+    kept = built(views, other, others.allowed(f))
+    assert kept is not None and len(views) == 2
+    views.forget(index)
+    assert views.view(index, payloads.allowed(f)) is None
+    assert views.view(other, others.allowed(f)) is kept and views.nbytes == kept.memory_bytes()
+
+
 def test_views_serve_only_the_index_they_were_copied_from(
     collection: tuple[VectorIndex, PayloadIndex], random_vectors: np.ndarray
 ) -> None:
