@@ -3,6 +3,8 @@ state, bounded by bytes; filtered search over a view returns what the selector r
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -225,3 +227,65 @@ def test_filtered_search_between_writes_is_exact_whatever_views_exist(
                 assert np.isin(got[got >= 0], passing).all()
                 np.testing.assert_allclose(out.result.scores[:, :need], scores[:, :need], atol=1e-4)
     assert used_views > 0
+
+
+def test_concurrent_writes_searches_and_copies_never_mix_states(
+    random_vectors: np.ndarray, random_queries: np.ndarray
+) -> None:
+    """A writer flips half the points in and out of the filter and turns their vectors around
+    (payloads, then vectors, as a live collection writes) while readers search with views
+    copied as often as possible:
+    a point that never passes is never returned, and once the writer stops every answer
+    is the brute-force answer again."""
+    x = random_vectors
+    current = x.copy()  # the vectors as the writer left them
+    clustering = train_clustering(prepare(x, Metric.IP), NLIST, Algorithm.KMEANS, Metric.IP, seed=4)
+    index = VectorIndex(32, Metric.IP, clustering)
+    ids = np.arange(len(x))
+    index.upsert(ids, x)
+    never = ids[ids % 2 == 1]  # bucket 99: never passes
+    flips = ids[ids % 2 == 0]
+    payloads = PayloadIndex.build({"bucket": "integer"}, [(int(i), {"bucket": 99}) for i in ids])
+    payloads.upsert(flips.tolist(), [{"bucket": 0}] * len(flips))
+    views = FilterViews(1 << 30)
+    f = bucket_below(0.5)
+    errors: list[BaseException] = []
+    stop = time.monotonic() + 2.0
+    rng = np.random.default_rng(7)
+
+    def writer() -> None:
+        while time.monotonic() < stop:
+            batch = rng.choice(flips, size=100, replace=False)
+            buckets = rng.choice([0, 60], size=len(batch)).tolist()
+            vectors = x[batch] * rng.choice([-1, 1], size=(len(batch), 1)).astype(np.float32)
+            payloads.upsert(batch.tolist(), [{"bucket": b} for b in buckets])
+            index.upsert(batch, vectors)
+            current[batch] = vectors
+
+    def reader() -> None:
+        while time.monotonic() < stop:
+            try:
+                allowed = payloads.allowed(f)
+                out = filtered_search(index, random_queries, K, allowed, nprobe=4, views=views)
+                views.charge(index, allowed, DUE)
+                assert not np.isin(out.result.ids, never).any()
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=t) for t in (writer, reader, reader)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    views.wait()
+    allowed = payloads.allowed(f)
+    passing = np.flatnonzero(np.unpackbits(allowed.bits, bitorder="little"))
+    _, expected = brute_force(current[passing], passing, random_queries, K, Metric.IP)
+    for _ in range(2):  # through the selector, then (once copied) on the view
+        out = filtered_search(index, random_queries, K, allowed, nprobe=NLIST, views=views)
+        np.testing.assert_array_equal(out.result.ids, expected)
+        views.charge(index, allowed, DUE)
+        views.wait()
+    assert out.view
