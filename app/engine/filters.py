@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 # Bounds that keep one filter's evaluation cost proportional to the collection, not to
@@ -104,6 +105,12 @@ class Filter:
     must: tuple[Condition | Filter, ...] = ()
     should: tuple[Condition | Filter, ...] = ()
     must_not: tuple[Condition | Filter, ...] = ()
+
+    @cached_property
+    def key(self) -> str:
+        """A cache key, computed once: equal keys, same filter (``repr`` tells match 1 from
+        match true, which compare equal)."""
+        return repr(self)
 
     def holds(self, payload: Any) -> bool:
         """Whether one payload (a dict, or None for a point without one) passes."""

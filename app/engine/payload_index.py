@@ -212,7 +212,7 @@ class PayloadIndex:
         hit = self.cached(f)
         if hit is not None:
             return hit
-        key = repr(f)
+        key = f.key
         with self._rw.read():
             generation = self._generation
             mask = self._filter(f, self._live)
@@ -222,8 +222,7 @@ class PayloadIndex:
 
     def cached(self, f: Filter) -> AllowedIds | None:
         """``allowed(f)`` if its bitmap is cached for the current payloads, else None."""
-        key = repr(f)  # tells match 1 from match true, which compare equal
-        return self._cache.get(self._owner, key, self._generation)
+        return self._cache.get(self._owner, f.key, self._generation)
 
     def _filter(self, f: Filter, within: np.ndarray) -> np.ndarray:
         """The ids of ``within`` passing ``f``; each item only looks at what is left."""
