@@ -51,7 +51,6 @@ from typing import Any
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import numpy as np
-import orjson
 from tqdm import tqdm
 
 from app.engine.allowed import AllowedIds
@@ -60,7 +59,7 @@ from app.engine.evaluation import recall_at_k
 from app.engine.filtered import Plan, filtered_search
 from app.engine.filters import Filter, parse_filter
 from app.engine.ivf import VectorIndex
-from app.engine.labels import exact_search, list_labels
+from app.engine.labels import exact_neighbours, list_labels
 from app.engine.metric import Metric
 from app.engine.payload_index import PayloadIndex
 from app.engine.routing import Router
@@ -68,7 +67,7 @@ from app.engine.training import TrainConfig, train_router
 from app.engine.views import FilterViews
 from app.settings import Settings
 from bench import debian
-from bench.http import NAME, RawClient, Server, build, encode, ingest
+from bench.http import NAME, RawClient, Server, build, encode, hit_rows, ingest
 
 RESULTS = Path(__file__).resolve().parent / "results"
 K = 10
@@ -76,7 +75,6 @@ BUCKETS = 100_000
 SELECTIVITIES = (0.5, 0.1, 0.01, 0.001)
 NPROBES = (4, 8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 POST_FILTER_CANDIDATES = 40
-POST_FILTERS = (f"post-filter({POST_FILTER_CANDIDATES})", "post-filter(lists)")
 ROUNDS = 3
 CHUNK = 100
 
@@ -134,7 +132,7 @@ def exact_filtered(
     rows = np.flatnonzero(mask[: len(docs)])
     if len(rows) == 0:
         return np.full((len(queries), K), -1, dtype=np.int64)
-    found = exact_search(docs[rows], queries, K, metric)[0]
+    found = exact_neighbours(docs[rows], queries, K, metric)
     return np.where(found >= 0, rows[np.maximum(found, 0)], -1)
 
 
@@ -266,18 +264,19 @@ def over_http(
     requests with centroid routing, the filter as JSON, the bitmap and views the service's."""
 
     def request(q: np.ndarray, f: dict[str, Any] | None) -> tuple[np.ndarray, Any]:
-        body: dict[str, Any] = {"collection": NAME, "vector": q[0], "k": K, "nprobe": nprobe}
-        body.update(routing="centroid", with_payload=False, log=False)
+        body: dict[str, Any] = {
+            "collection": NAME,
+            "vector": q[0],
+            "k": K,
+            "nprobe": nprobe,
+            "routing": "centroid",
+            "with_payload": False,
+            "log": False,
+        }
         if f is not None:
             body["filter"] = f
-        status, raw = client.request(
-            encode("POST", "/search", orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
-        )
-        if status != 200:
-            raise RuntimeError(f"/search: {status} {raw[:300]!r}")
-        out = orjson.loads(raw)
-        ids = np.array([int(h["id"]) for h in out["hits"]], dtype=np.int64)
-        return ids, (out["plan"], out["nprobe"], None)
+        out = client.json("POST", "/search", body)
+        return hit_rows([out])[0], (out["plan"], out["nprobe"], None)
 
     def named(selectivity: float) -> dict[str, Search]:
         f = bucket_filter_json(selectivity)
@@ -290,13 +289,12 @@ def over_http(
 
     def earn(selectivity: float, auto: Search) -> dict[str, Any]:
         held, size = views_held()
-        used = -1
+        used, mib = -1, None
         for n, q in enumerate(warmup, 1):
             auto(q[None])
-            if n % 10 == 0 and views_held()[0] > held:
-                used = n
+            if n % 10 == 0 and (now := views_held())[0] > held:
+                used, mib = n, (now[1] - size) / 2**20
                 break
-        mib = (views_held()[1] - size) / 2**20 if used > 0 else None
         return {"view_after_queries": used, "view_copy_seconds": None, "view_mib": mib}
 
     return named, earn
@@ -379,7 +377,7 @@ def run_routing(
                 if selectivity == SELECTIVITIES[0]:
                     row(None, plan, ids, qps, **kw)
                 continue
-            if plan not in POST_FILTERS:
+            if extras[0] is not None:  # the planner's: (plan, nprobe, view) per query
                 probes = [e[1] for e in extras if e[1] is not None]
                 kw["chosen"] = sorted({e[0] for e in extras})
                 kw["mean_nprobe"] = float(np.mean(probes)) if probes else None
