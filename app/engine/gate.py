@@ -222,17 +222,6 @@ class AdaptiveCalibration:
         return d
 
 
-def adaptive_probe_counts(
-    router: Router,
-    queries: np.ndarray,
-    level: float,
-    max_nprobe: int,
-    rule: AdaptiveRule = AdaptiveRule.MASS,
-) -> np.ndarray:
-    """(n,) lists probed per query by ``route_adaptive``."""
-    return (router.route_adaptive(queries, level, max_nprobe, rule=rule) >= 0).sum(axis=1)
-
-
 def calibrate_adaptive(
     router: Router,
     queries: np.ndarray,

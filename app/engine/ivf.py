@@ -306,15 +306,16 @@ class VectorIndex:
             with self._rw.read():
                 if self.generation != generation:
                     return None
-                ids, codes = _read_passing(ivf, list_no, passes)
+                ids, vecs = _read_list(ivf, list_no, passes)
             if len(ids):
-                invlists.add_entries(list_no, len(ids), faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+                codes = faiss.swig_ptr(vecs.view(np.uint8))
+                invlists.add_entries(list_no, len(ids), faiss.swig_ptr(ids), codes)
                 total += len(ids)
+        if self.generation != generation:
+            return None
         copy.ntotal = total
         copy.set_direct_map_type(_HASHTABLE)
-        subset = VectorIndex(self.dim, self.metric, state.clustering)
-        subset._state = _State(copy, state.clustering, state.router)
-        return subset if self.generation == generation else None
+        return VectorIndex.from_faiss(self.dim, self.metric, copy, state.clustering)
 
     def _check_clustering(self, clustering: Clustering | None) -> None:
         if clustering is None:
@@ -493,40 +494,25 @@ def _remove(ivf: faiss.IndexIVFFlat, ids: np.ndarray) -> int:
     return int(ivf.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))))
 
 
-def _read_passing(
-    ivf: faiss.IndexIVFFlat, list_no: int, passes: np.ndarray
+def _read_list(
+    ivf: faiss.IndexIVFFlat, list_no: int, passes: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Copies of the ids and codes in one list whose id ``passes`` (bools by id, the last one
-    standing for every id beyond); only those vectors are read."""
-    invlists: Any = ivf.invlists
+    """Copies of one list's ids and vectors; with ``passes`` (bools by id, the last one
+    standing for every id beyond), of those whose id passes only, and only those are read."""
+    invlists: Any = ivf.invlists  # faiss's stubs type it Optional and miss release_*
     size = invlists.list_size(list_no)
     if not size:
-        return np.empty(0, np.int64), np.empty((0, ivf.code_size), np.uint8)
+        return np.empty(0, np.int64), np.empty((0, ivf.d), np.float32)
     id_ptr = invlists.get_ids(list_no)
     code_ptr = invlists.get_codes(list_no)
     try:
-        ids = faiss.rev_swig_ptr(id_ptr, size)
+        ids = faiss.rev_swig_ptr(id_ptr, size)  # views of faiss's memory, copied below
+        codes = faiss.rev_swig_ptr(code_ptr, size * ivf.code_size)
+        vecs = codes.view(np.float32).reshape(size, ivf.d)
+        if passes is None:
+            return ids.copy(), vecs.copy()
         keep = passes[np.minimum(ids, len(passes) - 1)]
-        codes = faiss.rev_swig_ptr(code_ptr, size * ivf.code_size).reshape(size, -1)
-        return ids[keep], codes[keep]  # boolean indexing copies
+        return ids[keep], vecs[keep]  # boolean indexing copies
     finally:
         invlists.release_ids(list_no, id_ptr)
         invlists.release_codes(list_no, code_ptr)
-
-
-def _read_list(ivf: faiss.IndexIVFFlat, list_no: int) -> tuple[np.ndarray, np.ndarray]:
-    """Copies of one list's ids and vectors."""
-    invlists: Any = ivf.invlists  # faiss's stubs type it Optional and miss release_*
-    size = invlists.list_size(list_no)
-    ids = np.empty(size, dtype=np.int64)
-    vecs = np.empty((size, ivf.d), dtype=np.float32)
-    if size:
-        id_ptr = invlists.get_ids(list_no)
-        code_ptr = invlists.get_codes(list_no)
-        try:
-            faiss.memcpy(faiss.swig_ptr(ids), id_ptr, ids.nbytes)
-            faiss.memcpy(faiss.swig_ptr(vecs), code_ptr, vecs.nbytes)
-        finally:
-            invlists.release_ids(list_no, id_ptr)
-            invlists.release_codes(list_no, code_ptr)
-    return ids, vecs

@@ -94,11 +94,10 @@ class FilterViews:
         key, state = _key_state(index, allowed.origin)
         with self._lock:
             entry = self._entries.get(key)
-            if entry is None or entry.view is None or entry.state != state:
+            if entry is None or entry.state != state or entry.source() is not index:
                 return None
-            if entry.source() is not index:
-                return None
-            self._entries.move_to_end(key)
+            if entry.view is not None:
+                self._entries.move_to_end(key)
             return entry.view
 
     def charge(self, index: VectorIndex, allowed: AllowedIds, seconds: float) -> None:
