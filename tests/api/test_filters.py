@@ -227,23 +227,24 @@ def test_a_repeated_filter_earns_a_view_that_no_write_outlives(client: TestClien
         line = next(s for s in text.splitlines() if s.startswith("vecroute_filter_views "))
         return float(line.rsplit(" ", 1)[1])
 
+    def search_until_a_view(expected: list[str]) -> None:
+        """Search again and again, always finding ``expected``, until a view is held."""
+        deadline = time.monotonic() + 30
+        while views_held() == 0:
+            assert time.monotonic() < deadline, "no view after 30 s of repeated searches"
+            for _ in range(20):
+                hits = client.post("/search", json=body).json()["hits"]
+                assert [h["id"] for h in hits] == expected
+
     assert views_held() == 0
     expected = oracle.top(q, allowed)
-    deadline = time.monotonic() + 30
-    while views_held() == 0:
-        assert time.monotonic() < deadline, "no view after 30 s of repeated searches"
-        for _ in range(20):
-            assert [h["id"] for h in client.post("/search", json=body).json()["hits"]] == expected
+    search_until_a_view(expected)
     assert [h["id"] for h in client.post("/search", json=body).json()["hits"]] == expected
     best = (10 * q / np.linalg.norm(q)).astype(np.float32)
     point = {"id": "best", "vector": best.tolist(), "payload": {"bucket": 0}}
     oracle.index(client, best[None], [point])
     hits = client.post("/search", json=body).json()["hits"]
     assert [h["id"] for h in hits] == oracle.top(q, allowed) and hits[0]["id"] == "best"
-    deadline = time.monotonic() + 30
-    while views_held() == 0:  # the filter earns a view of the new state
-        assert time.monotonic() < deadline, "no view of the new state"
-        for _ in range(20):
-            client.post("/search", json=body)
+    search_until_a_view(oracle.top(q, allowed))  # the filter earns a view of the new state
     assert client.delete("/collections/docs").status_code == 204
     assert views_held() == 0  # a deleted collection's views go with it

@@ -135,12 +135,14 @@ def test_cached_bitmaps_always_describe_the_current_payloads() -> None:
     filters = [parse_filter(random_filter(rng)) for _ in range(5)]
     for _ in range(40):
         random_write(rng, index, state, int(rng.integers(1, 50)))
-        for f in filters + filters:  # the second round is answered from the cache
-            allowed = index.allowed(f)
+        for f in filters:
             expected = brute_force_mask(f, state, 3000)
-            assert allowed.count == expected.sum()
-            got = np.unpackbits(allowed.bits, bitorder="little").astype(bool)[:3000]
-            assert np.array_equal(got, expected[: len(got)]) and not expected[len(got) :].any()
+            for _ in range(2):  # the second answer comes from the cache
+                allowed = index.allowed(f)
+                assert allowed.count == expected.sum()
+                got = np.unpackbits(allowed.bits, bitorder="little").astype(bool)[:3000]
+                assert np.array_equal(got, expected[: len(got)])
+                assert not expected[len(got) :].any()
     assert index.allowed(filters[0]) is index.allowed(filters[0])
 
 

@@ -43,6 +43,13 @@ def collection(random_vectors: np.ndarray) -> tuple[VectorIndex, PayloadIndex]:
     return index, payloads
 
 
+def same_vectors(index: VectorIndex, x: np.ndarray) -> VectorIndex:
+    """Another index of the same clustering holding ``x`` under ids 0.."""
+    other = VectorIndex(index.dim, Metric.IP, index.clustering)
+    other.upsert(np.arange(len(x)), x)
+    return other
+
+
 def built(views: FilterViews, index: VectorIndex, allowed: AllowedIds) -> VectorIndex | None:
     views.charge(index, allowed, DUE)
     views.wait()
@@ -113,8 +120,7 @@ def test_forgetting_an_index_drops_its_views(
 ) -> None:
     index, payloads = collection
     views = FilterViews(1 << 30)
-    other = VectorIndex(index.dim, Metric.IP, index.clustering)
-    other.upsert(np.arange(len(random_vectors)), random_vectors)
+    other = same_vectors(index, random_vectors)
     others = PayloadIndex.build({}, [(i, {"bucket": i % 100}) for i in range(len(random_vectors))])
     f = bucket_below(0.5)
     assert built(views, index, payloads.allowed(f)) is not None
@@ -132,8 +138,7 @@ def test_views_serve_only_the_index_they_were_copied_from(
     views = FilterViews(1 << 30)
     allowed = payloads.allowed(bucket_below(0.5))
     assert built(views, index, allowed) is not None
-    other = VectorIndex(index.dim, Metric.IP, index.clustering)
-    other.upsert(np.arange(len(random_vectors)), random_vectors)
+    other = same_vectors(index, random_vectors)
     assert views.view(other, allowed) is None
 
 
@@ -189,7 +194,8 @@ def test_filtered_search_between_writes_is_exact_whatever_views_exist(
     payloads = PayloadIndex({"bucket": "integer"})
     views = FilterViews(1 << 30)
     state: dict[int, tuple[np.ndarray, int]] = {}
-    filters = [bucket_below(s) for s in (0.5, 0.1)]
+    shares = (0.5, 0.1)
+    filters = [bucket_below(s) for s in shares]
     used_views = 0
     for _ in range(60):
         ids = rng.choice(300, size=int(rng.integers(1, 20)), replace=False)
@@ -206,7 +212,7 @@ def test_filtered_search_between_writes_is_exact_whatever_views_exist(
             payloads.remove(ids.tolist())
             for i in ids.tolist():
                 state.pop(i, None)
-        for f, share in zip(filters, (0.5, 0.1), strict=True):
+        for f, share in zip(filters, shares, strict=True):
             for _ in range(2):  # the second search may find the view the first one paid for
                 allowed = payloads.allowed(f)
                 out = filtered_search(

@@ -3,6 +3,7 @@ its bitmap cached (evaluating a filter may scan every payload), counted on its v
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,8 @@ def test_filtered_searches_go_inline_once_cached_and_cheap(tmp_path: Path) -> No
         ]
         service.index_points("docs", points)
         f = parse_filter({"must": [{"key": "bucket", "range": {"lt": 10}}]})
-        opts = SearchOptions(k=5, nprobe=None, routing="auto", with_payload=False, filter=f)
         unfiltered = SearchOptions(k=5, nprobe=None, routing="auto", with_payload=False)
+        opts = replace(unfiltered, filter=f)
         query = rng.standard_normal((1, 8)).astype(np.float32)
 
         assert not service.is_cheap("docs", 1, unfiltered)  # exact over 2,000 vectors
