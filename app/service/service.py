@@ -154,6 +154,12 @@ class Service:
     def ready(self) -> bool:
         return self.registry.ready
 
+    @property
+    def load_failure(self) -> str | None:
+        """Why loading the indexes failed (the process will not become ready), or None."""
+        exc = self.load_error
+        return None if exc is None else f"{type(exc).__name__}: {exc}"
+
     def store_reachable(self) -> bool:
         try:
             with self.store.read() as session:

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.store.arrays import vector_to_bytes, vectors_from_bytes
-from app.store.models import Point
+from app.store.models import Collection, Point
 
 ID_CHUNK = 500
 
@@ -40,6 +40,10 @@ class PointChanges:
     removed_ids: np.ndarray  # int64
 
 
+class WrongDimension(ValueError):
+    """A batch whose vectors do not have the collection's dimension: nothing is stored."""
+
+
 def upsert_points(
     session: Session,
     collection_id: int,
@@ -51,7 +55,15 @@ def upsert_points(
     """Store a batch (unique external ids) under ``seq``; internal ids in batch order.
 
     An existing id keeps its internal id, so the index replaces the vector in place.
+    Raises ``WrongDimension`` unless the vectors have the collection row's dimension.
     """
+    dim = session.execute(
+        select(Collection.dim).where(Collection.id == collection_id)
+    ).scalar_one_or_none()
+    if dim is not None and (vectors.ndim != 2 or vectors.shape[1] != dim):
+        raise WrongDimension(
+            f"vectors have dimension {vectors.shape[-1]}, the collection has dimension {dim}"
+        )
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(cast(Table, Point.__table__))
