@@ -84,6 +84,9 @@ class VectorIndex:
         self._check_clustering(clustering)
         self._rw = RWLock()
         self._mutate = threading.Lock()
+        # set_clustering: one at a time, and the ids written while it builds (under _mutate).
+        self._rebuilding = threading.Lock()
+        self._touched: set[int] | None = None
         self.generation = 0  # bumped in every exclusive section (under ``_rw`` write)
         self._state = _State(
             _new_ivf(self.dim, self.metric, clustering), clustering, _default_router(clustering)
@@ -235,6 +238,7 @@ class VectorIndex:
         if not len(ids):
             return
         with self._mutate:
+            self._note_written(ids)
             state = self._state
             if state.ivf.ntotal == 0:
                 # First load: build aside with exact list capacities, swap in at once.
@@ -261,6 +265,7 @@ class VectorIndex:
         ids = np.unique(_as_ids(ids))
         removed = 0
         with self._mutate:
+            self._note_written(ids)
             ivf = self._state.ivf
             for start in range(0, len(ids), WRITE_CHUNK):
                 chunk_ids = np.ascontiguousarray(ids[start : start + WRITE_CHUNK])
@@ -272,19 +277,41 @@ class VectorIndex:
     def set_clustering(self, clustering: Clustering | None) -> None:
         """Re-assign every held vector to the lists of ``clustering`` (None: one list).
 
-        The new IVF is built aside while searches continue on the old one (writers wait),
-        then swapped in at once.
+        The new IVF is built aside while searches *and writes* go on: the lists are copied
+        one at a time under the read lock, the ids written meanwhile are noted, and only the
+        last step holds writers off: it carries those ids over from the current lists and
+        swaps the new IVF in (milliseconds, however large the index).
         """
         self._check_clustering(clustering)
-        with self._mutate:
-            old = self._state.ivf
-            new = _new_ivf(self.dim, self.metric, clustering, hashtable=False)
-            # No read lock: holding _mutate, nobody writes ``old``; searches only read it.
-            _fill_exact(new, lambda: (_read_list(old, i) for i in range(old.nlist)), clustering)
-            state = _State(new, clustering, _default_router(clustering))
-            with self._rw.write():
-                self._state = state
-                self.generation += 1
+        with self._rebuilding:
+            with self._mutate:
+                self._touched = set()
+            try:
+                source = self._state.ivf
+                blocks = []
+                for list_no in range(source.nlist):
+                    with self._rw.read():
+                        blocks.append(_read_list(source, list_no))
+                with self._mutate:
+                    # An id written during the copy may have been read twice or not at all:
+                    # it is left out here, and the carry-over reads its current vector.
+                    moved = np.fromiter(self._touched, np.int64, len(self._touched))
+                if moved.size:
+                    blocks = [_without(block, moved) for block in blocks]
+                new = _new_ivf(self.dim, self.metric, clustering, hashtable=False)
+                _fill_exact(new, lambda: iter(blocks), clustering)
+                blocks.clear()
+                with self._mutate:
+                    _carry_over(self._state.ivf, new, clustering, self._touched)
+                    state = _State(new, clustering, _default_router(clustering))
+                    with self._rw.write():
+                        self._state = state
+                        self.generation += 1
+                    self._touched = None
+            finally:
+                if self._touched is not None:  # the build failed: stop noting writes
+                    with self._mutate:
+                        self._touched = None
 
     def subset(self, allowed: np.ndarray, generation: int) -> VectorIndex | None:
         """A copy of the vectors whose ids ``allowed`` lets through, in the same lists.
@@ -316,6 +343,11 @@ class VectorIndex:
         copy.ntotal = total
         copy.set_direct_map_type(_HASHTABLE)
         return VectorIndex.from_faiss(self.dim, self.metric, copy, state.clustering)
+
+    def _note_written(self, ids: np.ndarray) -> None:
+        """Under ``_mutate``: while set_clustering builds, remember which ids changed."""
+        if self._touched is not None:
+            self._touched.update(ids.tolist())
 
     def _check_clustering(self, clustering: Clustering | None) -> None:
         if clustering is None:
@@ -410,6 +442,37 @@ def _assign(clustering: Clustering | None, x: np.ndarray) -> np.ndarray:
     if clustering is None:
         return np.zeros(x.shape[0], dtype=np.int64)
     return clustering.assign(x)
+
+
+def _carry_over(
+    current: faiss.IndexIVFFlat,
+    new: faiss.IndexIVFFlat,
+    clustering: Clustering | None,
+    written: set[int],
+) -> None:
+    """Give ``new`` the current vector of every id in ``written`` (none if it was removed)."""
+    if not written:
+        return
+    ids = np.fromiter(written, np.int64, len(written))
+    _remove(new, ids)
+    kept: list[int] = []
+    vecs: list[np.ndarray] = []
+    for pid in ids.tolist():
+        try:
+            vecs.append(np.asarray(current.reconstruct(pid)))
+        except RuntimeError:  # faiss's hashtable lookup throws on a missing key: removed
+            continue
+        kept.append(pid)
+    if kept:
+        x = np.ascontiguousarray(np.vstack(vecs), dtype=np.float32)
+        _add(new, x, _assign(clustering, x), np.array(kept, np.int64))
+
+
+def _without(
+    block: tuple[np.ndarray, np.ndarray], ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    keep = ~np.isin(block[0], ids)
+    return block[0][keep], block[1][keep]
 
 
 def _as_ids(ids: np.ndarray) -> np.ndarray:

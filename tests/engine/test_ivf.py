@@ -13,6 +13,7 @@ from faiss.contrib.ivf_tools import add_preassigned
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.engine import ivf as ivf_module
 from app.engine.allowed import AllowedIds
 from app.engine.clustering import Algorithm, auto_nlist, train_clustering
 from app.engine.evaluation import recall_at_k
@@ -432,3 +433,62 @@ def test_debian_slice_exact_and_routed_search(debian_cos: Dataset) -> None:
     few = recall_at_k(index.search(data.test_queries, K, nprobe=2).ids, truth, K)
     more = recall_at_k(index.search(data.test_queries, K, nprobe=16).ids, truth, K)
     assert few < more and more > 0.8
+
+
+def test_writes_during_a_reclustering_go_on_and_are_all_in_the_new_lists(
+    random_vectors: np.ndarray, random_queries: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    metric = Metric.IP
+    x = random_vectors[:1500].copy()
+    index = filled(x, metric, nlist=8)
+    new_clustering = train_clustering(prepare(x, metric), 16, Algorithm.KMEANS, metric, seed=5)
+    building, release = threading.Event(), threading.Event()
+    real_fill = ivf_module._fill_exact
+
+    def held_fill(*args: object) -> None:  # the build waits until the writes below are done
+        building.set()
+        release.wait()
+        real_fill(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ivf_module, "_fill_exact", held_fill)
+    rebuild = threading.Thread(target=index.set_clustering, args=(new_clustering,), daemon=True)
+    rebuild.start()
+    building.wait()
+    rng = np.random.default_rng(8)
+    expected = {10 + i: x[i] for i in range(len(x))}
+    replaced = rng.standard_normal((100, x.shape[1])).astype(np.float32)
+    added = rng.standard_normal((100, x.shape[1])).astype(np.float32)
+    writes_done = threading.Event()
+
+    def write() -> None:
+        index.upsert(np.arange(10, 110), replaced)
+        index.upsert(np.arange(5000, 5100), added)
+        index.remove(np.arange(200, 300))
+        writes_done.set()
+
+    threading.Thread(target=write, daemon=True).start()
+    try:
+        # A safety net only: before the fix the writes waited for the whole build.
+        assert writes_done.wait(60), "writes waited for the reclustering's build"
+    finally:
+        release.set()
+    rebuild.join()
+    expected.update(zip(range(10, 110), replaced, strict=True))
+    expected.update(zip(range(5000, 5100), added, strict=True))
+    for pid in range(200, 300):
+        del expected[pid]
+
+    assert index.clustering is new_clustering and index.count == len(expected)
+    ivf = index._state.ivf
+    seen: list[int] = []
+    for list_no in range(ivf.nlist):
+        ids, vecs = ivf_module._read_list(ivf, list_no)
+        seen.extend(ids.tolist())
+        if len(ids):
+            assert (new_clustering.assign(vecs) == list_no).all()
+        for pid, vec in zip(ids.tolist(), vecs, strict=True):
+            np.testing.assert_array_equal(vec, expected[pid])
+    assert sorted(seen) == sorted(expected)
+    ids = np.fromiter(expected, np.int64)
+    docs = np.stack([expected[int(i)] for i in ids])
+    assert_exact(index, docs, ids, random_queries, metric, exact=True)
