@@ -19,11 +19,22 @@ from app.api.routes import collections, jobs, ops, points, report, search, ui
 from app.engine.ivf import scan_serially_on_this_thread
 from app.service.service import Service
 from app.settings import Settings
+from app.store.db import Store
+
+
+def build_service(settings: Settings) -> Service:
+    """The service over the configured store, with the worker embedded if the settings say so."""
+    store = Store(settings.resolved_database_url)
+    if not settings.embedded_worker:
+        return Service(settings, store)
+    from worker.worker import Worker  # only here: the API process needs no worker otherwise
+
+    return Service(settings, store, Worker(settings, store))
 
 
 def create_app(settings: Settings) -> FastAPI:
     """The ASGI app; the service starts (migrate, load indexes) in the lifespan."""
-    service = Service(settings)
+    service = build_service(settings)
     metrics = Metrics()
     metrics.watch(service)
 

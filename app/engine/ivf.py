@@ -173,32 +173,6 @@ class VectorIndex:
         probes = float((probe >= 0).sum(axis=1).mean()) if q.shape[0] else 0.0
         return SearchResult(scores.astype(np.float32, copy=False), ids, probes)
 
-    def iter_vectors(self, block: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(ids, prepared vectors) in blocks of at most ``block``, list by list.
-
-        Each list is copied under the read lock; writes landing during the iteration may or
-        may not be seen (hold off writers for a frozen view, as snapshots do).
-        """
-        if block < 1:
-            raise ValueError("block must be positive")
-        ivf = self._state.ivf
-        pending_ids: list[np.ndarray] = []
-        pending_vecs: list[np.ndarray] = []
-        held = 0
-        for list_no in range(ivf.nlist):
-            with self._rw.read():
-                ids, vecs = _read_list(ivf, list_no)
-            pending_ids.append(ids)
-            pending_vecs.append(vecs)
-            held += len(ids)
-            while held >= block:
-                all_ids, all_vecs = np.concatenate(pending_ids), np.concatenate(pending_vecs)
-                yield all_ids[:block], all_vecs[:block]
-                pending_ids, pending_vecs = [all_ids[block:]], [all_vecs[block:]]
-                held -= block
-        if held:
-            yield np.concatenate(pending_ids), np.concatenate(pending_vecs)
-
     def list_sizes(self) -> np.ndarray:
         ivf = self._state.ivf
         with self._rw.read():

@@ -17,8 +17,6 @@ from app.engine.routing import Router
 from app.service.errors import InvalidInput, NoLearnedRouter, NoRecallTable
 from app.service.live import LiveCollection
 
-ROUTINGS = ("auto", "learned", "centroid", "exact")
-
 
 @dataclass(frozen=True)
 class SearchOptions:
@@ -30,12 +28,25 @@ class SearchOptions:
     filter: Filter | None = None
 
 
-def run_search(
-    live: LiveCollection, queries: np.ndarray, opts: SearchOptions, default_nprobe: int
-) -> dict[str, Any]:
-    """Results for a (n, dim) batch: per-query hits plus how the batch was routed."""
-    index = live.index
-    clustering = index.clustering
+@dataclass(frozen=True)
+class Route:
+    """How a search will scan: the clustering, the router (None: its centroids) and the
+    lists probed per query (None: every list, i.e. exact search)."""
+
+    clustering: Clustering | None
+    router: Router | None
+    nprobe: int | None
+
+    @property
+    def nlist(self) -> int | None:
+        """Lists to probe from, None for exact search (``filtered.vectors_read``'s terms)."""
+        return self.clustering.nlist if self.clustering is not None and self.nprobe else None
+
+
+def plan_route(live: LiveCollection, opts: SearchOptions, default_nprobe: int) -> Route:
+    """The routing and probes a search will use: one resolution for the search itself and
+    for ``Service.is_cheap``, which must count what the search will really read."""
+    clustering = live.index.clustering
     router = live.router
     if router is not None and (
         clustering is None or router.clustering_version != clustering.version
@@ -43,21 +54,30 @@ def run_search(
         router = None  # caught mid-swap: the router belongs to another clustering
     if opts.routing == "learned" and router is None:
         raise NoLearnedRouter("no learned router is active for the current clustering")
+    if clustering is None or opts.routing == "exact":
+        return Route(clustering, None, None)
+    chosen = router if opts.routing in ("auto", "learned") else None
+    return Route(clustering, chosen, _nprobe(live, clustering, chosen, opts, default_nprobe))
+
+
+def run_search(
+    live: LiveCollection, queries: np.ndarray, opts: SearchOptions, default_nprobe: int
+) -> dict[str, Any]:
+    """Results for a (n, dim) batch: per-query hits plus how the batch was routed."""
+    route = plan_route(live, opts, default_nprobe)
     allowed = _allowed(live, opts.filter) if opts.filter is not None else None
     plan: str = "exact"
-    if clustering is None or opts.routing == "exact":
+    if route.nprobe is None:
         result = _exact(live, queries, opts.k, allowed)
         used, version, nprobe = "exact", None, None
     else:
-        learned = router is not None and opts.routing in ("auto", "learned")
-        chosen = router if learned else None
-        wanted = _nprobe(live, clustering, chosen, opts, default_nprobe)
+        chosen = route.router
         try:
-            result, plan, nprobe = _scan(live, queries, opts.k, wanted, chosen, allowed)
+            result, plan, nprobe = _scan(live, queries, opts.k, route.nprobe, chosen, allowed)
         except RouterMismatchError:  # the clustering was swapped since we read it
-            learned, chosen = False, None
-            result, plan, nprobe = _scan(live, queries, opts.k, wanted, None, allowed)
-        used = "learned" if learned else "centroid"
+            chosen = None
+            result, plan, nprobe = _scan(live, queries, opts.k, route.nprobe, None, allowed)
+        used = "learned" if chosen is not None else "centroid"
         version = chosen.version if chosen is not None else None
         if plan == "exact":  # the filter is selective enough to search its matches exactly
             used, version = "exact", None

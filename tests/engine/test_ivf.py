@@ -38,6 +38,12 @@ def filled(x: np.ndarray, metric: Metric, nlist: int | None = None) -> VectorInd
     return index
 
 
+def held_lists(index: VectorIndex) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(ids, stored vectors) of each list, in list order: what the index really holds."""
+    ivf = index._state.ivf
+    return [ivf_module._read_list(ivf, list_no) for list_no in range(ivf.nlist)]
+
+
 def assert_exact(
     index: VectorIndex, x: np.ndarray, ids: np.ndarray, q: np.ndarray, metric: Metric, **kw
 ) -> None:
@@ -203,7 +209,7 @@ def test_a_subset_holds_the_allowed_vectors_in_the_same_lists(
     subset = index.subset(allowed.bits, index.generation)
     assert subset is not None and subset.count == allowed.count
     assert subset.clustering is index.clustering
-    held = np.concatenate([ids for ids, _ in subset.iter_vectors()])
+    held = np.concatenate([ids for ids, _ in held_lists(subset)])
     assert sorted(held.tolist()) == np.flatnonzero(mask).tolist()
     for kw in ({"exact": True}, {"nprobe": 1}, {"nprobe": 4}):
         via_selector = index.search(random_queries, K, selector=allowed.selector, **kw)
@@ -264,7 +270,7 @@ def test_repeated_id_in_one_batch_keeps_the_last(random_vectors: np.ndarray) -> 
     index = VectorIndex(32, Metric.IP)
     index.upsert(np.array([1, 2, 1]), random_vectors[:3])
     assert len(index) == 2
-    stored = dict(zip(*next(index.iter_vectors()), strict=True))
+    stored = dict(zip(*held_lists(index)[0], strict=True))
     np.testing.assert_array_equal(stored[1], random_vectors[2])
 
 
@@ -288,8 +294,7 @@ def test_set_clustering_keeps_every_vector(random_vectors: np.ndarray) -> None:
     assert index.clustering is clustering
     sizes = index.list_sizes()
     assert sizes.shape == (20,) and sizes.sum() == len(random_vectors)
-    blocks = list(index.iter_vectors(block=300))
-    assert all(len(ids) <= 300 for ids, _ in blocks)
+    blocks = held_lists(index)
     ids = np.concatenate([b[0] for b in blocks])
     vecs = np.concatenate([b[1] for b in blocks])
     order = np.argsort(ids)
@@ -479,10 +484,8 @@ def test_writes_during_a_reclustering_go_on_and_are_all_in_the_new_lists(
         del expected[pid]
 
     assert index.clustering is new_clustering and index.count == len(expected)
-    ivf = index._state.ivf
     seen: list[int] = []
-    for list_no in range(ivf.nlist):
-        ids, vecs = ivf_module._read_list(ivf, list_no)
+    for list_no, (ids, vecs) in enumerate(held_lists(index)):
         seen.extend(ids.tolist())
         if len(ids):
             assert (new_clustering.assign(vecs) == list_no).all()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 from app.service.service import Service
 from app.settings import Settings
+from app.store.db import Store
 
 
 def create_docs(service: Service, payload_indexes: dict[str, str]) -> None:
@@ -28,19 +28,15 @@ def start_service(database_url: str, data_dir: Path, **settings: Any) -> Service
 
     ``settings`` override any other setting.
     """
-    s = Service(
-        Settings(
-            data_dir=data_dir,
-            database_url=database_url,
-            embedded_worker=False,
-            snapshot_interval_s=3600,
-            build_min_points=10**9,
-            **settings,
-        )
+    config = Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        embedded_worker=False,
+        snapshot_interval_s=3600,
+        build_min_points=10**9,
+        **settings,
     )
+    s = Service(config, Store(config.resolved_database_url))
     s.start()
-    deadline = time.monotonic() + 30
-    while not s.ready:
-        assert s.load_error is None and time.monotonic() < deadline
-        time.sleep(0.02)
+    s.wait_ready(120)  # a safety net: loading a test's few points takes milliseconds
     return s

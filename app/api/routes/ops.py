@@ -25,7 +25,7 @@ def readyz(service: ServiceDep) -> Response:
         "ready": store and service.ready,
         "store": store,
         "indexes_loaded": service.ready,
-        "applied_seq": service.registry.applied_seq,
+        "applied_seq": service.applied_seq,
     }
     if not state["ready"]:
         failure = service.load_failure

@@ -11,7 +11,6 @@ from fastapi.responses import HTMLResponse
 
 from app.api.deps import ServiceDep
 from app.api.plot import report_svg
-from app.service.router_report import router_report
 
 router = APIRouter()
 
@@ -31,7 +30,7 @@ def index_page(service: ServiceDep) -> HTMLResponse:
     rows = "".join(_row(info) for info in infos)
     plots = "".join(
         f'<section id="report-{escape(info["name"])}"><h2>{escape(info["name"])}</h2>'
-        f"{report_svg(router_report(service.store, service.registry.get(info['name'])))}"
+        f"{report_svg(service.router_report(info['name']))}"
         "</section>"
         for info in infos
     )
