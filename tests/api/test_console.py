@@ -34,12 +34,13 @@ JOB_TIMEOUT_MS = 60_000
 
 @pytest.fixture
 def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
-    """No automatic policy: the only build is the one the test starts from the console."""
+    """No automatic policy: the only jobs are those the test starts from the console."""
     s = Server(
         database_url,
         tmp_path / "data",
         VECROUTE_API_KEY=KEY,
         VECROUTE_AUTO_POLICY="false",
+        VECROUTE_TRAIN_MIN_QUERIES=str(N_QUERIES),
         VECROUTE_WORKER_POLL_S="0.05",
     )
     try:
@@ -136,7 +137,7 @@ def test_console_click_through(server: Server, page: Page, shots: Path) -> None:
     expect(points.first).to_have_attribute("data-id", "p000")
     page.locator("#next-page").click()
     expect(points.first).to_have_attribute("data-id", "p025")
-    expect(page.locator("#page-number")).to_have_text("Page 2")
+    expect(page.locator("#page-number")).to_have_text("Page 2 of 12")
     page.locator("#point-id").fill("p042")
     page.get_by_role("button", name="Look up").click()
     detail = page.locator("#point-detail")
@@ -178,9 +179,15 @@ def test_console_click_through(server: Server, page: Page, shots: Path) -> None:
     expect(build.locator(".pct")).to_have_text("100%")
     build.get_by_role("button", name="Details").click()
     expect(page.locator("tr.job-detail")).to_contain_text("nlist")
-    train = page.locator("#train-router")
-    train.get_by_role("button", name="Train").click()
-    expect(train.locator(".problem")).to_contain_text("training needs at least")
+
+    # A router trained on the logged queries: its held-out comparison with centroid routing.
+    page.locator("#train-router").get_by_role("button", name="Train").click()
+    train = page.locator("tr[data-kind=train-router]")
+    expect(train.locator(".job-status")).to_have_text("succeeded", timeout=JOB_TIMEOUT_MS)
+    train.get_by_role("button", name="Details").click()
+    heldout = page.locator(".heldout")
+    expect(heldout).to_contain_text("router v1 (linear, top1)")
+    expect(heldout.locator("tbody tr").first).to_be_visible()
     page.screenshot(path=shots / "4-jobs.png", full_page=True)
 
     # Router report: the plot (an image of the service's SVG) and the state it reports.
@@ -188,7 +195,7 @@ def test_console_click_through(server: Server, page: Page, shots: Path) -> None:
     plot = page.locator("#report-plot")
     expect(plot).to_be_visible()
     assert plot.evaluate("img => img.complete && img.naturalWidth") > 0
-    expect(page.locator("#report-evaluation")).to_contain_text("Measured when clustering v1")
+    expect(page.locator("#report-evaluation")).to_contain_text("router v1 (linear)")
     expect(page.locator("#report-curves tbody tr").first).to_be_visible()
     expect(page.locator("#recall-table tbody tr").first).to_be_visible()
     expect(page.locator("#calibration")).to_contain_text("not calibrated")
@@ -196,6 +203,7 @@ def test_console_click_through(server: Server, page: Page, shots: Path) -> None:
 
     page.locator("#tabs").get_by_role("link", name="Collections").click()
     expect(page.locator("tr[data-collection=docs] .state")).to_have_text("ivf")
+    expect(page.locator("tr[data-collection=docs] .decision")).to_contain_text("v1")
     page.locator("tr[data-collection=docs]").get_by_role("button", name="Delete").click()
     confirm = page.locator("#confirm-dialog")
     expect(confirm).to_contain_text("Delete docs?")

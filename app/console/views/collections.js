@@ -60,7 +60,7 @@ async function fillDecision(name, cell) {
     const { evaluation } = await get(`/collections/${encodeURIComponent(name)}/router/report`);
     if (evaluation && evaluation.source === "train-router") {
       cell.replaceChildren(
-        badge(evaluation.activated ? "activated" : "kept current", evaluation.activated ? "ok" : "muted"),
+        badge(evaluation.activated ? "activated" : "not activated", evaluation.activated ? "ok" : "muted"),
         " ",
         h("span", { class: "muted" }, `v${evaluation.router_version}: ${evaluation.reason || ""}`),
       );

@@ -11,9 +11,11 @@ export function render(root, { collection, go }) {
   const lookup = h("div", { class: "lookup" });
   const detail = h("div", { id: "point-detail" });
   const pageArea = h("div", {}, h("p", { class: "muted" }, "Loading…"));
-  root.append(card("Points", head, pageArea), card("Look up a point", lookup, detail));
+  root.append(
+    h("div", { class: "split" }, card("Points", head, pageArea), card("Look up a point", lookup, detail)),
+  );
 
-  const state = { name: "", limit: 25, cursors: [null] }; // cursors[i]: `after` of page i
+  const state = { name: "", count: 0, limit: 25, cursors: [null] }; // cursors[i]: `after` of page i
 
   async function showPage() {
     const after = state.cursors.at(-1);
@@ -39,12 +41,13 @@ export function render(root, { collection, go }) {
   }
 
   (async () => {
-    const { chosen } = await collectionPicker(head, collection, (name) => go("points", name));
+    const { chosen, info } = await collectionPicker(head, collection, (name) => go("points", name));
     if (!chosen) {
       pageArea.replaceChildren(h("p", { class: "empty" }, "No collections yet."));
       return;
     }
     state.name = chosen;
+    state.count = info.count;
     head.append(
       h(
         "label",
@@ -102,7 +105,7 @@ function pageTable(page, state, showPage, showPoint) {
     page.points.length
       ? table(["Id", "Payload", "Vector"], rows, { id: "points" })
       : h("p", { class: "empty" }, "No points on this page."),
-    h("div", { class: "pager" }, previous, h("span", { id: "page-number" }, `Page ${pageNo}`), next),
+    h("div", { class: "pager" }, previous, h("span", { id: "page-number" }, `Page ${pageNo} of ${Math.max(1, Math.ceil(state.count / state.limit))}`), next),
   );
 }
 
@@ -113,6 +116,7 @@ function pointCard(point, searchSimilar) {
     h("h3", {}, point.id),
     h("pre", { class: "json" }, JSON.stringify(point.payload, null, 2)),
     h("p", { class: "vector" }, `${point.vector.length} dims: ${vectorPreview(point.vector, 12)}`),
+    h("p", { class: "muted" }, "Payload and vector as stored; the search playground can start from this point."),
     h("button", { class: "primary", onclick: searchSimilar }, "Search similar"),
   );
 }

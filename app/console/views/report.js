@@ -51,7 +51,8 @@ function evaluationLine(report) {
   return h("p", { id: "report-evaluation" }, ...source, h("span", { class: "muted" }, ` · ${e.heldout_queries} held-out queries, k=${e.k}`));
 }
 
-/** Recall and top-1 per nprobe, with the documents a probe count scans (nprobe × mean list). */
+/** Recall and top-1 per nprobe, with the documents a probe count scans (probed lists × mean
+ * list size: the work a routing causes, not only its probes). */
 function curvesTable(report, info) {
   if (!report.nprobe.length) return null;
   const perList = info.index.nlist ? info.count / info.index.nlist : null;
@@ -60,7 +61,7 @@ function curvesTable(report, info) {
   const rows = report.nprobe.map((nprobe, i) =>
     h("tr", {},
       h("td", { class: "num" }, nprobe),
-      h("td", { class: "num" }, perList === null ? dash : Math.round(perList * nprobe).toLocaleString()),
+      h("td", { class: "num" }, perList === null ? dash : Math.round(perList * Math.min(nprobe, info.index.nlist)).toLocaleString()),
       h("td", { class: "num" }, fmt(c.recall?.[i])),
       h("td", { class: "num" }, fmt(l.recall?.[i])),
       h("td", { class: "num" }, fmt(c.top1_accuracy?.[i])),
