@@ -10,14 +10,25 @@ const HEADERS = [
 
 export function render(root, { go }) {
   const list = h("div", {}, h("p", { class: "muted" }, "Loading…"));
-  root.append(card("Collections", list), card("Create a collection", createForm(refresh)));
+  const notice = h("div", { id: "collections-error" });
+  root.append(card("Collections", notice, list), card("Create a collection", createForm(refresh)));
+
+  /** Build and delete answer with a problem (a read-only key: 403) shown above the list. */
+  const act = (action) => async () => {
+    notice.replaceChildren();
+    try {
+      await action();
+    } catch (error) {
+      notice.replaceChildren(problemBox(error));
+    }
+  };
 
   async function refresh() {
     try {
       const { collections } = await get("/collections");
       list.replaceChildren(
         collections.length
-          ? table(HEADERS, collections.map((c) => row(c, go, refresh)), { id: "collections" })
+          ? table(HEADERS, collections.map((c) => row(c, go, refresh, act)), { id: "collections" })
           : h("p", { class: "empty" }, "No collections yet: create one below."),
       );
     } catch (error) {
@@ -27,7 +38,7 @@ export function render(root, { go }) {
   refresh();
 }
 
-function row(info, go, refresh) {
+function row(info, go, refresh, act) {
   const { index, router } = info;
   const decision = h("td", { class: "decision" }, dash);
   fillDecision(info.name, decision);
@@ -48,8 +59,8 @@ function row(info, go, refresh) {
       "td",
       { class: "actions" },
       h("button", { onclick: () => go("search", info.name) }, "Search"),
-      h("button", { class: "build", onclick: () => build(info.name, go) }, "Build"),
-      h("button", { class: "danger delete", onclick: () => remove(info, refresh) }, "Delete"),
+      h("button", { class: "build", onclick: act(() => build(info.name, go)) }, "Build"),
+      h("button", { class: "danger delete", onclick: act(() => remove(info, refresh)) }, "Delete"),
     ),
   );
 }
