@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.service.points import external_id
 from app.service.registry import Registry
 from app.store import jobs as job_store
 from app.store import points as point_store
@@ -21,6 +22,8 @@ def points_page(registry: Registry, name: str, after: str | None, limit: int) ->
     One extra row is read to tell whether a next page exists, so the last page says
     ``next: null`` instead of sending the client to an empty one.
     """
+    if after is not None:
+        after = external_id(after, "after")  # what no id can be (NUL, too long) is a 422
     record = registry.get(name).record
     with registry.store.read() as session:
         found = point_store.list_points(session, record.id, record.dim, after, limit + 1)

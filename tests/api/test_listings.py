@@ -82,6 +82,8 @@ def test_points_listing_refuses_bad_limits_and_unknown_collections(
         r = c.get("/collections/docs/points", params={"limit": limit})
         assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
         assert r.json()["errors"][0]["loc"] == ["query", "limit"]
+    r = c.get("/collections/docs/points", params={"after": "a\x00b"})  # PostgreSQL text has no NUL
+    assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
     r = c.get("/collections/nope/points")
     assert r.status_code == 404 and r.json()["type"].endswith("/collection-not-found")
 
