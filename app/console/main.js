@@ -1,6 +1,6 @@
 // The console's shell: hash routes (#/view/collection), the server status, one view at a time.
 
-import { ApiError, get } from "./api.js";
+import { ApiError, forgetKey, get, hasKey } from "./api.js";
 import * as collections from "./views/collections.js";
 import * as jobs from "./views/jobs.js";
 import * as points from "./views/points.js";
@@ -40,6 +40,7 @@ async function watchReadiness() {
   try {
     const ready = await get("/readyz");
     status.textContent = `ready · seq ${ready.applied_seq}`;
+    document.getElementById("change-key").hidden = !hasKey();
     status.className = "status ok";
     banner.hidden = true;
   } catch (error) {
@@ -54,6 +55,11 @@ async function watchReadiness() {
   setTimeout(watchReadiness, READY_POLL_MS);
 }
 
+// A read-only key cannot write: another key is typed after forgetting this one.
+document.getElementById("change-key").addEventListener("click", () => {
+  forgetKey();
+  location.reload();
+});
 window.addEventListener("hashchange", route);
 route();
 watchReadiness();

@@ -26,6 +26,7 @@ CHROMIUM = "/usr/bin/chromium"
 # Root on a CI machine (no sandbox), no GPU, no background connections to the outside.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 KEY = "console-test-key"
+READ_KEY = "console-read-key"
 DIM = 8
 N_POINTS = 300
 N_QUERIES = 250  # enough for a build to measure centroid recall (worker/build.py)
@@ -39,6 +40,7 @@ def server(database_url: str, tmp_path: Path) -> Iterator[Server]:
         database_url,
         tmp_path / "data",
         VECROUTE_API_KEY=KEY,
+        VECROUTE_READ_API_KEY=READ_KEY,
         VECROUTE_AUTO_POLICY="false",
         VECROUTE_TRAIN_MIN_QUERIES=str(N_QUERIES),
         VECROUTE_WORKER_POLL_S="0.05",
@@ -100,17 +102,25 @@ def log_queries(server: Server, collection: str) -> None:
 def test_console_click_through(server: Server, page: Page, shots: Path) -> None:
     page.goto(server.url + "/")
 
-    # The key, asked for once and kept for the tab.
+    # The key, asked for once and kept for the tab: a read-only one first, which cannot write.
     dialog = page.locator("#key-dialog")
+    expect(dialog).to_be_visible()
+    dialog.locator("input").fill(READ_KEY)
+    dialog.get_by_role("button", name="Use this key").click()
+    expect(page.locator("#server-status")).to_contain_text("ready")
+    expect(page.locator(".empty")).to_contain_text("No collections yet")
+    form = page.locator("#create-collection")
+    form.locator("[name=name]").fill("docs")
+    form.get_by_role("button", name="Create").click()
+    expect(form.locator(".problem")).to_contain_text("read-only")
+
+    page.locator("#change-key").click()
     expect(dialog).to_be_visible()
     dialog.locator("input").fill(KEY)
     page.screenshot(path=shots / "0-api-key.png")
     dialog.get_by_role("button", name="Use this key").click()
-    expect(page.locator("#server-status")).to_contain_text("ready")
 
     # Collections: create one from the form.
-    expect(page.locator(".empty")).to_contain_text("No collections yet")
-    form = page.locator("#create-collection")
     form.locator("[name=name]").fill("docs")
     form.locator("[name=dim]").fill(str(DIM))
     form.locator("[name=metric]").select_option("cosine")  # so a point is its own best hit
