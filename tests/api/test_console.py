@@ -179,6 +179,13 @@ def test_console_click_through(server: Server, page: Page, shots: Path) -> None:
     expect(page.locator("[data-fact=plan]")).to_have_text("exact")
     expect(page.locator("[data-fact=matches]")).to_have_text(str(N_POINTS // 2))
     page.screenshot(path=shots / "3-search.png", full_page=True)
+    search.get_by_label("by vector").check()
+    search.locator("#query-vector").fill(", ".join(["1"] + ["0"] * (DIM - 1)))
+    search.locator("[name=routing]").select_option("exact")
+    search.get_by_role("button", name="Search").click()
+    expect(page.locator("[data-fact=routing]")).to_have_text("exact")
+    expect(hits).to_have_count(5)
+    expect(hits.first.locator(".payload")).to_contain_text('"lang":"en"')
 
     # Jobs: a build started from the collections list, watched until it succeeds.
     log_queries(server, "docs")
