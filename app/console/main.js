@@ -10,9 +10,11 @@ import * as search from "./views/search.js";
 const VIEWS = { collections, points, search, jobs, report };
 const READY_POLL_MS = 3000;
 let leave = null; // the current view's cleanup (stops its polling)
+let lastCollection = ""; // kept when switching tabs between views of one collection
+const ONE_COLLECTION = new Set(["points", "search", "report"]);
 
 /** Show a view, optionally of one collection and with one parameter (a point id). */
-export function go(view, collection = "", param = "") {
+function go(view, collection = "", param = "") {
   const parts = [view, collection, param].filter(Boolean).map(encodeURIComponent);
   location.hash = `#/${parts.join("/")}`;
 }
@@ -26,8 +28,10 @@ function route() {
   if (leave) leave();
   const root = document.getElementById("view");
   root.replaceChildren();
+  const named = decodeURIComponent(collection);
+  if (named) lastCollection = named;
   leave = VIEWS[view].render(root, {
-    collection: decodeURIComponent(collection),
+    collection: named || (ONE_COLLECTION.has(view) ? lastCollection : ""),
     param: decodeURIComponent(param),
     go,
   }) || null;
