@@ -116,7 +116,6 @@ function pointCard(point, searchSimilar) {
     h("h3", {}, point.id),
     h("pre", { class: "json" }, JSON.stringify(point.payload, null, 2)),
     h("p", { class: "vector" }, `${point.vector.length} dims: ${vectorPreview(point.vector, 12)}`),
-    h("p", { class: "muted" }, "Payload and vector as stored; the search playground can start from this point."),
     h("button", { class: "primary", onclick: searchSimilar }, "Search similar"),
   );
 }
