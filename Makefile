@@ -7,8 +7,8 @@ BIN := $(VENV)/bin
 
 setup: $(VENV)/.installed browser
 
-# The status-page test renders / in Debian's headless Chromium: installed here when missing
-# and we are root (as on a fresh CI machine); otherwise install the 'chromium' package yourself.
+# The console test drives Debian's headless Chromium with Playwright: installed here when
+# missing and we are root (as on a fresh CI machine); otherwise install 'chromium' yourself.
 browser:
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \

@@ -15,7 +15,7 @@ from app.api.metrics import Metrics
 from app.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.api.openapi import build_openapi
 from app.api.request_id import RequestIdMiddleware
-from app.api.routes import collections, jobs, ops, points, report, search, ui
+from app.api.routes import collections, console, jobs, ops, points, report, search
 from app.engine.ivf import scan_serially_on_this_thread
 from app.service.service import Service
 from app.settings import Settings
@@ -56,8 +56,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.service = service
     app.state.metrics = metrics
-    for module in (collections, points, search, jobs, report, ops, ui):
+    for module in (collections, points, search, jobs, report, ops, console):
         app.include_router(module.router)
+    console.mount(app)
     problems.install(app)
     app.add_middleware(SearchFastPath)  # innermost: behind the API key and body limit
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

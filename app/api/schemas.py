@@ -122,6 +122,18 @@ class PointOut(BaseModel):
     vector: list[float]
 
 
+# Page sizes: a page of 384-dim points at the cap is about 3 MB of JSON.
+MAX_POINTS_PAGE = 1000
+MAX_JOBS_PAGE = 500
+
+
+class PointPage(BaseModel):
+    points: list[PointOut] = Field(description="Live points in id order")
+    next: str | None = Field(
+        description="Pass as ``after`` for the following page; null on the last page"
+    )
+
+
 class SearchParams(Strict):
     collection: Name
     k: int = Field(default=10, ge=1)
@@ -198,17 +210,24 @@ class JobAccepted(BaseModel):
     job_id: str
 
 
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+
+
 class JobOut(BaseModel):
     id: str
     kind: str
     collection: str | None
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: JobStatus
     progress: float
     result: Any
     error: str | None
     attempts: int
     created_at: str
     updated_at: str
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut] = Field(description="Newest first")
 
 
 class Health(BaseModel):

@@ -16,6 +16,7 @@ from app.engine.allowed import AllowedCache
 from app.engine.filtered import vectors_read
 from app.engine.recall_table import RecallTable
 from app.engine.views import FilterViews
+from app.service import browse
 from app.service import payload_indexes as payload_indexes_service
 from app.service import points as point_writes
 from app.service.errors import (
@@ -247,6 +248,10 @@ class Service:
             raise PointNotFound(f"point {point_id!r} not found in {name!r}")
         return {"id": point.external_id, "payload": point.payload, "vector": point.vector.tolist()}
 
+    def list_points(self, name: str, after: str | None, limit: int) -> dict[str, Any]:
+        """A page of points in id order (``{"points", "next"}``), for browsing."""
+        return browse.points_page(self.registry, name, after, limit)
+
     # -- search ---------------------------------------------------------------------------
 
     def wait_for_seq(self, min_seq: int | None) -> None:
@@ -331,3 +336,7 @@ class Service:
         if job is None:
             raise JobNotFound(f"job {job_id!r} not found")
         return job
+
+    def list_jobs(self, collection: str | None, status: str | None, limit: int) -> list[JobRecord]:
+        """The newest jobs first, optionally of one collection and status."""
+        return browse.jobs_page(self.store, collection, status, limit)

@@ -136,6 +136,25 @@ def get_point(
     )
 
 
+def list_points(
+    session: Session, collection_id: int, dim: int, after: str | None, limit: int
+) -> list[PointRecord]:
+    """Up to ``limit`` live points in external-id order, starting after the id ``after``.
+
+    Ordered by external id so a page is read off the (collection, external id) unique index
+    and a cursor stays valid across writes: an upsert never moves a point.
+    """
+    stmt = select(Point).where(Point.collection_id == collection_id, Point.deleted.is_(False))
+    if after is not None:
+        stmt = stmt.where(Point.external_id > after)
+    rows = session.execute(stmt.order_by(Point.external_id).limit(limit)).scalars().all()
+    vectors = vectors_from_bytes([r.vector for r in rows], dim)
+    return [
+        PointRecord(r.id, r.external_id, vector, r.payload)
+        for r, vector in zip(rows, vectors, strict=True)
+    ]
+
+
 def get_labels(session: Session, collection_id: int) -> dict[int, tuple[str, Any]]:
     """Internal id to (external id, payload) for every live point, without the vectors."""
     rows = session.execute(

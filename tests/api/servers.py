@@ -69,6 +69,8 @@ class Server(_Process):
         super().__init__(database_url, data_dir, **env)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        key = env.get("VECROUTE_API_KEY")
+        self.headers = {"Authorization": f"Bearer {key.split(',')[0]}"} if key else {}
 
     def start(self, timeout_s: float = 60) -> Server:
         return self.launch().wait_ready(timeout_s)
@@ -85,7 +87,8 @@ class Server(_Process):
         while True:
             assert self.proc.poll() is None, "server exited during start-up"
             try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                ready = httpx.get(self.url + "/readyz", headers=self.headers, timeout=1)
+                if ready.status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

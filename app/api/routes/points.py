@@ -1,15 +1,17 @@
-"""Points: batch upsert, delete, read one."""
+"""Points: batch upsert, delete, read one, list a page."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import MetricsDep, ServiceDep, SettingsDep
 from app.api.responses import OrjsonResponse
 from app.api.schemas import (
+    MAX_POINTS_PAGE,
     REQUEST_BODIES,
     DeleteRequest,
     DeleteResponse,
@@ -17,6 +19,7 @@ from app.api.schemas import (
     IndexResponse,
     Name,
     PointOut,
+    PointPage,
 )
 from app.service.parsing import ParsedIndex, parse_in_worker, parse_index_body, spool_file
 
@@ -107,3 +110,17 @@ def delete_points(body: DeleteRequest, service: ServiceDep) -> Response:
 )
 def get_point(name: Name, point_id: str, service: ServiceDep) -> Response:
     return OrjsonResponse(service.get_point(name, point_id))
+
+
+@router.get("/collections/{name}/points", response_model=PointPage, operation_id="list_points")
+def list_points(
+    name: Name,
+    service: ServiceDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_POINTS_PAGE)] = 100,
+    after: Annotated[
+        str | None,
+        Query(min_length=1, max_length=256, description="The previous page's ``next``"),
+    ] = None,
+) -> Response:
+    """Page through a collection's points in id order (a stable order across writes)."""
+    return OrjsonResponse(service.list_points(name, after, limit))
