@@ -63,6 +63,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "routing": "learned",
         "router_version": 2,
         "plan": "ivf",
+        "scanned": 241.0,
     },
     "BatchSearchRequest": {"collection": "docs", "vectors": [[0.1, 0.2], [0.3, 0.1]], "k": 2},
     "BatchSearchResponse": {
@@ -71,6 +72,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "routing": "centroid",
         "router_version": None,
         "plan": "ivf",
+        "scanned": 496.5,
     },
     "BuildRequest": {"nlist": 256, "seed": 0},
     "TrainRouterRequest": {"collection": "docs", "kind": "linear", "objective": "top1"},

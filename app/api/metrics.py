@@ -35,22 +35,25 @@ class Metrics:
         )
         self.searches = Counter(
             "vecroute_search_queries",
-            "Queries searched, by the routing used and nprobe ('none' for exact search)",
+            "Queries searched, by the routing used and nprobe ('none' for exact search, "
+            "'adaptive' for per-query probes)",
             ["routing", "nprobe"],
             registry=self.registry,
         )
         # labels() takes a lock and builds a key on each call: cache the children instead.
-        self._search_children: dict[tuple[str, int | None], Counter] = {}
+        self._search_children: dict[tuple[str, int | str | None], Counter] = {}
         self.jobs = JobMetrics(self.registry)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).observe(seconds)
 
-    def count_searches(self, routing: str, nprobe: int | None, n: int = 1) -> None:
-        key = (routing, nprobe)
+    def count_searches(self, routing: str, nprobe: float | None, n: int = 1) -> None:
+        # A mean of adaptive probes is a float: one label for all, not one per value.
+        probes = nprobe if nprobe is None or isinstance(nprobe, int) else "adaptive"
+        key = (routing, probes)
         child = self._search_children.get(key)
         if child is None:
-            child = self.searches.labels(routing, "none" if nprobe is None else str(nprobe))
+            child = self.searches.labels(routing, "none" if probes is None else str(probes))
             self._search_children[key] = child
         child.inc(n)
 

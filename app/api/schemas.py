@@ -53,6 +53,13 @@ class RouterInfo(BaseModel):
     version: int | None
 
 
+class AdaptiveRow(BaseModel):
+    target: float
+    recall: float
+    mean_nprobe: float
+    mean_scanned: float
+
+
 class RecallTableSummary(BaseModel):
     routing: Literal["centroid", "learned"]
     clustering_version: int | None
@@ -62,6 +69,11 @@ class RecallTableSummary(BaseModel):
     nprobe: list[int]
     recall: list[float]
     recall_lower_bound: list[float]
+    adaptive: list[AdaptiveRow] | None = Field(
+        default=None,
+        description="With a learned router: the adaptive probing that target_recall uses, "
+        "per calibrated target (values on the held-out calibration queries).",
+    )
 
 
 class CollectionInfo(BaseModel):
@@ -166,13 +178,26 @@ class Hit(BaseModel):
     payload: dict[str, Any] | None = None
 
 
+Probes = Annotated[
+    float | None,
+    Field(
+        description="Lists probed per query: the fixed nprobe, or with adaptive probing "
+        "(target_recall and a learned router) the mean over the batch; null for exact search."
+    ),
+]
+Scanned = Annotated[
+    float, Field(description="Vectors scored per query in the probed lists (mean).")
+]
+
+
 class SearchResponse(BaseModel):
     hits: list[Hit]
-    nprobe: int | None
+    nprobe: Probes
     routing: Literal["learned", "centroid", "exact"]
     router_version: int | None
     plan: SearchPlan
     matches: FilterMatches = None
+    scanned: Scanned
 
 
 class BatchResult(BaseModel):
@@ -181,11 +206,12 @@ class BatchResult(BaseModel):
 
 class BatchSearchResponse(BaseModel):
     results: list[BatchResult]
-    nprobe: int | None
+    nprobe: Probes
     routing: Literal["learned", "centroid", "exact"]
     router_version: int | None
     plan: SearchPlan
     matches: FilterMatches = None
+    scanned: Scanned
 
 
 class BuildRequest(Strict):

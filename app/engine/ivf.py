@@ -64,6 +64,7 @@ class SearchResult:
     scores: np.ndarray  # (n, k) float32, higher is better, best first; padding -inf
     ids: np.ndarray  # (n, k) int64 internal ids, padding -1
     nprobe: float  # lists probed per query (mean); nlist for exact search
+    scanned: float = 0.0  # vectors scored per query in the probed lists (mean)
 
 
 @dataclass(frozen=True)
@@ -146,8 +147,9 @@ class VectorIndex:
         """Top-``k`` ids of raw ``queries``, best first.
 
         Probe lists come, in order of precedence, from ``exact`` (all lists), ``lists``
-        (preassigned, -1 padded, e.g. adaptive routing), or ``router`` (default: the
-        clustering's centroid router) with ``nprobe`` lists. ``selector`` filters ids during
+        (preassigned, -1 padded, e.g. adaptive routing; ``router``, if given, is the one that
+        chose them), or ``router`` (default: the clustering's centroid router) with
+        ``nprobe`` lists. ``selector`` filters ids during
         the scan, so a filtered search still returns ``k`` results when enough pass.
         """
         if k < 1:
@@ -158,6 +160,8 @@ class VectorIndex:
         if exact or state.clustering is None:
             probe = np.broadcast_to(np.arange(nlist, dtype=np.int64), (q.shape[0], nlist))
         elif lists is not None:
+            if router is not None:  # the router that chose them must fit this clustering
+                _check_router(router, state.clustering)
             probe = _check_lists(lists, q.shape[0], nlist)
         else:
             chosen = router if router is not None else state.router
@@ -167,11 +171,14 @@ class VectorIndex:
             probe = chosen.route(q, min(wanted, nlist))
         probe = np.ascontiguousarray(probe, dtype=np.int64)
         with self._rw.read():
-            distances, ids = _scan(state.ivf, q, k, probe, selector)
+            distances, ids, scored = _scan(state.ivf, q, k, probe, selector)
         scores = to_scores(distances, self.metric)
         scores[ids < 0] = -np.inf
-        probes = float((probe >= 0).sum(axis=1).mean()) if q.shape[0] else 0.0
-        return SearchResult(scores.astype(np.float32, copy=False), ids, probes)
+        n = q.shape[0]
+        probes = float((probe >= 0).sum(axis=1).mean()) if n else 0.0
+        return SearchResult(
+            scores.astype(np.float32, copy=False), ids, probes, scored / n if n else 0.0
+        )
 
     def list_sizes(self) -> np.ndarray:
         ivf = self._state.ivf
@@ -493,8 +500,11 @@ def _scan(
     k: int,
     probe: np.ndarray,
     selector: faiss.IDSelector | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """faiss's preassigned search; per-call parameters so concurrent searches never share."""
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """faiss's preassigned search: (distances, ids, vectors scored in the probed lists).
+
+    Per-call parameters and statistics, so concurrent searches never share them.
+    """
     n, width = probe.shape
     params = faiss.SearchParametersIVF()
     params.nprobe = width
@@ -503,7 +513,8 @@ def _scan(
     distances = np.empty((n, k), dtype=np.float32)
     ids = np.empty((n, k), dtype=np.int64)
     if n == 0:
-        return distances, ids
+        return distances, ids, 0
+    stats = faiss.IndexIVFStats()
     coarse = np.zeros((n, width), dtype=np.float32)  # unused by a flat, non-residual IVF
     swig: Any = ivf  # faiss's stubs miss the SWIG-level C entry point
     swig.search_preassigned_c(
@@ -516,8 +527,9 @@ def _scan(
         faiss.swig_ptr(ids),
         False,
         params,
+        stats,
     )
-    return distances, ids
+    return distances, ids, int(stats.ndis)
 
 
 def _add(ivf: faiss.IndexIVFFlat, x: np.ndarray, assign: np.ndarray, ids: np.ndarray) -> None:

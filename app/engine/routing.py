@@ -150,9 +150,12 @@ class Router:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
 
-    def probabilities(self, queries: np.ndarray) -> np.ndarray:
-        """Softmax of the scores: estimated probability that each list holds the top-1."""
-        return softmax(self.scores(queries) / self.temperature)
+    def probabilities(self, queries: np.ndarray, temperature: float | None = None) -> np.ndarray:
+        """Softmax of the scores: estimated probability that each list holds the top-1.
+
+        ``temperature`` None is the router's own (a calibration may serve another).
+        """
+        return softmax(self.scores(queries) / (temperature or self.temperature))
 
     def route_adaptive(
         self,
@@ -161,6 +164,7 @@ class Router:
         max_nprobe: int,
         min_nprobe: int = 1,
         rule: AdaptiveRule = AdaptiveRule.MASS,
+        temperature: float | None = None,
     ) -> np.ndarray:
         """Probe, per query, the lists ``rule`` picks at ``level`` (see ``AdaptiveRule``).
 
@@ -172,7 +176,7 @@ class Router:
         if not (0.0 < level <= 1.0 or (rule is AdaptiveRule.THRESHOLD and level == 0.0)):
             raise ValueError("level must be in (0, 1]; a threshold may also be 0")
         max_nprobe = min(max_nprobe, self.nlist)
-        probs = self.probabilities(queries)
+        probs = self.probabilities(queries, temperature)
         lists = top_lists(probs, max_nprobe)
         ranked = np.take_along_axis(probs, lists, axis=1)
         needed = adaptive_counts(ranked, level, rule)

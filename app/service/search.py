@@ -7,11 +7,13 @@ from typing import Any
 
 import numpy as np
 
+from app.engine.adaptive import AdaptiveCalibration, AdaptiveLevel
 from app.engine.allowed import AllowedIds
 from app.engine.clustering import Clustering
 from app.engine.filtered import Plan, filtered_search
 from app.engine.filters import Filter, FilterError
 from app.engine.ivf import RouterMismatchError, SearchResult
+from app.engine.metric import prepare
 from app.engine.recall_table import RecallTable
 from app.engine.routing import Router
 from app.service.errors import InvalidInput, NoLearnedRouter, NoRecallTable
@@ -35,12 +37,8 @@ class Route:
 
     clustering: Clustering | None
     router: Router | None
-    nprobe: int | None
-
-    @property
-    def nlist(self) -> int | None:
-        """Lists to probe from, None for exact search (``filtered.vectors_read``'s terms)."""
-        return self.clustering.nlist if self.clustering is not None and self.nprobe else None
+    nprobe: int | None  # with ``adaptive``, the most lists a query may probe
+    adaptive: tuple[AdaptiveCalibration, AdaptiveLevel] | None = None
 
 
 def plan_route(live: LiveCollection, opts: SearchOptions, default_nprobe: int) -> Route:
@@ -57,6 +55,12 @@ def plan_route(live: LiveCollection, opts: SearchOptions, default_nprobe: int) -
     if clustering is None or opts.routing == "exact":
         return Route(clustering, None, None)
     chosen = router if opts.routing in ("auto", "learned") else None
+    if opts.target_recall is not None and chosen is not None and opts.filter is None:
+        calibration = live.adaptive_for(chosen)
+        level = calibration.for_target(opts.target_recall) if calibration is not None else None
+        if calibration is not None and level is not None:
+            widest = min(calibration.max_nprobe, clustering.nlist)
+            return Route(clustering, chosen, widest, (calibration, level))
     return Route(clustering, chosen, _nprobe(live, clustering, chosen, opts, default_nprobe))
 
 
@@ -67,9 +71,13 @@ def run_search(
     route = plan_route(live, opts, default_nprobe)
     allowed = _allowed(live, opts.filter) if opts.filter is not None else None
     plan: str = "exact"
+    nprobe: float | None
     if route.nprobe is None:
         result = _exact(live, queries, opts.k, allowed)
         used, version, nprobe = "exact", None, None
+    elif route.adaptive is not None and route.router is not None:
+        result = _adaptive(live, queries, opts.k, route.router, *route.adaptive)
+        used, version, nprobe, plan = "learned", route.router.version, result.nprobe, "ivf"
     else:
         chosen = route.router
         try:
@@ -88,10 +96,28 @@ def run_search(
         "routing": used,
         "router_version": version,
         "plan": plan,
+        "scanned": round(result.scanned, 1),
     }
     if allowed is not None:
         out["matches"] = allowed.count
     return out
+
+
+def _adaptive(
+    live: LiveCollection,
+    queries: np.ndarray,
+    k: int,
+    router: Router,
+    calibration: AdaptiveCalibration,
+    level: AdaptiveLevel,
+) -> SearchResult:
+    """Each query probes the lists the calibrated threshold picks for it."""
+    index = live.index
+    lists = calibration.probe_lists(router, level, prepare(queries, index.metric, index.dim))
+    try:
+        return index.search(queries, k, lists=lists, router=router)
+    except RouterMismatchError:  # swapped since: the lists belong to the old clustering
+        return index.search(queries, k, nprobe=calibration.max_nprobe)
 
 
 def _allowed(live: LiveCollection, f: Filter) -> AllowedIds:

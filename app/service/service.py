@@ -13,7 +13,6 @@ import numpy as np
 from sqlalchemy import text
 
 from app.engine.allowed import AllowedCache
-from app.engine.filtered import vectors_read
 from app.engine.recall_table import RecallTable
 from app.engine.views import FilterViews
 from app.service import browse
@@ -203,7 +202,7 @@ class Service:
                 "kind": str(router.kind) if router is not None else "centroid",
                 "version": router.version if router is not None else None,
             },
-            "recall_table": RecallTable.from_dict(table).summary() if table else None,
+            "recall_table": _recall_summary(live, table) if table else None,
             "payload_indexes": {k: str(v) for k, v in live.payloads.fields.items()},
             "created_at": live.record.created_at.isoformat(),
         }
@@ -266,22 +265,26 @@ class Service:
     def is_cheap(self, name: str, n_queries: int, opts: SearchOptions) -> bool:
         """Whether a search reads few enough vectors to run on the event loop itself.
 
-        Counted for the probes it will really make (the same resolution as the search's);
-        a filtered one only with its bitmap cached: evaluating a filter may read every payload.
+        Counted for the most it may read: the probes the search will resolve to (an adaptive
+        query's most), and for a filtered one every matching vector, since a query short of
+        k hits widens to all lists. A filtered one only with its bitmap cached, too:
+        evaluating a filter may read every payload.
         """
         live = self.registry.get(name)
         index = live.index
         route = plan_route(live, opts, self.settings.default_nprobe)
-        nlist = route.nlist
         if opts.filter is None:
-            read = index.count * route.nprobe // nlist if route.nprobe and nlist else index.count
+            if route.nprobe is None or route.clustering is None:
+                read = index.count
+            else:
+                read = index.count * route.nprobe // route.clustering.nlist
         else:
             allowed = live.payloads.cached(opts.filter)
             if allowed is None:
                 return False
             views = live.filter_views
             on_view = views is not None and views.view(index, allowed) is not None
-            read = vectors_read(allowed.count, index.count, route.nprobe or 1, nlist, on_view)
+            read = allowed.count if on_view else index.count
         return n_queries * read <= self.settings.inline_search_max_vectors
 
     def search(
@@ -340,3 +343,23 @@ class Service:
     def list_jobs(self, collection: str | None, status: str | None, limit: int) -> list[JobRecord]:
         """The newest jobs first, optionally of one collection and status."""
         return browse.jobs_page(self.store, collection, status, limit)
+
+
+def _recall_summary(live: LiveCollection, table: dict[str, Any]) -> dict[str, Any]:
+    """The fixed-nprobe table, and beside it the adaptive probing of the router it measured."""
+    summary = RecallTable.from_dict(table).summary()
+    router = live.router
+    if router is None or summary["router_version"] != router.version:
+        return summary
+    calibration = live.adaptive_for(router)
+    if calibration is not None:
+        summary["adaptive"] = [
+            {
+                "target": lv.target,
+                "recall": lv.recall,
+                "mean_nprobe": lv.mean_nprobe,
+                "mean_scanned": lv.mean_scanned,
+            }
+            for lv in calibration.levels
+        ]
+    return summary
