@@ -168,8 +168,8 @@ class Router:
     ) -> np.ndarray:
         """Probe, per query, the lists ``rule`` picks at ``level`` (see ``AdaptiveRule``).
 
-        Returns (n, max_nprobe) list numbers padded with -1, which faiss's preassigned
-        search skips; ambiguous queries get more probes, confident ones fewer.
+        Returns (n, w) list numbers, w <= max_nprobe, padded with -1, which faiss's
+        preassigned search skips; ambiguous queries get more probes, confident ones fewer.
         """
         rule = AdaptiveRule(rule)
         # A threshold of 0 probes all max_nprobe lists (probabilities may underflow to 0).
@@ -177,11 +177,18 @@ class Router:
             raise ValueError("level must be in (0, 1]; a threshold may also be 0")
         max_nprobe = min(max_nprobe, self.nlist)
         probs = self.probabilities(queries, temperature)
-        lists = top_lists(probs, max_nprobe)
-        ranked = np.take_along_axis(probs, lists, axis=1)
-        needed = adaptive_counts(ranked, level, rule)
-        needed = np.clip(needed, min(min_nprobe, max_nprobe), max_nprobe)
-        lists[np.arange(max_nprobe)[None, :] >= needed[:, None]] = -1
+        if rule is AdaptiveRule.THRESHOLD:
+            # Counted on all lists, then only the widest query's lists are ranked: the same
+            # lists as ranking max_nprobe, at a fraction of the sort (served per request).
+            needed = adaptive_counts(probs, level, rule)
+            needed = np.clip(needed, min(min_nprobe, max_nprobe), max_nprobe)
+            lists = top_lists(probs, int(needed.max(initial=1)))
+        else:
+            lists = top_lists(probs, max_nprobe)
+            ranked = np.take_along_axis(probs, lists, axis=1)
+            needed = adaptive_counts(ranked, level, rule)
+            needed = np.clip(needed, min(min_nprobe, max_nprobe), max_nprobe)
+        lists[np.arange(lists.shape[1])[None, :] >= needed[:, None]] = -1
         return lists
 
 
