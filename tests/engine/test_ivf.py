@@ -22,6 +22,7 @@ from app.engine.metric import Metric, prepare
 from app.engine.routing import Router, RouterKind, centroid_router, top_lists
 from bench.debian import Dataset
 from tests.engine.conftest import brute_force, true_scores
+from tests.holds import hold_ivf_builds
 
 K = 10
 
@@ -447,15 +448,7 @@ def test_writes_during_a_reclustering_go_on_and_are_all_in_the_new_lists(
     x = random_vectors[:1500].copy()
     index = filled(x, metric, nlist=8)
     new_clustering = train_clustering(prepare(x, metric), 16, Algorithm.KMEANS, metric, seed=5)
-    building, release = threading.Event(), threading.Event()
-    real_fill = ivf_module._fill_exact
-
-    def held_fill(*args: object) -> None:  # the build waits until the writes below are done
-        building.set()
-        release.wait()
-        real_fill(*args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(ivf_module, "_fill_exact", held_fill)
+    building, release = hold_ivf_builds(monkeypatch)
     rebuild = threading.Thread(target=index.set_clustering, args=(new_clustering,), daemon=True)
     rebuild.start()
     building.wait()

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.engine import ivf as ivf_module
 from app.service.search import SearchOptions
+from tests.holds import hold_ivf_builds
 from tests.service.services import start_service
 from worker.build import run_build
 
@@ -33,15 +33,7 @@ def test_writes_to_any_collection_go_on_while_a_clustering_is_swapped_in(
             service.index_points(name, _points(name, 400, seed=ord(name)))
         run_build(service.store, "a", {}, lambda _: None)  # published; the swap is catch-up's
 
-        building, release = threading.Event(), threading.Event()
-        real_fill = ivf_module._fill_exact
-
-        def held_fill(*args: object) -> None:
-            building.set()
-            release.wait()
-            real_fill(*args)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(ivf_module, "_fill_exact", held_fill)
+        building, release = hold_ivf_builds(monkeypatch)
         swap = threading.Thread(target=service.registry.catch_up, daemon=True)
         swap.start()
         building.wait()
