@@ -1,5 +1,5 @@
-"""One real server per test module and backend: the client tests share it and keep apart
-by using collections of their own."""
+"""One real server per backend for all the client tests (Python, LangChain, TypeScript):
+they keep apart by using collections of their own."""
 
 from __future__ import annotations
 
@@ -16,13 +16,17 @@ from tests.api.servers import Server
 from tests.conftest import PG_BASE_URL
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="package", params=["sqlite", "postgresql"])
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     root = tmp_path_factory.mktemp(f"clients-{request.param}")
     with database(request.param, root) as url:
-        s = Server(url, root / "data", VECROUTE_WORKER_POLL_S="0.05")
+        # A search that waits for a sequence number this server never reaches (the tour
+        # checks it) gives up after half a second.
+        s = Server(
+            url, root / "data", VECROUTE_WORKER_POLL_S="0.05", VECROUTE_MIN_SEQ_TIMEOUT_S="0.5"
+        )
         try:
             yield s.start()
         finally:
