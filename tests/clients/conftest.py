@@ -3,6 +3,7 @@ they keep apart by using collections of their own."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.api.servers import Server
+from tests.api.servers import ROOT, Server
 from tests.conftest import PG_BASE_URL
 
 
@@ -31,6 +32,15 @@ def server(
             yield s.start()
         finally:
             s.stop()
+
+
+def readme_example(n: int, url: str) -> str:
+    """The n-th Python block of the README's "Clients" section, pointed at ``url``."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("\n## Clients\n") :]
+    section = section[: section.index("\n## ", 1)]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    return blocks[n].replace("http://127.0.0.1:8000", url)
 
 
 def unique(prefix: str) -> str:

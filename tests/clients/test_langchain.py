@@ -16,7 +16,7 @@ from vecroute_client.langchain import VecrouteVectorStore
 from vecroute_client.langchain.filters import to_vecroute
 
 from tests.api.servers import Server
-from tests.clients.conftest import unique
+from tests.clients.conftest import readme_example, unique
 
 
 class TestStandardSuite(VectorStoreIntegrationTests):
@@ -159,3 +159,11 @@ def test_the_collection_is_created_by_the_first_write_with_the_metric(server: Se
         assert client.get_collection(name).count == 3
         store.delete()
         assert name not in [c.name for c in client.list_collections()]
+
+
+def test_readme_example(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    exec(readme_example(1, server.url), {})
+    scored, diverse, retrieved = capsys.readouterr().out.strip().splitlines()
+    assert "IVF lists route queries" in scored and "HNSW" not in scored  # year filter
+    assert "IVF" in diverse and "HNSW" in diverse
+    assert "IVF lists route queries" in retrieved and "HNSW" not in retrieved

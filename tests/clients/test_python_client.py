@@ -23,7 +23,7 @@ from vecroute_client import (
 )
 
 from tests.api.servers import Server
-from tests.clients.conftest import unique
+from tests.clients.conftest import readme_example, unique
 
 DIM = 8
 KEY = "client-test-key"
@@ -132,6 +132,14 @@ def test_tour_of_every_endpoint(client: VecrouteClient) -> None:
     assert "/search" in client.openapi()["paths"]
     client.delete_collection(name)
     assert name not in [c.name for c in client.list_collections()]
+
+
+def test_readme_example(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    exec(readme_example(0, server.url), {})
+    out, err = capsys.readouterr()
+    assert "10000/10000" in err  # the progress bar of a large upload
+    hits, status = out.strip().splitlines()
+    assert hits.count("'year': 202") == 5 and status == "succeeded"
 
 
 def test_errors_are_exceptions_carrying_the_problem(client: VecrouteClient) -> None:
