@@ -29,7 +29,7 @@ LARGE_INPUT = 10_000
 class RetryPolicy:
     """Exponential backoff with jitter for 503 answers and connection errors."""
 
-    attempts: int = 8
+    attempts: int = 8  # tries in all, the first included
     initial_s: float = 0.1
     max_s: float = 5.0
     multiplier: float = 2.0
