@@ -14,10 +14,11 @@ browser:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
 	fi
 
-$(VENV)/.installed: pyproject.toml
+# The Python client is its own package (clients/python), installed with its LangChain extra.
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e 'clients/python[langchain]'
 	touch $@
 
 serve: setup
@@ -27,8 +28,8 @@ test: setup
 	$(BIN)/pytest
 
 lint: setup
-	$(BIN)/ruff check app worker tests bench
-	$(BIN)/mypy app worker
+	$(BIN)/ruff check app worker tests bench clients/python
+	$(BIN)/mypy app worker clients/python/vecroute_client
 
 bench: setup
 	$(BIN)/python bench/engine.py

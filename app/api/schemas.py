@@ -79,9 +79,9 @@ class RecallTableSummary(BaseModel):
 class CollectionInfo(BaseModel):
     name: str
     dim: int
-    metric: str
+    metric: Literal["ip", "cosine", "l2"]
     count: int
-    clustering: str
+    clustering: Literal["kmeans", "spherical", "shallow"]
     nlist_requested: int | None
     default_nprobe: int | None
     index: IndexState
@@ -245,7 +245,11 @@ class JobOut(BaseModel):
     collection: str | None
     status: JobStatus
     progress: float
-    result: Any
+    result: dict[str, Any] | None = Field(
+        description="What a succeeded job did (build: clustering_version, nlist, n_points; "
+        "train-router: router_version, activated, held-out recall of both routers); null "
+        "until then."
+    )
     error: str | None
     attempts: int
     created_at: str
