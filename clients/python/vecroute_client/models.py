@@ -58,6 +58,7 @@ class SearchResult(Result):
     router_version: int | None = None
     plan: str | None = None
     matches: int | None = None
+    scanned: float | None = None  # vectors scored per query (mean)
 
 
 class BatchHits(Result):
@@ -71,6 +72,7 @@ class BatchSearchResult(Result):
     router_version: int | None = None
     plan: str | None = None
     matches: int | None = None
+    scanned: float | None = None  # vectors scored per query (mean)
 
 
 class Upserted(Result):
