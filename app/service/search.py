@@ -76,8 +76,10 @@ def run_search(
         result = _exact(live, queries, opts.k, allowed)
         used, version, nprobe = "exact", None, None
     elif route.adaptive is not None and route.router is not None:
-        result = _adaptive(live, queries, opts.k, route.router, *route.adaptive)
-        used, version, nprobe, plan = "learned", route.router.version, result.nprobe, "ivf"
+        result, learned = _adaptive(live, queries, opts.k, route.router, *route.adaptive)
+        used = "learned" if learned else "centroid"
+        version = route.router.version if learned else None
+        nprobe, plan = result.nprobe, "ivf"
     else:
         chosen = route.router
         try:
@@ -110,14 +112,15 @@ def _adaptive(
     router: Router,
     calibration: AdaptiveCalibration,
     level: AdaptiveLevel,
-) -> SearchResult:
-    """Each query probes the lists the calibrated threshold picks for it."""
+) -> tuple[SearchResult, bool]:
+    """Each query probes the lists the calibrated threshold picks for it; (result, whether
+    the learned router's lists were used: not if the clustering was swapped meanwhile)."""
     index = live.index
     lists = calibration.probe_lists(router, level, prepare(queries, index.metric, index.dim))
     try:
-        return index.search(queries, k, lists=lists, router=router)
-    except RouterMismatchError:  # swapped since: the lists belong to the old clustering
-        return index.search(queries, k, nprobe=calibration.max_nprobe)
+        return index.search(queries, k, lists=lists, router=router), True
+    except RouterMismatchError:  # the lists belong to the old clustering: centroids, widely
+        return index.search(queries, k, nprobe=calibration.max_nprobe), False
 
 
 def _allowed(live: LiveCollection, f: Filter) -> AllowedIds:
