@@ -33,6 +33,7 @@ def test_answers_errors_and_metrics(client: TestClient) -> None:
         "routing": "exact",
         "router_version": None,
         "plan": "exact",
+        "scanned": 2.0,  # an exact search scores both points
     }
     cases = [
         ("/search", b"{not json", 400, "malformed-body"),
