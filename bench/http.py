@@ -834,7 +834,10 @@ def breakdown(args: argparse.Namespace) -> dict[str, Any]:
             for call in rows.values():  # warm: connections, prepared statements, caches
                 for i in range(100):
                     call(i)
+            before = raw.request(encode("GET", "/metrics"))[1]
             report["rows"] = request_path.interleaved(rows, args.rounds, args.per_round)
+            after = raw.request(encode("GET", "/metrics"))[1]
+            report["server_side_ms"] = request_path.server_side_ms(before, after)
     finally:
         server.stop()
         if not args.keep:
@@ -895,6 +898,11 @@ def print_breakdown(r: dict[str, Any]) -> None:
     for name, s in rows.items():
         spread = f"{s['round_p50_min_ms']:.3f}-{s['round_p50_max_ms']:.3f}"
         print(f"{name:<34}{s['p50_ms']:>9.3f}{s['p99_ms']:>9.3f}{spread:>20}")
+    inside = r["server_side_ms"]
+    print(
+        "\nserver-side mean inside its middleware (all callers): "
+        f"/healthz {inside['/healthz']:.3f} ms, /search {inside['/search']:.3f} ms"
+    )
     floor = rows["raw socket /healthz"]["p50_ms"]
     engine = rows["engine in-process"]["p50_ms"]
     beyond = rows["raw socket /search"]["p50_ms"] - floor - engine

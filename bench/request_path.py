@@ -14,6 +14,7 @@ so that background load on a shared machine hits every row alike):
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -63,6 +64,26 @@ def interleaved(rows: dict[str, Call], rounds: int, per_round: int) -> dict[str,
             "round_p50_max_ms": max(medians[name]) * 1e3,
             "requests": len(ms),
         }
+    return out
+
+
+def server_side_ms(before: bytes, after: bytes) -> dict[str, float]:
+    """Mean ms per 200 response of ``/healthz`` and ``/search`` between two ``/metrics``
+    scrapes, as the server timed them inside its middleware (every caller's requests)."""
+
+    def totals(text: bytes, route: str) -> tuple[float, float]:
+        found = []
+        for part in ("sum", "count"):
+            labels = rf'\{{method="\w+",route="{route}",status="200"\}}'
+            pattern = rf"vecroute_http_request_seconds_{part}{labels} (\S+)"
+            match = re.search(pattern, text.decode())
+            found.append(float(match.group(1)) if match else 0.0)
+        return found[0], found[1]
+
+    out = {}
+    for route in ("/healthz", "/search"):
+        (s0, n0), (s1, n1) = totals(before, route), totals(after, route)
+        out[route] = (s1 - s0) / (n1 - n0) * 1e3 if n1 > n0 else float("nan")
     return out
 
 
