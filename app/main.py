@@ -7,10 +7,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api import problems
 from app.api.auth import ApiKeyMiddleware
-from app.api.fastpath import SearchFastPath
+from app.api.fastpath import FastRoutes
 from app.api.metrics import Metrics
 from app.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.api.openapi import build_openapi
@@ -32,7 +33,35 @@ def build_service(settings: Settings) -> Service:
     return Service(settings, store, Worker(settings, store))
 
 
-def create_app(settings: Settings) -> FastAPI:
+class VecrouteApp(FastAPI):
+    """FastAPI behind the service's own ASGI layers (``edge``), which answer the fast routes
+    (app/api/fastpath.py) and hand every other HTTP request to FastAPI (``routed``)."""
+
+    edge: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.edge is not None and scope["type"] == "http":
+            await self.edge(scope, receive, send)
+        else:  # lifespan, websockets
+            await super().__call__(scope, receive, send)
+
+    async def routed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
+def edge(app: VecrouteApp, settings: Settings, service: Service, metrics: Metrics) -> ASGIApp:
+    """Request id (outermost), metrics, API keys, body limit, then the fast routes."""
+    layer: ASGIApp = FastRoutes(app.routed, service, settings, metrics)
+    layer = BodyLimitMiddleware(layer, max_bytes=settings.max_body_bytes)
+    if settings.api_keys:
+        layer = ApiKeyMiddleware(
+            layer, api_keys=settings.api_keys, read_api_keys=settings.read_api_keys
+        )
+    layer = MetricsMiddleware(layer, metrics=metrics)
+    return RequestIdMiddleware(layer, access_log=settings.access_log)
+
+
+def create_app(settings: Settings) -> VecrouteApp:
     """The ASGI app; the service starts (migrate, load indexes) in the lifespan."""
     service = build_service(settings)
     metrics = Metrics()
@@ -47,7 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await run_in_threadpool(service.stop)
 
-    app = FastAPI(
+    app = VecrouteApp(
         title="vecroute",
         version="1.0.0",
         summary="Vector search with learned IVF routing",
@@ -60,13 +89,6 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     console.mount(app)
     problems.install(app)
-    app.add_middleware(SearchFastPath)  # innermost: behind the API key and body limit
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    if settings.api_keys:
-        app.add_middleware(
-            ApiKeyMiddleware, api_keys=settings.api_keys, read_api_keys=settings.read_api_keys
-        )
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.add_middleware(RequestIdMiddleware, access_log=settings.access_log)  # outermost
+    app.edge = edge(app, settings, service, metrics)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

@@ -21,6 +21,12 @@ library's; ``/healthz`` over the same socket gives the floor of one round trip.
 
     .venv/bin/python bench/http.py                 # full data (cos), a few minutes
     .venv/bin/python bench/http.py --quick         # 15,000 documents, fewer repeats
+    .venv/bin/python bench/http.py --breakdown     # where one /search's time goes (below)
+
+``--breakdown`` runs alone: nlist 256, nprobe 8, the embedded worker's scheduler on (its
+thresholds out of reach, so it reads its counters every 2 s and never starts a job), and
+prints ``/healthz`` and ``/search`` through three callers, the engine in-process and
+PostgreSQL + pgvector HNSW at the same recall, side by side (bench/request_path.py).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import contextlib
 import json
 import platform
 import shutil
@@ -49,6 +56,7 @@ from typing import Any
 import faiss
 import numpy as np
 import orjson
+import psycopg
 from tqdm import tqdm
 
 # Run as a script, bench/ would come first on sys.path and bench/http.py would shadow the
@@ -61,7 +69,7 @@ from app.engine.metric import Metric
 from app.store.collections import list_collections
 from app.store.db import Store
 from app.store.versions import load_clustering
-from bench import debian
+from bench import debian, request_path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "bench"
@@ -500,6 +508,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="parse every /index body in the API process (as before issue 7), to compare",
     )
     p.add_argument("--show", type=Path, default=None, help="print the table of a saved run")
+    p.add_argument("--breakdown", action="store_true", help="only the request-path breakdown")
+    p.add_argument("--nlist", type=int, default=256, help="--breakdown: lists of the index")
+    p.add_argument("--nprobe", type=int, default=8, help="--breakdown: lists probed")
+    p.add_argument("--rounds", type=int, default=12, help="--breakdown: interleaved rounds")
+    p.add_argument("--per-round", type=int, default=250, help="--breakdown: requests per row")
+    p.add_argument("--pg-url", default=request_path.PG_URL, help="--breakdown: for pgvector")
     return p.parse_args(argv)
 
 
@@ -507,8 +521,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.show is not None:
         saved: dict[str, Any] = json.loads(args.show.read_text())
-        print_table(saved)
+        (print_breakdown if "rows" in saved else print_table)(saved)
         return saved
+    if args.breakdown:
+        return breakdown(args)
     if args.quick:
         args.n_docs = args.n_docs or 15_000
         args.singles, args.batches, args.recall_queries = 1000, 15, 500
@@ -749,6 +765,151 @@ def print_table(r: dict[str, Any]) -> None:
         f"restart to /readyz: {r['restart_after_kill_s']:.2f} s after kill -9, "
         f"{r['restart_after_stop_s']:.2f} s after a graceful stop "
         f"(stop took {r['graceful_stop_s']:.2f} s)"
+    )
+
+
+def breakdown(args: argparse.Namespace) -> dict[str, Any]:
+    """The request path against the engine and pgvector, in interleaved rounds."""
+    data = debian.load(args.variant, n_docs=args.n_docs, n_train=1, n_test=1000)
+    docs, queries, gt = data.docs, data.test_queries, data.test_gt[:, :K]
+    n_recall = min(args.recall_queries, len(queries))
+    metric = "cosine" if data.metric is Metric.COSINE else "ip"
+    tmp = Path(tempfile.mkdtemp(prefix="vecroute-bench-"))
+    server = Server(tmp)
+    huge = str(10**9)
+    server.env.update(
+        VECROUTE_AUTO_POLICY="true", VECROUTE_BUILD_MIN_POINTS=huge, VECROUTE_TRAIN_MIN_QUERIES=huge
+    )
+    report: dict[str, Any] = {
+        "variant": args.variant,
+        "n_docs": len(docs),
+        "dim": docs.shape[1],
+        "nprobe": args.nprobe,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "load_average_before": os.getloadavg(),
+    }
+    try:
+        server.start()
+        report["server_loads"] = server.loaded(("uvloop", "httptools"))
+        client = RawClient(server.port)
+        new = {"name": NAME, "dim": docs.shape[1], "metric": metric, "nlist": args.nlist}
+        client.json("POST", "/collections", new, expect=201)
+        ingest(client, docs)
+        report["index"] = build(client)["info"]["index"]
+        index = in_process_index(tmp, docs, data.metric)
+        faiss.omp_set_num_threads(1)  # the server runs a small search on its loop thread
+        recall_q, recall_gt = queries[:n_recall], gt[:n_recall]
+        report["recall"] = {
+            "in_process": recall_at_k(
+                index.search(recall_q, K, nprobe=args.nprobe).ids, recall_gt, K
+            ),
+            "http": http_recall(client, recall_q, recall_gt, args.nprobe, "centroid"),
+        }
+        bodies = [
+            orjson.dumps(
+                {
+                    "collection": NAME,
+                    "vector": q,
+                    "k": K,
+                    "nprobe": args.nprobe,
+                    "routing": "centroid",
+                },
+                option=orjson.OPT_SERIALIZE_NUMPY,
+            )
+            for q in queries
+        ]
+        client.close()  # idle past the keep-alive timeout while pgvector loads
+        with contextlib.ExitStack() as stack:
+            rows = pgvector_rows(stack, args, docs, queries, gt, report)
+            raw = stack.enter_context(contextlib.closing(RawClient(server.port)))
+            http_rows, close = request_path.http_rows(server.port, raw, encode, bodies)
+            stack.callback(close)
+            rows = {
+                **http_rows,
+                "engine in-process": lambda i: index.search(
+                    queries[i % len(queries)][None], K, nprobe=args.nprobe
+                ),
+                **rows,
+            }
+            for call in rows.values():  # warm: connections, prepared statements, caches
+                for i in range(100):
+                    call(i)
+            before = raw.request(encode("GET", "/metrics"))[1]
+            report["rows"] = request_path.interleaved(rows, args.rounds, args.per_round)
+            after = raw.request(encode("GET", "/metrics"))[1]
+            report["server_side_ms"] = request_path.server_side_ms(before, after)
+    finally:
+        server.stop()
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    report["load_average_after"] = os.getloadavg()
+    print_breakdown(report)
+    out = args.out or RESULTS / f"http_breakdown_{args.variant}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str))
+    print(f"wrote {out}")
+    return report
+
+
+def pgvector_rows(
+    stack: contextlib.ExitStack,
+    args: argparse.Namespace,
+    docs: np.ndarray,
+    queries: np.ndarray,
+    gt: np.ndarray,
+    report: dict[str, Any],
+) -> dict[str, request_path.Call]:
+    """The pgvector row at the IVF's recall, or none (and the reason in the report)."""
+    n_recall = min(args.recall_queries, len(queries))
+    try:
+        conn, build_s = stack.enter_context(request_path.pgvector_table(args.pg_url, docs))
+    except (RuntimeError, OSError, psycopg.Error) as exc:
+        report["pgvector"] = {"skipped": str(exc)}
+        print(f"pgvector row skipped: {exc}")
+        return {}
+    ef, sweep = request_path.ef_search_for(
+        conn, queries[:n_recall], gt[:n_recall], report["recall"]["in_process"]
+    )
+    conn.execute(f"SET hnsw.ef_search = {ef}")
+    search = request_path.pgvector_search(conn)
+    literals = [request_path.vector_literal(q) for q in queries]
+    report["pgvector"] = {"ef_search": ef, "sweep": sweep, "index_build_s": build_s}
+    return {f"pgvector HNSW ef_search {ef}": lambda i: search(literals[i % len(literals)])}
+
+
+def print_breakdown(r: dict[str, Any]) -> None:
+    rows = r["rows"]
+    rec = r["recall"]
+    print(
+        f"\n{r['variant']}: {r['n_docs']} docs x {r['dim']}, nlist {r['index']['nlist']}, "
+        f"nprobe {r['nprobe']}: recall@10 {rec['http']:.3f} over HTTP, "
+        f"{rec['in_process']:.3f} in-process; server loads uvloop/httptools: {r['server_loads']}"
+    )
+    pg = r["pgvector"]
+    if "skipped" in pg:
+        print(f"pgvector: skipped ({pg['skipped']})")
+    else:
+        at = {int(k): v for k, v in pg["sweep"].items()}[int(pg["ef_search"])]
+        print(
+            f"pgvector HNSW (m 16, ef_construction 64, built in {pg['index_build_s']:.0f} s): "
+            f"recall@10 {at:.3f} at ef_search {pg['ef_search']}"
+        )
+    print(f"\n{'row':<34}{'p50 ms':>9}{'p99 ms':>9}{'round p50 min-max':>20}")
+    for name, s in rows.items():
+        spread = f"{s['round_p50_min_ms']:.3f}-{s['round_p50_max_ms']:.3f}"
+        print(f"{name:<34}{s['p50_ms']:>9.3f}{s['p99_ms']:>9.3f}{spread:>20}")
+    inside = r["server_side_ms"]
+    print(
+        "\nserver-side mean inside its middleware (all callers): "
+        f"/healthz {inside['/healthz']:.3f} ms, /search {inside['/search']:.3f} ms"
+    )
+    floor = rows["raw socket /healthz"]["p50_ms"]
+    engine = rows["engine in-process"]["p50_ms"]
+    beyond = rows["raw socket /search"]["p50_ms"] - floor - engine
+    print(
+        f"\n/search p50 - /healthz p50 - engine p50 = {beyond:.3f} ms (goal <= 0.15); "
+        f"/healthz p50 {floor:.3f} ms (goal <= 0.3); load average "
+        f"{r['load_average_before'][0]:.1f} before, {r['load_average_after'][0]:.1f} after"
     )
 
 

@@ -7,12 +7,12 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.store import counters as store_counters
 from app.store import jobs
 from app.store.collections import CollectionRecord, list_collections
 from app.store.db import Store
 from app.store.models import RouterRow
-from app.store.points import count_points
-from app.store.query_log import count_queries
+from app.store.query_log import queries_after
 from app.store.versions import clustering_size
 from worker.policy import CollectionCounters, JobKind, Policy, due_jobs
 
@@ -26,29 +26,33 @@ _POLICY_PARAMS: dict[JobKind, dict[str, str]] = {
     JobKind.TRAIN_ROUTER: {"reason": "policy", "objective": "graded"},
 }
 
+_GONE = store_counters.Counters(0, 0, 0)  # a collection deleted since it was listed
+
 
 def counters(session: Session, record: CollectionRecord) -> CollectionCounters:
-    """The numbers the policy decides on, read in one store session."""
+    """The numbers the policy decides on, read in one store session from the counters kept
+    on write (app/store/counters.py), never by counting rows."""
+    kept = store_counters.read(session, record.id) or _GONE
     known = {kind.value for kind in JobKind}
     pending = frozenset(
         JobKind(j.kind) for j in jobs.pending_jobs(session, record.name) if j.kind in known
     )
     if record.clustering_version is None:
         return CollectionCounters(
-            points=count_points(session, record.id),
+            points=kept.live_points,
             points_at_clustering=None,
             router_for_clustering=False,
-            queries_logged=count_queries(session, record.id),
+            queries_logged=kept.logged_queries,
             queries_since_training=0,
             pending=pending,
         )
     last_trained = _last_trained_query(session, record.id, record.clustering_version)
     return CollectionCounters(
-        points=count_points(session, record.id),
+        points=kept.live_points,
         points_at_clustering=clustering_size(session, record.id, record.clustering_version),
         router_for_clustering=last_trained is not None,
-        queries_logged=count_queries(session, record.id),
-        queries_since_training=count_queries(session, record.id, after_id=last_trained or 0),
+        queries_logged=kept.logged_queries,
+        queries_since_training=queries_after(session, record.id, last_trained or 0),
         pending=pending,
     )
 

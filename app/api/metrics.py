@@ -42,10 +42,16 @@ class Metrics:
         )
         # labels() takes a lock and builds a key on each call: cache the children instead.
         self._search_children: dict[tuple[str, int | str | None], Counter] = {}
+        self._request_children: dict[tuple[str, str, int], Histogram] = {}
         self.jobs = JobMetrics(self.registry)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).observe(seconds)
+        key = (method, route, status)  # bounded: routes are templates, methods and statuses few
+        child = self._request_children.get(key)
+        if child is None:
+            child = self.requests.labels(method, route, str(status))
+            self._request_children[key] = child
+        child.observe(seconds)
 
     def count_searches(self, routing: str, nprobe: float | None, n: int = 1) -> None:
         # A mean of adaptive probes is a float: one label for all, not one per value.

@@ -17,8 +17,8 @@ def as_vectors(values: Any, dim: int, field: str) -> np.ndarray:
     """A (n, dim) float32 matrix from a list of lists, or InvalidInput saying why not.
 
     numpy infers the dtype without being told one, so strings, nulls and ragged rows show
-    up as a non-numeric dtype instead of being coerced. Values beyond float32's range turn
-    into inf in the cast, so finiteness is checked after it.
+    up as a non-numeric dtype instead of being coerced. The range is checked before the
+    cast to float32, so that nothing overflows in it.
     """
     if not isinstance(values, list) or not all(isinstance(v, list) for v in values):
         raise InvalidInput(f"{field} must be a list of vectors (lists of {dim} numbers)")
@@ -33,13 +33,13 @@ def as_vectors(values: Any, dim: int, field: str) -> np.ndarray:
     if m.ndim != 2 or m.shape[1] != dim:
         got = m.shape[1] if m.ndim == 2 else "?"
         raise InvalidInput(f"{field}: expected dimension {dim}, got {got}")
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = m.astype(np.float32)
-    if not np.isfinite(out).all():
-        raise InvalidInput(f"{field}: vector components must be finite float32 numbers")
-    if np.abs(out).max(initial=0.0) > MAX_COMPONENT:
-        raise InvalidInput(f"{field}: vector components must be within +-{MAX_COMPONENT:g}")
-    return out
+    # One pass over the float64 values: NaN fails the comparison, inf and values beyond
+    # MAX_COMPONENT exceed it, and below it the cast to float32 cannot overflow.
+    if not np.abs(m, dtype=np.float64).max(initial=0.0) <= MAX_COMPONENT:
+        raise InvalidInput(
+            f"{field}: vector components must be finite numbers within +-{MAX_COMPONENT:g}"
+        )
+    return m.astype(np.float32)
 
 
 def as_vector(value: Any, dim: int, field: str = "vector") -> np.ndarray:

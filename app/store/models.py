@@ -57,6 +57,11 @@ class Collection(Base):
     payload_indexes: Mapped[Any] = mapped_column(JSON, nullable=True)
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Counters kept in the transaction of every write (app/store/counters.py), so the
+    # worker's policy reads them instead of counting rows.
+    live_points: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    logged_queries: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    queries_appended: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class Point(Base):
@@ -115,6 +120,8 @@ class QueryLogRow(Base):
     collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
     vector: Mapped[bytes] = mapped_column(LargeBinary)
     k: Mapped[int] = mapped_column(Integer)
+    # 1, 2, ... per collection in id order: queries since one = queries_appended - its ordinal.
+    ordinal: Mapped[int] = mapped_column(BigInteger, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

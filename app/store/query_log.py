@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from sqlalchemy import CursorResult, delete, func, insert, select
+from sqlalchemy import CursorResult, delete, insert, select
 from sqlalchemy.orm import Session
 
+from app.store import counters
 from app.store.arrays import vector_to_bytes, vectors_from_bytes
 from app.store.db import Store
-from app.store.models import QueryLogRow
+from app.store.models import Collection, QueryLogRow
 
 
 @dataclass(frozen=True)
@@ -22,21 +24,52 @@ class LoggedQuery:
 
 
 def append_queries(store: Store, queries: Sequence[LoggedQuery]) -> None:
+    """Log the queries with their ordinals; those of collections deleted meanwhile go."""
     if not queries:
         return
-    rows = [
-        {"collection_id": q.collection_id, "vector": vector_to_bytes(q.vector), "k": q.k}
-        for q in queries
-    ]
+    grouped: dict[int, list[LoggedQuery]] = {}
+    for q in queries:
+        grouped.setdefault(q.collection_id, []).append(q)
+    rows: list[dict[str, Any]] = []
     with store.write() as session:
-        session.execute(insert(QueryLogRow), rows)
+        # Collection rows in id order, so two appenders never wait on each other in a cycle.
+        for cid in sorted(grouped):
+            mine = grouped[cid]
+            after = counters.add(session, cid, logged_queries=len(mine), queries_appended=len(mine))
+            if after is None:
+                continue
+            first = after.queries_appended - len(mine) + 1
+            rows.extend(
+                {"collection_id": cid, "vector": vector_to_bytes(q.vector), "k": q.k, "ordinal": n}
+                for n, q in enumerate(mine, start=first)
+            )
+        if rows:
+            session.execute(insert(QueryLogRow), rows)
 
 
-def count_queries(session: Session, collection_id: int, after_id: int = 0) -> int:
-    stmt = select(func.count()).where(
-        QueryLogRow.collection_id == collection_id, QueryLogRow.id > after_id
-    )
-    return int(session.execute(stmt).scalar_one())
+def count_queries(session: Session, collection_id: int) -> int:
+    """Logged queries kept for the collection (a counter read, not a count of rows)."""
+    now = counters.read(session, collection_id)
+    return now.logged_queries if now is not None else 0
+
+
+def queries_after(session: Session, collection_id: int, query_id: int) -> int:
+    """Kept queries of the collection logged after the query ``query_id``.
+
+    Ordinals number a collection's queries in id order, so that is the newest ordinal less
+    this one's; if retention removed it (or there is none), every kept query is newer.
+    """
+    now = counters.read(session, collection_id)
+    if now is None:
+        return 0
+    ordinal = session.execute(
+        select(QueryLogRow.ordinal).where(
+            QueryLogRow.id == query_id, QueryLogRow.collection_id == collection_id
+        )
+    ).scalar_one_or_none()
+    if ordinal is None:
+        return now.logged_queries
+    return now.queries_appended - ordinal
 
 
 def load_queries(
@@ -56,29 +89,49 @@ def load_queries(
 
 
 def prune_queries(store: Store, keep: int) -> int:
-    """Keep the newest ``keep`` logged queries of each collection; returns how many went."""
+    """Keep the newest ``keep`` logged queries of each collection; returns how many went.
+
+    The counters say which collections are over: the usual round reads them and writes
+    nothing (no write lock taken on SQLite), and a prune reads only the excess rows.
+    """
+    with store.read() as session:
+        over = (
+            session.execute(
+                select(Collection.id)
+                .where(Collection.logged_queries > keep)
+                .order_by(Collection.id)
+            )
+            .scalars()
+            .all()
+        )
+    if not over:
+        return 0
     removed = 0
     with store.write() as session:
-        for cid in session.execute(select(QueryLogRow.collection_id).distinct()).scalars():
+        for cid in over:
+            now = counters.read(session, cid, lock=True)
+            if now is None or now.logged_queries <= keep:
+                continue
             cutoff = session.execute(
                 select(QueryLogRow.id)
                 .where(QueryLogRow.collection_id == cid)
-                .order_by(QueryLogRow.id.desc())
-                .offset(keep)
+                .order_by(QueryLogRow.id)
+                .offset(now.logged_queries - keep - 1)
                 .limit(1)
-            ).scalar_one_or_none()
-            if cutoff is not None:
-                result = session.execute(
-                    delete(QueryLogRow).where(
-                        QueryLogRow.collection_id == cid, QueryLogRow.id <= cutoff
-                    )
+            ).scalar_one()
+            result = session.execute(
+                delete(QueryLogRow).where(
+                    QueryLogRow.collection_id == cid, QueryLogRow.id <= cutoff
                 )
-                assert isinstance(result, CursorResult)  # a DELETE's result has a rowcount
-                removed += result.rowcount or 0
+            )
+            assert isinstance(result, CursorResult)  # a DELETE's result has a rowcount
+            gone = result.rowcount or 0
+            counters.add(session, cid, logged_queries=-gone)
+            removed += gone
     return removed
 
 
 def count_by_collection(session: Session) -> dict[int, int]:
-    """Logged queries per collection id (the ``/metrics`` query-log size)."""
-    stmt = select(QueryLogRow.collection_id, func.count()).group_by(QueryLogRow.collection_id)
+    """Logged queries per collection id that has any (the ``/metrics`` query-log size)."""
+    stmt = select(Collection.id, Collection.logged_queries).where(Collection.logged_queries > 0)
     return {int(cid): int(n) for cid, n in session.execute(stmt)}

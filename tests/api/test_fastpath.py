@@ -1,4 +1,5 @@
-"""The search fast path (app/api/fastpath.py) answers exactly as the FastAPI routes would."""
+"""The fast routes (app/api/fastpath.py) answer exactly as the FastAPI routes would, behind
+the same request id, metrics, API key and body limit."""
 
 from __future__ import annotations
 
@@ -64,3 +65,22 @@ def test_behind_the_api_key_and_body_limit(settings: Settings) -> None:
         big = b'{"collection": "docs", "vector": [' + b"0," * 200_000 + b"0]}"
         r = client.post("/search", content=big, headers=auth)
         assert r.status_code == 413 and r.headers["content-type"] == PROBLEM
+        r = client.get("/healthz")  # open without a key, like the FastAPI route
+        assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+def test_healthz_and_search_carry_request_ids_and_metrics(client: TestClient) -> None:
+    _docs(client)
+    r = client.get("/healthz", headers={"X-Request-ID": "probe-1"})
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    assert r.headers["content-type"] == "application/json"
+    assert r.headers["x-request-id"] == "probe-1"
+    r = client.post("/search", json={"collection": "docs", "vector": [1, 0]})
+    assert r.status_code == 200 and len(r.headers["x-request-id"]) == 16
+    assert client.post("/healthz").status_code == 405  # only GET is the fast route
+    metrics = client.get("/metrics").text
+    assert (
+        'vecroute_http_request_seconds_count{method="GET",route="/healthz",status="200"} 1.0'
+        in (metrics)
+    )
+    assert 'method="POST",route="/search",status="200"} 1.0' in metrics

@@ -8,12 +8,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, select
 
+from app.store import counters
 from app.store.collections import get_collection
 from app.store.db import Store
 from app.store.migrate import current_revision, upgrade
-from app.store.models import Base, Collection, Point, WriteSeq
+from app.store.models import Base, Collection, Point, QueryLogRow, WriteSeq
 
-HEAD = "0005"
+HEAD = "0006"
 
 
 def _diff(store: Store) -> list:
@@ -59,4 +60,36 @@ def test_upgrade_from_previous_revision_keeps_data(database_url: str) -> None:
         assert s.execute(select(WriteSeq.value)).scalar_one() == 0
         old = get_collection(s, "old")
         assert old is not None and old.payload_indexes == {}
+    store.dispose()
+
+
+def test_upgrade_backfills_the_counters(database_url: str) -> None:
+    store = Store(database_url)
+    upgrade(store, "0004")
+    with store.write() as s:
+        for cid in (1, 2):
+            s.execute(
+                insert(Collection).values(
+                    id=cid, name=f"c{cid}", dim=2, metric="ip", algorithm="kmeans", seq=1
+                )
+            )
+        s.execute(
+            insert(Point),
+            [
+                {"collection_id": 1, "external_id": e, "vector": b"\0" * 8, "seq": 1, "deleted": d}
+                for e, d in (("a", False), ("b", True), ("c", False))
+            ],
+        )
+        s.execute(
+            insert(QueryLogRow),
+            [{"collection_id": cid, "vector": b"\0" * 8, "k": 10} for cid in (2, 1, 2, 2)],
+        )
+    upgrade(store)
+    with store.read() as s:
+        assert counters.read(s, 1) == counters.Counters(2, 1, 1)
+        assert counters.read(s, 2) == counters.Counters(0, 3, 3)
+        ordinals = s.execute(
+            select(QueryLogRow.collection_id, QueryLogRow.ordinal).order_by(QueryLogRow.id)
+        ).all()
+        assert [tuple(r) for r in ordinals] == [(2, 1), (1, 1), (2, 2), (2, 3)]
     store.dispose()
