@@ -8,10 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,8 +71,8 @@ class Server(_Process):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 60) -> Server:
-        return self.launch().wait_ready(timeout_s)
+    def start(self) -> Server:
+        return self.launch().wait_ready()
 
     def launch(self) -> Server:
         """Start the process without waiting (start-up imports take seconds: start several,
@@ -79,18 +80,16 @@ class Server(_Process):
         self.spawn("serve", "--port", str(self.port))
         return self
 
-    def wait_ready(self, timeout_s: float = 60) -> Server:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout_s
-        while True:
-            assert self.proc.poll() is None, "server exited during start-up"
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server never became ready"
-            time.sleep(0.05)
+    def wait_ready(self) -> Server:
+        wait_until(self._ready, what=f"the server on port {self.port} to be ready")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.proc is not None and self.proc.poll() is None, "server exited at start-up"
+        try:
+            return httpx.get(self.url + "/readyz", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
 
 
 class WorkerProcess(_Process):

@@ -7,7 +7,6 @@ import importlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +16,7 @@ import httpx
 import pytest
 
 from tests.api.servers import Server
+from tests.waiting import wait_until
 
 PACKAGE = "vecroute_client"
 # The generator has no SVG support; as text, the plot endpoint keeps a typed response.
@@ -96,11 +96,14 @@ def test_readme_tour_through_the_generated_client(sdk: ModuleType, server: Serve
     accepted = _api(sdk, "collections", "build_collection").sync(client=client, name="docs")
     assert isinstance(accepted, models.JobAccepted)
     get_job = _api(sdk, "jobs", "get_job")
-    deadline = time.monotonic() + 60
-    while (job := get_job.sync(client=client, job_id=accepted.job_id)).status != "succeeded":
-        assert job.status != "failed" and time.monotonic() < deadline, job.error
-        time.sleep(0.05)
-    assert isinstance(job, models.JobOut) and job.kind == "build"
+
+    def finished() -> Any:
+        job = get_job.sync(client=client, job_id=accepted.job_id)
+        assert isinstance(job, models.JobOut), job
+        return job if job.status in ("succeeded", "failed") else None
+
+    job = wait_until(finished, what="the build job to finish")
+    assert job.status == "succeeded" and job.kind == "build", job.error
 
     refused = _api(sdk, "jobs", "train_router").sync(
         client=client,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 from app.service.service import Service
 from app.settings import Settings
+from tests.waiting import wait_until
 
 
 def create_docs(service: Service, payload_indexes: dict[str, str]) -> None:
@@ -39,8 +39,10 @@ def start_service(database_url: str, data_dir: Path, **settings: Any) -> Service
         )
     )
     s.start()
-    deadline = time.monotonic() + 30
-    while not s.ready:
-        assert s.load_error is None and time.monotonic() < deadline
-        time.sleep(0.02)
+
+    def loaded() -> bool:
+        assert s.load_error is None, s.load_error
+        return s.ready
+
+    wait_until(loaded, what="the service to load its indexes")
     return s
