@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.hermetic import without_app_settings
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,8 +30,11 @@ class _Process:
     command: tuple[str, ...] = ()
 
     def __init__(self, database_url: str, data_dir: Path, **env: str) -> None:
+        self.data_dir = data_dir
         self.env = {
-            **os.environ,
+            # only the settings given here, whatever the caller exported (tests/hermetic.py)
+            **without_app_settings(os.environ),
+            "PYTHONPATH": str(ROOT),
             "VECROUTE_DATABASE_URL": database_url,
             "VECROUTE_DATA_DIR": str(data_dir),
             "VECROUTE_CATCHUP_INTERVAL_S": "0.1",
@@ -41,9 +45,10 @@ class _Process:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def spawn(self, *args: str) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", *args],
-            cwd=ROOT,
+            cwd=self.data_dir,  # not the checkout, whose .env would be read
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
