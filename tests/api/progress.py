@@ -1,9 +1,9 @@
 """What HTTP tests wait for, read through the API: a job finished, a build served, queries
 logged in the store.
 
-Every read checks its status code before its body, so a failing endpoint shows as itself,
-not as a timeout. Works with a ``TestClient`` (an ``httpx.Client``) and a real server's
-``httpx.Client`` alike.
+Every read checks its status code before its body (``checked.json_of``), so a failing
+endpoint shows as itself, not as a timeout. Works with a ``TestClient`` (an
+``httpx.Client``) and a real server's ``httpx.Client`` alike.
 """
 
 from __future__ import annotations
@@ -12,15 +12,14 @@ from typing import Any
 
 import httpx
 
+from tests.api.checked import json_of
 from tests.waiting import wait_until
 
 FINISHED = ("succeeded", "failed")
 
 
 def job(client: httpx.Client, job_id: str) -> dict[str, Any]:
-    r = client.get(f"/jobs/{job_id}")
-    assert r.status_code == 200, r.text
-    return r.json()
+    return dict(json_of(client.get(f"/jobs/{job_id}")))
 
 
 def finished_job(client: httpx.Client, job_id: str) -> dict[str, Any]:
@@ -38,16 +37,13 @@ def succeeded_job(client: httpx.Client, job_id: str) -> dict[str, Any]:
 
 
 def collection(client: httpx.Client, name: str = "docs") -> dict[str, Any]:
-    r = client.get(f"/collections/{name}")
-    assert r.status_code == 200, r.text
-    return r.json()
+    return dict(json_of(client.get(f"/collections/{name}")))
 
 
 def start_build(client: httpx.Client, name: str = "docs", **params: Any) -> str:
     """``POST /collections/{name}/build`` (202); the job id."""
-    r = client.post(f"/collections/{name}/build", json=params or None)
-    assert r.status_code == 202, r.text
-    return str(r.json()["job_id"])
+    accepted = json_of(client.post(f"/collections/{name}/build", json=params or None), 202)
+    return str(accepted["job_id"])
 
 
 def served_build(client: httpx.Client, job_id: str, name: str = "docs") -> dict[str, Any]:

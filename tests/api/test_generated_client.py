@@ -37,7 +37,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def sdk(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     """The generated package, imported (one generation per module: it takes seconds)."""
     out = tmp_path_factory.mktemp("sdk")
-    (out / "openapi.json").write_bytes(httpx.get(server.url + "/openapi.json").content)
+    served = httpx.get(server.url + "/openapi.json", timeout=30)
+    assert served.status_code == 200
+    (out / "openapi.json").write_bytes(served.content)
     (out / "config.yml").write_text(CONFIG)
     bin_dir = Path(sys.executable).parent  # the generator, and ruff for its post-hooks
     subprocess.run(
@@ -64,7 +66,9 @@ def _api(sdk: ModuleType, tag: str, operation: str) -> Any:
 
 def test_readme_tour_through_the_generated_client(sdk: ModuleType, server: Server) -> None:
     models = importlib.import_module(f"{sdk.__name__}.models")
-    client = sdk.Client(base_url=server.url, raise_on_unexpected_status=True)
+    client = sdk.Client(
+        base_url=server.url, raise_on_unexpected_status=True, timeout=httpx.Timeout(30)
+    )
 
     created = _api(sdk, "collections", "create_collection").sync(
         client=client, body=models.CollectionCreate(name="docs", dim=2)

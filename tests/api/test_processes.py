@@ -25,7 +25,7 @@ def test_acknowledged_points_survive_kill_9(database_url: str, tmp_path: Path) -
     server = Server(database_url, tmp_path / "data").start()
     acked: dict[str, list[float]] = {}
     try:
-        with httpx.Client(base_url=server.url, timeout=10) as c:
+        with httpx.Client(base_url=server.url, timeout=60) as c:
             assert c.post("/collections", json=DOCS_L2).status_code == 201
             writers = [
                 threading.Thread(target=_ingest, args=(c, w, acked)) for w in range(WRITERS)
@@ -91,7 +91,9 @@ def test_replicas_converge_and_read_their_writes(pg_url: str, tmp_path: Path) ->
     a = Server(pg_url, tmp_path / "a", VECROUTE_EMBEDDED_WORKER="false").start()
     b = Server(pg_url, tmp_path / "b", VECROUTE_EMBEDDED_WORKER="false").start()
     try:
-        with httpx.Client(base_url=a.url) as ca, httpx.Client(base_url=b.url) as cb:
+        with httpx.Client(base_url=a.url, timeout=30) as ca, httpx.Client(
+            base_url=b.url, timeout=30
+        ) as cb:
             assert ca.post("/collections", json={"name": "docs", "dim": 2}).status_code == 201
             seq = _write(ca, "/index", {"points": [{"id": "x", "vector": [1, 0]}]})
             # read-your-writes: min_seq waits on the other replica until it has applied seq

@@ -60,10 +60,13 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 def test_status_page_renders_collections_and_plots(server: Server, tmp_path: Path) -> None:
     for name, dim in (("docs", 2), ("images", 3)):
-        r = httpx.post(server.url + "/collections", json={"name": name, "dim": dim})
+        r = httpx.post(server.url + "/collections", json={"name": name, "dim": dim}, timeout=30)
         assert r.status_code == 201
     points = [{"id": "a1", "vector": [0.1, 0.2]}, {"id": "a2", "vector": [0.3, 0.4]}]
-    httpx.post(server.url + "/index", json={"collection": "docs", "points": points})
+    r = httpx.post(
+        server.url + "/index", json={"collection": "docs", "points": points}, timeout=30
+    )
+    assert r.status_code == 200, r.text
 
     dom = dump_dom(server.url + "/", tmp_path / "chromium")
     assert "<svg" in dom and "vecroute" in dom
