@@ -18,7 +18,7 @@ Concurrency (which lock guards what):
 - ``_rw`` (reader-writer): the *contents* of the current IVF's lists. Searches and list
   reads share it; adds and removals hold it exclusively, at most ``WRITE_CHUNK`` vectors
   at a time, so a search never waits behind a large write for long.
-- ``_mutate`` (mutex): serialises writers (upsert, remove, set_clustering, snapshots).
+- ``_mutate`` (mutex): serialises writers (upsert, remove, set_clustering, copy).
   Whoever holds it knows nobody else changes the index, so it may read the lists without
   ``_rw`` (searches only read) and compute assignments outside the exclusive section.
 - ``_state`` (ivf, clustering, default router) is replaced as a whole, under ``_rw``
@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -213,15 +212,16 @@ class VectorIndex:
         per_vector = ivf.code_size + 8 + HASHTABLE_BYTES_PER_ENTRY
         return int(ivf.ntotal) * per_vector + ivf.nlist * self.dim * 4
 
-    @contextmanager
-    def frozen(self) -> Iterator[tuple[faiss.IndexIVFFlat, Clustering | None]]:
-        """Hold off every writer (searches go on) and expose the IVF and its clustering.
+    def copy(self) -> tuple[faiss.Index, Clustering | None]:
+        """A copy of the IVF and its clustering as they are now, e.g. for a snapshot.
 
-        The IVF must only be read inside the block, e.g. serialised by a snapshot.
+        Writers are held off only while the lists are copied (memory speed), not while the
+        caller serialises the copy; searches go on throughout.
         """
         with self._mutate:
             state = self._state
-            yield state.ivf, state.clustering
+            # No read lock: holding _mutate, nobody writes the lists; searches only read.
+            return faiss.clone_index(state.ivf), state.clustering
 
     # -- writing ----------------------------------------------------------------------------
 

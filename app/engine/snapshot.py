@@ -79,30 +79,30 @@ class _BoundedReader:
 def save_snapshot(index: VectorIndex, path: Path, meta: dict[str, Any]) -> None:
     """Write the whole index and ``meta`` (JSON-serialisable) to ``path`` atomically.
 
-    Writers are held off while the index is serialised; searches go on.
+    Serialises a copy (``VectorIndex.copy``): writers wait only while it is taken.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "wb") as f:
             out = _HashingWriter(f)
-            with index.frozen() as (ivf, clustering):
-                header = {
-                    "format": FORMAT,
-                    "dim": index.dim,
-                    "metric": str(index.metric),
-                    "count": int(ivf.ntotal),
-                    "clustering": _clustering_header(clustering),
-                    "meta": meta,
-                }
-                encoded = json.dumps(header, sort_keys=True).encode()
-                out.write(MAGIC)
-                out.write(struct.pack("<Q", len(encoded)))
-                out.write(encoded)
-                if clustering is not None:
-                    for array in (clustering.representatives, clustering.bias):
-                        np.lib.format.write_array(out, array, allow_pickle=False)
-                faiss.write_index(ivf, faiss.PyCallbackIOWriter(out.write, _IO_BLOCK))  # type: ignore[attr-defined]
+            ivf, clustering = index.copy()
+            header = {
+                "format": FORMAT,
+                "dim": index.dim,
+                "metric": str(index.metric),
+                "count": int(ivf.ntotal),
+                "clustering": _clustering_header(clustering),
+                "meta": meta,
+            }
+            encoded = json.dumps(header, sort_keys=True).encode()
+            out.write(MAGIC)
+            out.write(struct.pack("<Q", len(encoded)))
+            out.write(encoded)
+            if clustering is not None:
+                for array in (clustering.representatives, clustering.bias):
+                    np.lib.format.write_array(out, array, allow_pickle=False)
+            faiss.write_index(ivf, faiss.PyCallbackIOWriter(out.write, _IO_BLOCK))  # type: ignore[attr-defined]
             f.write(out.hash.digest())
             f.write(END)
             f.flush()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 from app.engine.allowed import AllowedCache
 from app.engine.ivf import VectorIndex
@@ -85,6 +86,7 @@ class Registry:
             with self.store.read() as session:
                 head = current_seq(session)
                 records = list_collections(session)
+            self.snapshots.remove_leftovers({r.name for r in records})
             for record in records:
                 started = time.perf_counter()
                 self._by_name[record.name] = self._load(record)
@@ -158,6 +160,21 @@ class Registry:
         if live is not None:
             self.filter_views.forget(live.index)
         self.snapshots.remove(name)
+
+    def save_snapshot(self, live: LiveCollection, meta: dict[str, Any]) -> bool:
+        """Snapshot ``live``; False if it was dropped meanwhile (then nothing is written).
+
+        Serialising runs without the apply lock; only the rename into place takes it, and
+        only while ``live`` is still registered: a snapshot of a dropped collection never
+        reappears after ``drop`` removed it.
+        """
+        staged = self.snapshots.stage(live.name, live.index, meta)
+        with self.apply_lock:
+            if self._by_name.get(live.name) is live:
+                self.snapshots.publish(staged, live.name)
+                return True
+        staged.unlink(missing_ok=True)
+        return False
 
     def note_local_write(self, seq: int) -> None:
         """A write applied in-process advances the watermark if it is the next number."""

@@ -145,9 +145,9 @@ class Service:
                 "seq": seq,
                 "clustering_version": live.clustering_version,
             }
-            self.registry.snapshots.save(live.name, live.index, meta)
-            live.snapshot_seq = max(live.changed_seq, seq)
-            written += 1
+            if self.registry.save_snapshot(live, meta):
+                live.snapshot_seq = max(live.changed_seq, seq)
+                written += 1
         return written
 
     @property

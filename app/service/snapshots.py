@@ -8,6 +8,8 @@ store's change feed brings a loaded snapshot up to date.
 from __future__ import annotations
 
 import logging
+import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +27,24 @@ class SnapshotDir:
     def path(self, name: str) -> Path:
         return self.root / f"{name}.snap"
 
-    def save(self, name: str, index: VectorIndex, meta: dict[str, Any]) -> None:
+    def stage(self, name: str, index: VectorIndex, meta: dict[str, Any]) -> Path:
+        """Write a snapshot beside the published ones, under a name no load looks at."""
         self.root.mkdir(parents=True, exist_ok=True)
-        save_snapshot(index, self.path(name), meta)
+        staged = self.root / f".{name}.{uuid.uuid4().hex}.staged"
+        save_snapshot(index, staged, meta)
+        return staged
+
+    def publish(self, staged: Path, name: str) -> None:
+        """Put a staged snapshot in place (atomic rename; the caller decides it still applies)."""
+        os.replace(staged, self.path(name))
+
+    def remove_leftovers(self, names: set[str]) -> None:
+        """Delete staged files and snapshots of collections not in ``names`` (start-up)."""
+        if not self.root.is_dir():
+            return
+        for path in self.root.iterdir():
+            if path.name.endswith(".staged") or (path.suffix == ".snap" and path.stem not in names):
+                path.unlink(missing_ok=True)
 
     def load(self, record: CollectionRecord) -> tuple[VectorIndex, int] | None:
         """The snapshot's index and the seq it reflects, if it belongs to this row."""

@@ -39,6 +39,8 @@ class Base(DeclarativeBase):
 
 class Collection(Base):
     __tablename__ = "collections"
+    # Ids are never reused (SQLite would reuse a deleted newest row's id without it).
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)

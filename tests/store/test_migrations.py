@@ -13,7 +13,7 @@ from app.store.db import Store
 from app.store.migrate import current_revision, upgrade
 from app.store.models import Base, Collection, Point, WriteSeq
 
-HEAD = "0004"
+HEAD = "0005"
 
 
 def _diff(store: Store) -> list:

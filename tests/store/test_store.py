@@ -112,3 +112,19 @@ def test_concurrent_claims_never_share_a_job(store: Store) -> None:
     for t in threads:
         t.join()
     assert len(claimed) == 6 and len(set(claimed)) == 6
+
+
+def test_a_collection_id_is_never_reused_after_a_delete(store: Store) -> None:
+    def create(name: str) -> int:
+        record = create_collection(
+            store, name=name, dim=2, metric="ip", nlist=None, algorithm="kmeans"
+        )
+        assert record is not None
+        return record.id
+
+    seen = {create("a"), create("b")}
+    assert delete_collection(store, "b") is not None  # the newest row: SQLite would reuse it
+    for name in ("b", "c"):
+        new = create(name)
+        assert new not in seen
+        seen.add(new)
