@@ -161,11 +161,12 @@ def test_killed_training_job_is_retried_and_router_unchanged_meanwhile(
     spawn_worker(VECROUTE_AUTO_POLICY="false")
 
     def retried() -> dict[str, Any] | None:
+        router = collection(api)["router"]["version"]  # read first: only success sets one
         current = job(api, training)
         if current["status"] in FINISHED:
             return current
         assert current["status"] in ("running", "queued") and current["attempts"] <= 2
-        assert collection(api)["router"]["version"] is None
+        assert router is None
         return None
 
     done = wait_until(retried, what="the retried job")
