@@ -88,9 +88,13 @@ def _each_writer_acked(acked: dict[str, list[float]], batches: int) -> bool:
 
 
 def test_replicas_converge_and_read_their_writes(pg_url: str, tmp_path: Path) -> None:
-    a = Server(pg_url, tmp_path / "a", VECROUTE_EMBEDDED_WORKER="false").start()
-    b = Server(pg_url, tmp_path / "b", VECROUTE_EMBEDDED_WORKER="false").start()
+    a = Server(pg_url, tmp_path / "a", VECROUTE_EMBEDDED_WORKER="false")
+    b = Server(pg_url, tmp_path / "b", VECROUTE_EMBEDDED_WORKER="false")
     try:
+        for server in (a, b):  # start-up imports take seconds: both start at once
+            server.launch()
+        for server in (a, b):
+            server.wait_ready()
         with httpx.Client(base_url=a.url, timeout=30) as ca, httpx.Client(
             base_url=b.url, timeout=30
         ) as cb:
