@@ -60,7 +60,7 @@ class Traffic:
                 self.bad.append(r.text[:300])
             elif r.status_code == 503 and r.headers["content-type"] != "application/problem+json":
                 self.bad.append(f"503 as {r.headers['content-type']}")
-            time.sleep(0.01)
+            time.sleep(0.01)  # paces the traffic (a load, not a wait)
 
     def __enter__(self) -> Traffic:
         for t in self._threads:
