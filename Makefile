@@ -7,17 +7,18 @@ BIN := $(VENV)/bin
 
 setup: $(VENV)/.installed browser
 
-# The status-page test renders / in Debian's headless Chromium: installed here when missing
-# and we are root (as on a fresh CI machine); otherwise install the 'chromium' package yourself.
+# The console test drives Debian's headless Chromium with Playwright: installed here when
+# missing and we are root (as on a fresh CI machine); otherwise install 'chromium' yourself.
 browser:
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
 	fi
 
-$(VENV)/.installed: pyproject.toml
+# The Python client is its own package (clients/python), installed with its LangChain extra.
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e 'clients/python[langchain]'
 	touch $@
 
 serve: setup
@@ -27,8 +28,8 @@ test: setup
 	$(BIN)/pytest
 
 lint: setup
-	$(BIN)/ruff check app worker tests bench
-	$(BIN)/mypy app worker
+	$(BIN)/ruff check app worker tests bench clients/python
+	$(BIN)/mypy app worker clients/python/vecroute_client
 
 # The committed OpenAPI snapshot (tests/api/openapi.json), after a deliberate API change.
 openapi: setup

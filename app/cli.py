@@ -55,7 +55,7 @@ def _serve_job_metrics(worker: Worker, port: int) -> None:
     """A worker alone has no HTTP API: its job histogram gets a scrape port of its own."""
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from worker.metrics import JobMetrics
+    from app.job_metrics import JobMetrics
 
     registry = CollectorRegistry()
     worker.add_job_listener(JobMetrics(registry).observe)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from tqdm import tqdm
@@ -10,6 +9,7 @@ from tqdm import tqdm
 from app.service.bulk_import import open_source
 from app.service.service import Service
 from app.settings import Settings
+from app.store.db import Store
 
 READY_TIMEOUT_S = 600.0
 
@@ -24,11 +24,11 @@ def import_file(
     batches before it stay stored (re-running is safe: ids are upserted).
     """
     source = open_source(path, ids)
-    service = Service(settings)
+    service = Service(settings, Store(settings.resolved_database_url))
     service.start()
     try:
-        _wait_ready(service)
-        service.registry.get(collection)  # fail before the first batch if it does not exist
+        service.wait_ready(READY_TIMEOUT_S)
+        service.collection_dim(collection)  # fail before the first batch if it does not exist
         done = 0
         with tqdm(total=source.total, desc=f"import {collection}", unit="pt") as bar:
             for points in source.batches(batch):
@@ -38,13 +38,3 @@ def import_file(
         return done
     finally:
         service.stop()
-
-
-def _wait_ready(service: Service) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while not service.ready:
-        if service.load_error is not None:
-            raise RuntimeError("loading the indexes failed") from service.load_error
-        if time.monotonic() > deadline:
-            raise TimeoutError("the indexes did not load in time")
-        time.sleep(0.05)

@@ -15,15 +15,26 @@ from app.api.metrics import Metrics
 from app.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.api.openapi import build_openapi
 from app.api.request_id import RequestIdMiddleware
-from app.api.routes import collections, jobs, ops, points, report, search, ui
+from app.api.routes import collections, console, jobs, ops, points, report, search
 from app.engine.ivf import scan_serially_on_this_thread
 from app.service.service import Service
 from app.settings import Settings
+from app.store.db import Store
+
+
+def build_service(settings: Settings) -> Service:
+    """The service over the configured store, with the worker embedded if the settings say so."""
+    store = Store(settings.resolved_database_url)
+    if not settings.embedded_worker:
+        return Service(settings, store)
+    from worker.worker import Worker  # only here: the API process needs no worker otherwise
+
+    return Service(settings, store, Worker(settings, store))
 
 
 def create_app(settings: Settings) -> FastAPI:
     """The ASGI app; the service starts (migrate, load indexes) in the lifespan."""
-    service = Service(settings)
+    service = build_service(settings)
     metrics = Metrics()
     metrics.watch(service)
 
@@ -45,8 +56,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.service = service
     app.state.metrics = metrics
-    for module in (collections, points, search, jobs, report, ops, ui):
+    for module in (collections, points, search, jobs, report, ops, console):
         app.include_router(module.router)
+    console.mount(app)
     problems.install(app)
     app.add_middleware(SearchFastPath)  # innermost: behind the API key and body limit
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

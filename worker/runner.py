@@ -38,13 +38,11 @@ class JobRunner:
         *,
         lease_s: float,
         poll_s: float,
-        on_done: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.handlers = dict(handlers)
         self.lease_s = lease_s
         self.poll_s = poll_s
-        self.on_done = on_done
         self.worker_id = new_worker_id()
         self._stop = threading.Event()
         self.wake = threading.Event()
@@ -119,6 +117,4 @@ class JobRunner:
             outcome = jobs.SUCCEEDED
         for listener in self.listeners:
             listener(job.kind, outcome, time.perf_counter() - started)
-        if self.on_done is not None:
-            self.on_done()
         return True

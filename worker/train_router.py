@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from app.engine.adaptive import calibrate
 from app.engine.clustering import Clustering
 from app.engine.gate import compare, evaluate
 from app.engine.labels import Objective, exact_search, list_labels
@@ -97,8 +98,17 @@ def run_train_router(
         k=k,
         nprobes=tuple(gate.current.nprobes),
     )
+    # Adaptive probing for target_recall, calibrated on held-out queries only.
+    adaptive = calibrate(
+        candidate,
+        q[hold],
+        neighbour_lists[hold],
+        np.bincount(doc_lists, minlength=clustering.nlist),
+        k=k,
+    )
     progress(0.95)
     candidate = _with_provenance(candidate, len(train), len(hold), last_query_id)
+    candidate = replace(candidate, params=candidate.params | {"adaptive": adaptive.to_dict()})
     serving = candidate if gate.activate else current
     routing = "centroid" if serving.kind is RouterKind.CENTROID else "learned"
     table = measure(serving, q[hold], neighbour_lists[hold], k=k, routing=routing)
@@ -129,6 +139,7 @@ def run_train_router(
             "current": gate.current.nprobe_for_recall,
             "new": gate.candidate.nprobe_for_recall,
         },
+        "adaptive": adaptive.to_dict(),
         "seconds": round(time.perf_counter() - started, 3),
     }
 

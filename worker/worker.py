@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from functools import partial
 
 from app.settings import Settings
@@ -51,9 +50,7 @@ def job_handlers(settings: Settings) -> dict[str, Handler]:
 class Worker:
     """Job runner plus a scheduling loop (policy and query-log retention)."""
 
-    def __init__(
-        self, settings: Settings, store: Store, on_done: Callable[[], None] | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
         self.policy = policy_of(settings)
@@ -62,7 +59,6 @@ class Worker:
             job_handlers(settings),
             lease_s=settings.job_lease_s,
             poll_s=settings.worker_poll_s,
-            on_done=on_done,
         )
         self._stop = threading.Event()
         self._scheduler: threading.Thread | None = None

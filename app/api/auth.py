@@ -16,6 +16,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.api.responses import problem
 
 OPEN_PATHS = frozenset({"/healthz"})
+# The console's page and static files carry no data (it reads everything through the API
+# with the user's key), and must load before it can ask for that key.
+CONSOLE_PAGE, CONSOLE_FILES = "/", "/console/"
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # POST routes that only read (a search is logged for router training, which is not a
 # change a reader can direct).
@@ -24,6 +27,12 @@ READ_POSTS = frozenset({"/search", "/search/batch"})
 
 def is_read(method: str, path: str) -> bool:
     return method in READ_METHODS or (method == "POST" and path in READ_POSTS)
+
+
+def is_open(method: str, path: str) -> bool:
+    if path in OPEN_PATHS:
+        return True
+    return method in READ_METHODS and (path == CONSOLE_PAGE or path.startswith(CONSOLE_FILES))
 
 
 def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
@@ -43,7 +52,8 @@ def matches_any(token: bytes, keys: tuple[bytes, ...]) -> bool:
 
 
 class ApiKeyMiddleware:
-    """401 without a valid key, 403 for a read-only key on a write; /healthz stays open."""
+    """401 without a valid key, 403 for a read-only key on a write; /healthz and the
+    console's static files stay open."""
 
     def __init__(
         self, app: ASGIApp, api_keys: tuple[str, ...], read_api_keys: tuple[str, ...] = ()
@@ -55,7 +65,7 @@ class ApiKeyMiddleware:
         self.read = tuple(k.encode() for k in read_api_keys)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or is_open(scope["method"], scope["path"]):
             await self.app(scope, receive, send)
             return
         token = bearer_token(scope["headers"])

@@ -24,6 +24,19 @@ _INFO: dict[str, Any] = {
 _HITS = [{"id": "a2", "score": 0.11, "payload": None}, {"id": "a1", "score": 0.05}]
 _CURVE = {"top1_accuracy": [0.61, 0.78, 0.9], "recall": [0.42, 0.63, 0.82]}
 
+_JOB: dict[str, Any] = {
+    "id": "4f7c1a9e-6a43-4b5e-9d0b-2f1e8c3a7b10",
+    "kind": "train-router",
+    "collection": "docs",
+    "status": "running",
+    "progress": 0.4,
+    "result": None,
+    "error": None,
+    "attempts": 1,
+    "created_at": "2026-11-01T12:00:00+00:00",
+    "updated_at": "2026-11-01T12:00:03+00:00",
+}
+
 EXAMPLES: dict[str, dict[str, Any]] = {
     "CollectionCreate": {"name": "docs", "dim": 2, "metric": "ip", "clustering": "kmeans"},
     "CollectionInfo": _INFO,
@@ -39,6 +52,10 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "DeleteRequest": {"collection": "docs", "ids": ["a1"]},
     "DeleteResponse": {"deleted": 1, "seq": 3},
     "PointOut": {"id": "a1", "payload": {"lang": "en"}, "vector": [0.1, 0.2]},
+    "PointPage": {
+        "points": [{"id": "a1", "payload": {"lang": "en"}, "vector": [0.1, 0.2]}],
+        "next": "a1",
+    },
     "SearchRequest": {"collection": "docs", "vector": [0.1, 0.2], "k": 10, "nprobe": 4},
     "SearchResponse": {
         "hits": _HITS,
@@ -46,6 +63,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "routing": "learned",
         "router_version": 2,
         "plan": "ivf",
+        "scanned": 241.0,
     },
     "BatchSearchRequest": {"collection": "docs", "vectors": [[0.1, 0.2], [0.3, 0.1]], "k": 2},
     "BatchSearchResponse": {
@@ -54,22 +72,13 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "routing": "centroid",
         "router_version": None,
         "plan": "ivf",
+        "scanned": 496.5,
     },
     "BuildRequest": {"nlist": 256, "seed": 0},
     "TrainRouterRequest": {"collection": "docs", "kind": "linear", "objective": "top1"},
     "JobAccepted": {"job_id": "4f7c1a9e-6a43-4b5e-9d0b-2f1e8c3a7b10"},
-    "JobOut": {
-        "id": "4f7c1a9e-6a43-4b5e-9d0b-2f1e8c3a7b10",
-        "kind": "train-router",
-        "collection": "docs",
-        "status": "running",
-        "progress": 0.4,
-        "result": None,
-        "error": None,
-        "attempts": 1,
-        "created_at": "2026-11-01T12:00:00+00:00",
-        "updated_at": "2026-11-01T12:00:03+00:00",
-    },
+    "JobOut": _JOB,
+    "JobList": {"jobs": [_JOB]},
     "Health": {"status": "ok"},
     "Ready": {"ready": True, "store": True, "indexes_loaded": True, "applied_seq": 42},
     "Problem": {

@@ -7,19 +7,15 @@ costs the searches nothing.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from app.job_metrics import JobMetrics
 from app.service.service import Service
-from app.store.jobs import count_by_status
-from app.store.query_log import count_by_collection
-from worker.metrics import JobMetrics
-
-log = logging.getLogger(__name__)
+from app.service.stats import ServiceStats
 
 
 class Metrics:
@@ -39,102 +35,92 @@ class Metrics:
         )
         self.searches = Counter(
             "vecroute_search_queries",
-            "Queries searched, by the routing used and nprobe ('none' for exact search)",
+            "Queries searched, by the routing used and nprobe ('none' for exact search, "
+            "'adaptive' for per-query probes)",
             ["routing", "nprobe"],
             registry=self.registry,
         )
         # labels() takes a lock and builds a key on each call: cache the children instead.
-        self._search_children: dict[tuple[str, int | None], Counter] = {}
+        self._search_children: dict[tuple[str, int | str | None], Counter] = {}
         self.jobs = JobMetrics(self.registry)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).observe(seconds)
 
-    def count_searches(self, routing: str, nprobe: int | None, n: int = 1) -> None:
-        key = (routing, nprobe)
+    def count_searches(self, routing: str, nprobe: float | None, n: int = 1) -> None:
+        # A mean of adaptive probes is a float: one label for all, not one per value.
+        probes = nprobe if nprobe is None or isinstance(nprobe, int) else "adaptive"
+        key = (routing, probes)
         child = self._search_children.get(key)
         if child is None:
-            child = self.searches.labels(routing, "none" if nprobe is None else str(nprobe))
+            child = self.searches.labels(routing, "none" if probes is None else str(probes))
             self._search_children[key] = child
         child.inc(n)
 
     def watch(self, service: Service) -> None:
         self.registry.register(_ServiceCollector(service))
-        if service.worker is not None:
-            service.worker.add_job_listener(self.jobs.observe)
+        service.add_job_listener(self.jobs.observe)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class _ServiceCollector(Collector):
-    """Gauges read at scrape time from this process and from the store."""
+    """Gauges read at scrape time from the service (this process and the store)."""
 
     def __init__(self, service: Service) -> None:
         self.service = service
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        service = self.service
-        applied = GaugeMetricFamily("vecroute_applied_seq", "Writes applied in this process")
-        applied.add_metric([], service.registry.applied_seq)
-        yield applied
-        dropped = GaugeMetricFamily("vecroute_query_log_dropped", "Logged queries dropped")
-        dropped.add_metric([], service.query_log.dropped)
-        yield dropped
-        buffered = GaugeMetricFamily(
-            "vecroute_query_log_buffered", "Logged queries not yet written to the store"
-        )
-        buffered.add_metric([], service.query_log.pending)
-        yield buffered
-        views = service.registry.filter_views
-        held = GaugeMetricFamily(
-            "vecroute_filter_views", "Copies of repeated filters' matching vectors held"
-        )
-        held.add_metric([], len(views))
-        yield held
-        size = GaugeMetricFamily("vecroute_filter_view_bytes", "Memory of those copies")
-        size.add_metric([], views.nbytes)
-        yield size
-        yield from self._indexes()
-        yield from self._store()
+        stats = self.service.stats()
+        for name, doc, value in (
+            ("vecroute_applied_seq", "Writes applied in this process", stats.applied_seq),
+            ("vecroute_query_log_dropped", "Logged queries dropped", stats.query_log_dropped),
+            (
+                "vecroute_query_log_buffered",
+                "Logged queries not yet written to the store",
+                stats.query_log_buffered,
+            ),
+            (
+                "vecroute_filter_views",
+                "Copies of repeated filters' matching vectors held",
+                stats.filter_views,
+            ),
+            ("vecroute_filter_view_bytes", "Memory of those copies", stats.filter_view_bytes),
+        ):
+            gauge = GaugeMetricFamily(name, doc)
+            gauge.add_metric([], value)
+            yield gauge
+        yield from _collections(stats)
+        if stats.jobs is not None:
+            jobs = GaugeMetricFamily(
+                "vecroute_jobs", "Jobs in the store by kind and status", labels=["kind", "status"]
+            )
+            for (kind, status), n in sorted(stats.jobs.items()):
+                jobs.add_metric([kind, status], n)
+            yield jobs
 
-    def _indexes(self) -> Iterator[GaugeMetricFamily]:
-        labels = ["collection"]
-        points = GaugeMetricFamily("vecroute_points", "Points per collection", labels=labels)
-        lists = GaugeMetricFamily(
-            "vecroute_index_lists", "IVF lists per collection (0 while exact)", labels=labels
-        )
-        size = GaugeMetricFamily(
-            "vecroute_index_bytes", "Estimated index memory per collection", labels=labels
-        )
-        if self.service.ready:
-            for live in self.service.registry.all():
-                clustering = live.index.clustering
-                points.add_metric([live.name], live.index.count)
-                lists.add_metric([live.name], clustering.nlist if clustering else 0)
-                size.add_metric([live.name], live.index.memory_bytes())
-        yield from (points, lists, size)
 
-    def _store(self) -> Iterator[GaugeMetricFamily]:
-        """Store-wide counts: a failing store must not fail the scrape (readyz says why)."""
-        logged = GaugeMetricFamily(
-            "vecroute_query_log_queries",
-            "Logged queries kept in the store per collection",
-            labels=["collection"],
-        )
-        jobs = GaugeMetricFamily(
-            "vecroute_jobs", "Jobs in the store by kind and status", labels=["kind", "status"]
-        )
-        try:
-            with self.service.store.read() as session:
-                per_id = count_by_collection(session)
-                by_status = count_by_status(session)
-        except Exception:
-            log.warning("metrics: the store is unreachable", exc_info=True)
-            return
-        if self.service.ready:
-            for live in self.service.registry.all():
-                logged.add_metric([live.name], per_id.get(live.record.id, 0))
-        for (kind, status), n in sorted(by_status.items()):
-            jobs.add_metric([kind, status], n)
-        yield from (logged, jobs)
+def _collections(stats: ServiceStats) -> Iterator[GaugeMetricFamily]:
+    labels = ["collection"]
+    points = GaugeMetricFamily("vecroute_points", "Points per collection", labels=labels)
+    lists = GaugeMetricFamily(
+        "vecroute_index_lists", "IVF lists per collection (0 while exact)", labels=labels
+    )
+    size = GaugeMetricFamily(
+        "vecroute_index_bytes", "Estimated index memory per collection", labels=labels
+    )
+    logged = GaugeMetricFamily(
+        "vecroute_query_log_queries",
+        "Logged queries kept in the store per collection",
+        labels=labels,
+    )
+    for c in stats.collections:
+        points.add_metric([c.name], c.points)
+        lists.add_metric([c.name], c.lists)
+        size.add_metric([c.name], c.index_bytes)
+        if c.logged_queries is not None:
+            logged.add_metric([c.name], c.logged_queries)
+    yield from (points, lists, size)
+    if stats.jobs is not None:  # the store answered
+        yield logged

@@ -53,6 +53,13 @@ class RouterInfo(BaseModel):
     version: int | None
 
 
+class AdaptiveRow(BaseModel):
+    target: float
+    recall: float
+    mean_nprobe: float
+    mean_scanned: float
+
+
 class RecallTableSummary(BaseModel):
     routing: Literal["centroid", "learned"]
     clustering_version: int | None
@@ -62,14 +69,19 @@ class RecallTableSummary(BaseModel):
     nprobe: list[int]
     recall: list[float]
     recall_lower_bound: list[float]
+    adaptive: list[AdaptiveRow] | None = Field(
+        default=None,
+        description="With a learned router: the adaptive probing that target_recall uses, "
+        "per calibrated target (values on the held-out calibration queries).",
+    )
 
 
 class CollectionInfo(BaseModel):
     name: str
     dim: int
-    metric: str
+    metric: Literal["ip", "cosine", "l2"]
     count: int
-    clustering: str
+    clustering: Literal["kmeans", "spherical", "shallow"]
     nlist_requested: int | None
     default_nprobe: int | None
     index: IndexState
@@ -122,6 +134,18 @@ class PointOut(BaseModel):
     vector: list[float]
 
 
+# Page sizes: a page of 384-dim points at the cap is about 3 MB of JSON.
+MAX_POINTS_PAGE = 1000
+MAX_JOBS_PAGE = 500
+
+
+class PointPage(BaseModel):
+    points: list[PointOut] = Field(description="Live points in id order")
+    next: str | None = Field(
+        description="Pass as ``after`` for the following page; null on the last page"
+    )
+
+
 class SearchParams(Strict):
     collection: Name
     k: int = Field(default=10, ge=1)
@@ -154,13 +178,26 @@ class Hit(BaseModel):
     payload: dict[str, Any] | None = None
 
 
+Probes = Annotated[
+    float | None,
+    Field(
+        description="Lists probed per query: the fixed nprobe, or with adaptive probing "
+        "(target_recall and a learned router) the mean over the batch; null for exact search."
+    ),
+]
+Scanned = Annotated[
+    float, Field(description="Vectors scored per query in the probed lists (mean).")
+]
+
+
 class SearchResponse(BaseModel):
     hits: list[Hit]
-    nprobe: int | None
+    nprobe: Probes
     routing: Literal["learned", "centroid", "exact"]
     router_version: int | None
     plan: SearchPlan
     matches: FilterMatches = None
+    scanned: Scanned
 
 
 class BatchResult(BaseModel):
@@ -169,11 +206,12 @@ class BatchResult(BaseModel):
 
 class BatchSearchResponse(BaseModel):
     results: list[BatchResult]
-    nprobe: int | None
+    nprobe: Probes
     routing: Literal["learned", "centroid", "exact"]
     router_version: int | None
     plan: SearchPlan
     matches: FilterMatches = None
+    scanned: Scanned
 
 
 class BuildRequest(Strict):
@@ -198,17 +236,28 @@ class JobAccepted(BaseModel):
     job_id: str
 
 
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+
+
 class JobOut(BaseModel):
     id: str
     kind: str
     collection: str | None
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: JobStatus
     progress: float
-    result: Any
+    result: dict[str, Any] | None = Field(
+        description="What a succeeded job did (build: clustering_version, nlist, n_points; "
+        "train-router: router_version, activated, held-out recall of both routers); null "
+        "until then."
+    )
     error: str | None
     attempts: int
     created_at: str
     updated_at: str
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut] = Field(description="Newest first")
 
 
 class Health(BaseModel):

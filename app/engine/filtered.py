@@ -83,17 +83,6 @@ def choose_plan(matches: int, total: int, nprobe: int, nlist: int | None) -> tup
     return Plan.IVF, width
 
 
-def vectors_read(matches: int, total: int, nprobe: int, nlist: int | None, on_view: bool) -> int:
-    """About how many vectors the chosen plan reads for one query (before any widening).
-
-    Through the selector a plan reads the whole of every list it probes, on a view only the
-    matches in them.
-    """
-    plan, width = choose_plan(matches, total, nprobe, nlist)
-    held = matches if on_view else total
-    return held if plan is Plan.EXACT or nlist is None else held * width // nlist
-
-
 def filtered_search(
     index: VectorIndex,
     queries: np.ndarray,
@@ -152,12 +141,15 @@ def _widening(
     if need == 0 or bool((ids[:, need - 1] >= 0).all()):
         return first, width
     widths = np.full(len(ids), width, dtype=np.int64)
+    scanned = first.scanned * len(ids)  # every pass's vectors count
     short = np.flatnonzero(ids[:, need - 1] < 0)
     while len(short) and width < nlist:
         width = min(2 * width, nlist)
         again = index.search(queries[short], k, nprobe=width, router=router, selector=selector)
         scores[short], ids[short] = again.scores, again.ids
         widths[short] = width
+        scanned += again.scanned * len(short)
         short = short[again.ids[:, need - 1] < 0]
-    probes = float(widths.mean()) if len(widths) else 0.0
-    return SearchResult(scores, ids, probes), int(widths.max(initial=0))
+    n = len(widths)
+    probes = float(widths.mean()) if n else 0.0
+    return SearchResult(scores, ids, probes, scanned / n if n else 0.0), int(widths.max(initial=0))

@@ -214,6 +214,7 @@ class AdaptiveCalibration:
     mean_probes: float
     max_nprobe: int
     tried: list[dict[str, float | None]]
+    mean_scanned: float | None = None  # documents per query, when list sizes were given
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -234,8 +235,12 @@ def calibrate_adaptive(
     margin_se: float = 0.0,
     temperature_factors: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0),
     steps: int = 40,
+    list_sizes: np.ndarray | None = None,
 ) -> AdaptiveCalibration:
     """Per temperature, the cheapest level reaching ``target_recall``; keep the cheapest.
+
+    Cheapest in probes, or with ``list_sizes`` (points per list) in documents scanned: a
+    router that favours big lists can need fewer probes yet read more.
 
     The temperature changes how probability mass spreads over lists, hence how probes are
     shared between confident and ambiguous queries, without changing any ranking. Recall
@@ -253,13 +258,15 @@ def calibrate_adaptive(
     q = as_matrix(queries, router.dim)
     max_nprobe = min(max_nprobe, router.nlist)
     ranks = neighbour_ranks(router, q, neighbour_lists)[:, :k]
-    best: tuple[float, float, float, float] | None = None  # probes, temperature, level, recall
+    # cost (probes or documents), temperature, level, recall, probes, documents
+    best: tuple[float, float, float, float, float, float | None] | None = None
     tried: list[dict[str, float | None]] = []
     for factor in temperature_factors:
         temp = router.temperature * factor
         # The very computation route_adaptive makes, so calibrated counts are served counts.
-        probs = replace(router, temperature=temp).probabilities(q)
-        ranked = np.take_along_axis(probs, top_lists(probs, max_nprobe), axis=1)
+        probs = router.probabilities(q, temp)
+        lists = top_lists(probs, max_nprobe)
+        ranked = np.take_along_axis(probs, lists, axis=1)
 
         def counts(level: float, ranked: np.ndarray = ranked) -> np.ndarray:
             return np.clip(adaptive_counts(ranked, level, rule), 1, max_nprobe)
@@ -279,12 +286,19 @@ def calibrate_adaptive(
             continue
         needed = counts(level)
         recall, probes = float((ranks < needed[:, None]).mean()), float(needed.mean())
-        tried.append({"temperature": temp, "level": level, "mean_probes": probes})
-        if best is None or probes < best[0]:
-            best = (probes, temp, level, recall)
+        scanned = None
+        if list_sizes is not None:
+            read = np.cumsum(np.asarray(list_sizes)[lists], axis=1)
+            scanned = float(np.take_along_axis(read, needed[:, None] - 1, axis=1).mean())
+        tried.append(
+            {"temperature": temp, "level": level, "mean_probes": probes, "mean_scanned": scanned}
+        )
+        cost = probes if scanned is None else scanned
+        if best is None or cost < best[0]:
+            best = (cost, temp, level, recall, probes, scanned)
     if best is None:
         raise ValueError(f"no level reaches recall {target_recall} within {max_nprobe} probes")
-    probes, temp, level, recall = best
+    _, temp, level, recall, probes, scanned = best
     adaptive = {
         "rule": str(rule),
         "level": level,
@@ -294,7 +308,7 @@ def calibrate_adaptive(
     }
     calibrated = replace(router, temperature=temp, params=router.params | {"adaptive": adaptive})
     return AdaptiveCalibration(
-        calibrated, rule, level, target_recall, recall, probes, max_nprobe, tried
+        calibrated, rule, level, target_recall, recall, probes, max_nprobe, tried, scanned
     )
 
 

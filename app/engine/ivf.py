@@ -64,6 +64,7 @@ class SearchResult:
     scores: np.ndarray  # (n, k) float32, higher is better, best first; padding -inf
     ids: np.ndarray  # (n, k) int64 internal ids, padding -1
     nprobe: float  # lists probed per query (mean); nlist for exact search
+    scanned: float = 0.0  # vectors scored per query in the probed lists (mean)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ class VectorIndex:
         self._check_clustering(clustering)
         self._rw = RWLock()
         self._mutate = threading.Lock()
+        # set_clustering: one at a time, and the ids written while it builds (under _mutate).
+        self._rebuilding = threading.Lock()
+        self._touched: set[int] | None = None
         self.generation = 0  # bumped in every exclusive section (under ``_rw`` write)
         self._state = _State(
             _new_ivf(self.dim, self.metric, clustering), clustering, _default_router(clustering)
@@ -143,8 +147,9 @@ class VectorIndex:
         """Top-``k`` ids of raw ``queries``, best first.
 
         Probe lists come, in order of precedence, from ``exact`` (all lists), ``lists``
-        (preassigned, -1 padded, e.g. adaptive routing), or ``router`` (default: the
-        clustering's centroid router) with ``nprobe`` lists. ``selector`` filters ids during
+        (preassigned, -1 padded, e.g. adaptive routing; ``router``, if given, is the one that
+        chose them), or ``router`` (default: the clustering's centroid router) with
+        ``nprobe`` lists. ``selector`` filters ids during
         the scan, so a filtered search still returns ``k`` results when enough pass.
         """
         if k < 1:
@@ -155,6 +160,8 @@ class VectorIndex:
         if exact or state.clustering is None:
             probe = np.broadcast_to(np.arange(nlist, dtype=np.int64), (q.shape[0], nlist))
         elif lists is not None:
+            if router is not None:  # the router that chose them must fit this clustering
+                _check_router(router, state.clustering)
             probe = _check_lists(lists, q.shape[0], nlist)
         else:
             chosen = router if router is not None else state.router
@@ -164,37 +171,14 @@ class VectorIndex:
             probe = chosen.route(q, min(wanted, nlist))
         probe = np.ascontiguousarray(probe, dtype=np.int64)
         with self._rw.read():
-            distances, ids = _scan(state.ivf, q, k, probe, selector)
+            distances, ids, scored = _scan(state.ivf, q, k, probe, selector)
         scores = to_scores(distances, self.metric)
         scores[ids < 0] = -np.inf
-        probes = float((probe >= 0).sum(axis=1).mean()) if q.shape[0] else 0.0
-        return SearchResult(scores.astype(np.float32, copy=False), ids, probes)
-
-    def iter_vectors(self, block: int = 65536) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(ids, prepared vectors) in blocks of at most ``block``, list by list.
-
-        Each list is copied under the read lock; writes landing during the iteration may or
-        may not be seen (hold off writers for a frozen view, as snapshots do).
-        """
-        if block < 1:
-            raise ValueError("block must be positive")
-        ivf = self._state.ivf
-        pending_ids: list[np.ndarray] = []
-        pending_vecs: list[np.ndarray] = []
-        held = 0
-        for list_no in range(ivf.nlist):
-            with self._rw.read():
-                ids, vecs = _read_list(ivf, list_no)
-            pending_ids.append(ids)
-            pending_vecs.append(vecs)
-            held += len(ids)
-            while held >= block:
-                all_ids, all_vecs = np.concatenate(pending_ids), np.concatenate(pending_vecs)
-                yield all_ids[:block], all_vecs[:block]
-                pending_ids, pending_vecs = [all_ids[block:]], [all_vecs[block:]]
-                held -= block
-        if held:
-            yield np.concatenate(pending_ids), np.concatenate(pending_vecs)
+        n = q.shape[0]
+        probes = float((probe >= 0).sum(axis=1).mean()) if n else 0.0
+        return SearchResult(
+            scores.astype(np.float32, copy=False), ids, probes, scored / n if n else 0.0
+        )
 
     def list_sizes(self) -> np.ndarray:
         ivf = self._state.ivf
@@ -235,6 +219,7 @@ class VectorIndex:
         if not len(ids):
             return
         with self._mutate:
+            self._note_written(ids)
             state = self._state
             if state.ivf.ntotal == 0:
                 # First load: build aside with exact list capacities, swap in at once.
@@ -261,6 +246,7 @@ class VectorIndex:
         ids = np.unique(_as_ids(ids))
         removed = 0
         with self._mutate:
+            self._note_written(ids)
             ivf = self._state.ivf
             for start in range(0, len(ids), WRITE_CHUNK):
                 chunk_ids = np.ascontiguousarray(ids[start : start + WRITE_CHUNK])
@@ -272,19 +258,41 @@ class VectorIndex:
     def set_clustering(self, clustering: Clustering | None) -> None:
         """Re-assign every held vector to the lists of ``clustering`` (None: one list).
 
-        The new IVF is built aside while searches continue on the old one (writers wait),
-        then swapped in at once.
+        The new IVF is built aside while searches *and writes* go on: the lists are copied
+        one at a time under the read lock, the ids written meanwhile are noted, and only the
+        last step holds writers off: it carries those ids over from the current lists and
+        swaps the new IVF in (milliseconds, however large the index).
         """
         self._check_clustering(clustering)
-        with self._mutate:
-            old = self._state.ivf
-            new = _new_ivf(self.dim, self.metric, clustering, hashtable=False)
-            # No read lock: holding _mutate, nobody writes ``old``; searches only read it.
-            _fill_exact(new, lambda: (_read_list(old, i) for i in range(old.nlist)), clustering)
-            state = _State(new, clustering, _default_router(clustering))
-            with self._rw.write():
-                self._state = state
-                self.generation += 1
+        with self._rebuilding:
+            with self._mutate:
+                self._touched = set()
+            try:
+                source = self._state.ivf
+                blocks = []
+                for list_no in range(source.nlist):
+                    with self._rw.read():
+                        blocks.append(_read_list(source, list_no))
+                with self._mutate:
+                    # An id written during the copy may have been read twice or not at all:
+                    # it is left out here, and the carry-over reads its current vector.
+                    moved = np.fromiter(self._touched, np.int64, len(self._touched))
+                if moved.size:
+                    blocks = [_without(block, moved) for block in blocks]
+                new = _new_ivf(self.dim, self.metric, clustering, hashtable=False)
+                _fill_exact(new, lambda: iter(blocks), clustering)
+                blocks.clear()
+                with self._mutate:
+                    _carry_over(self._state.ivf, new, clustering, self._touched)
+                    state = _State(new, clustering, _default_router(clustering))
+                    with self._rw.write():
+                        self._state = state
+                        self.generation += 1
+                    self._touched = None
+            finally:
+                if self._touched is not None:  # the build failed: stop noting writes
+                    with self._mutate:
+                        self._touched = None
 
     def subset(self, allowed: np.ndarray, generation: int) -> VectorIndex | None:
         """A copy of the vectors whose ids ``allowed`` lets through, in the same lists.
@@ -316,6 +324,11 @@ class VectorIndex:
         copy.ntotal = total
         copy.set_direct_map_type(_HASHTABLE)
         return VectorIndex.from_faiss(self.dim, self.metric, copy, state.clustering)
+
+    def _note_written(self, ids: np.ndarray) -> None:
+        """Under ``_mutate``: while set_clustering builds, remember which ids changed."""
+        if self._touched is not None:
+            self._touched.update(ids.tolist())
 
     def _check_clustering(self, clustering: Clustering | None) -> None:
         if clustering is None:
@@ -412,6 +425,37 @@ def _assign(clustering: Clustering | None, x: np.ndarray) -> np.ndarray:
     return clustering.assign(x)
 
 
+def _carry_over(
+    current: faiss.IndexIVFFlat,
+    new: faiss.IndexIVFFlat,
+    clustering: Clustering | None,
+    written: set[int],
+) -> None:
+    """Give ``new`` the current vector of every id in ``written`` (none if it was removed)."""
+    if not written:
+        return
+    ids = np.fromiter(written, np.int64, len(written))
+    _remove(new, ids)
+    kept: list[int] = []
+    vecs: list[np.ndarray] = []
+    for pid in ids.tolist():
+        try:
+            vecs.append(np.asarray(current.reconstruct(pid)))
+        except RuntimeError:  # faiss's hashtable lookup throws on a missing key: removed
+            continue
+        kept.append(pid)
+    if kept:
+        x = np.ascontiguousarray(np.vstack(vecs), dtype=np.float32)
+        _add(new, x, _assign(clustering, x), np.array(kept, np.int64))
+
+
+def _without(
+    block: tuple[np.ndarray, np.ndarray], ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    keep = ~np.isin(block[0], ids)
+    return block[0][keep], block[1][keep]
+
+
 def _as_ids(ids: np.ndarray) -> np.ndarray:
     a = np.asarray(ids)
     if a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
@@ -456,8 +500,11 @@ def _scan(
     k: int,
     probe: np.ndarray,
     selector: faiss.IDSelector | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """faiss's preassigned search; per-call parameters so concurrent searches never share."""
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """faiss's preassigned search: (distances, ids, vectors scored in the probed lists).
+
+    Per-call parameters and statistics, so concurrent searches never share them.
+    """
     n, width = probe.shape
     params = faiss.SearchParametersIVF()
     params.nprobe = width
@@ -466,7 +513,8 @@ def _scan(
     distances = np.empty((n, k), dtype=np.float32)
     ids = np.empty((n, k), dtype=np.int64)
     if n == 0:
-        return distances, ids
+        return distances, ids, 0
+    stats = faiss.IndexIVFStats()
     coarse = np.zeros((n, width), dtype=np.float32)  # unused by a flat, non-residual IVF
     swig: Any = ivf  # faiss's stubs miss the SWIG-level C entry point
     swig.search_preassigned_c(
@@ -479,8 +527,9 @@ def _scan(
         faiss.swig_ptr(ids),
         False,
         params,
+        stats,
     )
-    return distances, ids
+    return distances, ids, int(stats.ndis)
 
 
 def _add(ivf: faiss.IndexIVFFlat, x: np.ndarray, assign: np.ndarray, ids: np.ndarray) -> None:

@@ -150,9 +150,12 @@ class Router:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
 
-    def probabilities(self, queries: np.ndarray) -> np.ndarray:
-        """Softmax of the scores: estimated probability that each list holds the top-1."""
-        return softmax(self.scores(queries) / self.temperature)
+    def probabilities(self, queries: np.ndarray, temperature: float | None = None) -> np.ndarray:
+        """Softmax of the scores: estimated probability that each list holds the top-1.
+
+        ``temperature`` None is the router's own (a calibration may serve another).
+        """
+        return softmax(self.scores(queries) / (temperature or self.temperature))
 
     def route_adaptive(
         self,
@@ -161,23 +164,31 @@ class Router:
         max_nprobe: int,
         min_nprobe: int = 1,
         rule: AdaptiveRule = AdaptiveRule.MASS,
+        temperature: float | None = None,
     ) -> np.ndarray:
         """Probe, per query, the lists ``rule`` picks at ``level`` (see ``AdaptiveRule``).
 
-        Returns (n, max_nprobe) list numbers padded with -1, which faiss's preassigned
-        search skips; ambiguous queries get more probes, confident ones fewer.
+        Returns (n, w) list numbers, w <= max_nprobe, padded with -1, which faiss's
+        preassigned search skips; ambiguous queries get more probes, confident ones fewer.
         """
         rule = AdaptiveRule(rule)
         # A threshold of 0 probes all max_nprobe lists (probabilities may underflow to 0).
         if not (0.0 < level <= 1.0 or (rule is AdaptiveRule.THRESHOLD and level == 0.0)):
             raise ValueError("level must be in (0, 1]; a threshold may also be 0")
         max_nprobe = min(max_nprobe, self.nlist)
-        probs = self.probabilities(queries)
-        lists = top_lists(probs, max_nprobe)
-        ranked = np.take_along_axis(probs, lists, axis=1)
-        needed = adaptive_counts(ranked, level, rule)
-        needed = np.clip(needed, min(min_nprobe, max_nprobe), max_nprobe)
-        lists[np.arange(max_nprobe)[None, :] >= needed[:, None]] = -1
+        probs = self.probabilities(queries, temperature)
+        if rule is AdaptiveRule.THRESHOLD:
+            # Counted on all lists, then only the widest query's lists are ranked: the same
+            # lists as ranking max_nprobe, at a fraction of the sort (served per request).
+            needed = adaptive_counts(probs, level, rule)
+            needed = np.clip(needed, min(min_nprobe, max_nprobe), max_nprobe)
+            lists = top_lists(probs, int(needed.max(initial=1)))
+        else:
+            lists = top_lists(probs, max_nprobe)
+            ranked = np.take_along_axis(probs, lists, axis=1)
+            needed = adaptive_counts(ranked, level, rule)
+            needed = np.clip(needed, min(min_nprobe, max_nprobe), max_nprobe)
+        lists[np.arange(lists.shape[1])[None, :] >= needed[:, None]] = -1
         return lists
 
 

@@ -25,12 +25,6 @@ class MalformedBody(DomainError):
     slug = "malformed-body"
 
 
-class BodyTooLarge(DomainError):
-    status = 413
-    title = "Request body too large"
-    slug = "body-too-large"
-
-
 class NotFound(DomainError):
     status = 404
     title = "Not found"

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from app.engine.adaptive import AdaptiveCalibration
 from app.engine.allowed import AllowedCache
 from app.engine.ivf import SearchResult, VectorIndex
 from app.engine.metric import Metric
@@ -34,6 +35,9 @@ class LiveCollection:
     labels: dict[int, Label] = field(default_factory=dict)
     payloads: PayloadIndex = field(default_factory=PayloadIndex)
     router: Router | None = None  # the active learned router, if it fits the clustering
+    # The active router's adaptive calibration, parsed once; one tuple, so a search never
+    # pairs a router with another router's calibration.
+    _adaptive: tuple[Router | None, AdaptiveCalibration | None] = (None, None)
     changed_seq: int = 0  # newest write applied here (to skip unchanged snapshots)
     snapshot_seq: int = -1
     # Shared by the process's collections: filter bitmaps, copies of matching vectors.
@@ -102,6 +106,15 @@ class LiveCollection:
         if router is not None and router.clustering_version != self.clustering_version:
             router = None
         self.router = router
+
+    def adaptive_for(self, router: Router) -> AdaptiveCalibration | None:
+        """``router``'s calibration for target_recall, if its training stored one."""
+        held, calibration = self._adaptive
+        if held is not router:
+            stored = router.params.get("adaptive")
+            calibration = AdaptiveCalibration.from_dict(stored) if stored else None
+            self._adaptive = (router, calibration)
+        return calibration
 
     def hits(self, result: SearchResult, row: int, with_payload: bool) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

@@ -65,9 +65,14 @@ def parse_points(points: Any, dim: int, max_points: int) -> tuple[list[str], np.
 def upsert(
     registry: Registry, name: str, ids: list[str], vectors: np.ndarray, payloads: list[Any]
 ) -> int:
-    """Commit the batch atomically, then apply it here; returns the batch's write seq."""
+    """Commit the batch atomically, then apply it here; returns the batch's write seq.
+
+    The dimension is checked again under the lock: the batch was parsed before it, and the
+    collection may have been deleted and re-created with another dimension meanwhile.
+    """
     with registry.apply_lock:
         live = registry.get(name)
+        check_dimension(vectors, live.record.dim)
         try:
             with registry.store.write() as session:
                 seq = next_seq(session)
@@ -76,11 +81,20 @@ def upsert(
                 )
         except IntegrityError:  # the collection was deleted through another replica
             raise CollectionNotFound(f"collection {name!r} does not exist") from None
+        except point_store.WrongDimension as exc:  # re-created through another replica
+            raise InvalidInput(str(exc)) from None
         labels: list[Label] = list(zip(ids, payloads, strict=True))
         live.apply_upsert(internal, vectors, labels)
         live.changed_seq = seq
         registry.note_local_write(seq)
     return seq
+
+
+def check_dimension(vectors: np.ndarray, dim: int) -> None:
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise InvalidInput(
+            f"vectors have dimension {vectors.shape[-1]}, the collection has dimension {dim}"
+        )
 
 
 def delete(registry: Registry, name: str, ids: list[str]) -> tuple[int, int]:

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from app.engine.allowed import AllowedCache
+from app.engine.clustering import Clustering
 from app.engine.ivf import VectorIndex
 from app.engine.metric import Metric
 from app.engine.views import FilterViews
@@ -111,7 +112,10 @@ class Registry:
                     live.index.remove(change.removed_ids)
         else:
             live = self._rebuild(record)
-        self._sync_versions(live, record)
+        clustering = self._sync_versions(live, record)
+        if clustering is not None:  # the snapshot predates the active clustering
+            live.index.set_clustering(clustering)
+            self._sync_versions(live, record)  # now the router fits
         return live
 
     def _rebuild(self, record: CollectionRecord) -> LiveCollection:
@@ -130,25 +134,35 @@ class Registry:
             live.load_labels(get_labels(session, record.id))
         return live
 
-    def _sync_versions(self, live: LiveCollection, record: CollectionRecord) -> None:
-        """Swap in the record's active clustering, router and payload indexes if they differ."""
+    def _sync_versions(self, live: LiveCollection, record: CollectionRecord) -> Clustering | None:
+        """Adopt the record's router and payload indexes; returns its clustering if the
+        index holds another one, for ``_swap_in`` (outside the apply lock when serving)."""
         live.record = record
         live.declare_payload_indexes(record.payload_indexes)
         with self.store.read() as session:
+            swap = None
             if record.clustering_version != live.clustering_version:
-                clustering = (
-                    load_clustering(session, record.id, record.clustering_version)
-                    if record.clustering_version is not None
-                    else None
-                )
-                live.index.set_clustering(clustering)
+                assert record.clustering_version is not None  # a clustering is never withdrawn
+                swap = load_clustering(session, record.id, record.clustering_version)
             wanted = record.router_version
             current = live.router.version if live.router is not None else None
             if wanted != current:
                 router = load_router(session, record.id, wanted) if wanted is not None else None
-                live.set_router(router)
+                live.set_router(router)  # kept only once the clustering it fits is swapped in
             elif live.router is not None:
                 live.set_router(live.router)
+        return swap
+
+    def _swap_in(self, live: LiveCollection, clustering: Clustering) -> None:
+        """Re-assign ``live``'s vectors to a new clustering, then adopt its router.
+
+        Writes (to this collection and all others) go on during the re-assignment; only its
+        last step holds this collection's writers off (VectorIndex.set_clustering).
+        """
+        live.index.set_clustering(clustering)
+        with self.apply_lock:
+            if self._by_name.get(live.name) is live:
+                self._sync_versions(live, live.record)
 
     # -- local changes ---------------------------------------------------------------------
 
@@ -214,10 +228,15 @@ class Registry:
                 live.changed_seq = head
                 live.apply_upsert(change.upsert_ids, change.upsert_vectors, change.upsert_labels)
                 live.apply_remove(change.removed_ids)
+            swaps: list[tuple[LiveCollection, Clustering]] = []
             for name, live in list(self._by_name.items()):
                 if records[name].seq != live.record.seq:
-                    self._sync_versions(live, records[name])
+                    clustering = self._sync_versions(live, records[name])
+                    if clustering is not None:
+                        swaps.append((live, clustering))
             for record in fresh:
                 self._by_name[record.name] = self._rebuild(record)
             self._advance(head)
+        for live, clustering in swaps:
+            self._swap_in(live, clustering)
         return head

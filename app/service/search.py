@@ -7,17 +7,17 @@ from typing import Any
 
 import numpy as np
 
+from app.engine.adaptive import AdaptiveCalibration, AdaptiveLevel
 from app.engine.allowed import AllowedIds
 from app.engine.clustering import Clustering
 from app.engine.filtered import Plan, filtered_search
 from app.engine.filters import Filter, FilterError
 from app.engine.ivf import RouterMismatchError, SearchResult
+from app.engine.metric import prepare
 from app.engine.recall_table import RecallTable
 from app.engine.routing import Router
 from app.service.errors import InvalidInput, NoLearnedRouter, NoRecallTable
 from app.service.live import LiveCollection
-
-ROUTINGS = ("auto", "learned", "centroid", "exact")
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,21 @@ class SearchOptions:
     filter: Filter | None = None
 
 
-def run_search(
-    live: LiveCollection, queries: np.ndarray, opts: SearchOptions, default_nprobe: int
-) -> dict[str, Any]:
-    """Results for a (n, dim) batch: per-query hits plus how the batch was routed."""
-    index = live.index
-    clustering = index.clustering
+@dataclass(frozen=True)
+class Route:
+    """How a search will scan: the clustering, the router (None: its centroids) and the
+    lists probed per query (None: every list, i.e. exact search)."""
+
+    clustering: Clustering | None
+    router: Router | None
+    nprobe: int | None  # with ``adaptive``, the most lists a query may probe
+    adaptive: tuple[AdaptiveCalibration, AdaptiveLevel] | None = None
+
+
+def plan_route(live: LiveCollection, opts: SearchOptions, default_nprobe: int) -> Route:
+    """The routing and probes a search will use: one resolution for the search itself and
+    for ``Service.is_cheap``, which must count what the search will really read."""
+    clustering = live.index.clustering
     router = live.router
     if router is not None and (
         clustering is None or router.clustering_version != clustering.version
@@ -43,21 +52,40 @@ def run_search(
         router = None  # caught mid-swap: the router belongs to another clustering
     if opts.routing == "learned" and router is None:
         raise NoLearnedRouter("no learned router is active for the current clustering")
+    if clustering is None or opts.routing == "exact":
+        return Route(clustering, None, None)
+    chosen = router if opts.routing in ("auto", "learned") else None
+    if opts.target_recall is not None and chosen is not None and opts.filter is None:
+        calibration = live.adaptive_for(chosen)
+        level = calibration.for_target(opts.target_recall) if calibration is not None else None
+        if calibration is not None and level is not None:
+            widest = min(calibration.max_nprobe, clustering.nlist)
+            return Route(clustering, chosen, widest, (calibration, level))
+    return Route(clustering, chosen, _nprobe(live, clustering, chosen, opts, default_nprobe))
+
+
+def run_search(
+    live: LiveCollection, queries: np.ndarray, opts: SearchOptions, default_nprobe: int
+) -> dict[str, Any]:
+    """Results for a (n, dim) batch: per-query hits plus how the batch was routed."""
+    route = plan_route(live, opts, default_nprobe)
     allowed = _allowed(live, opts.filter) if opts.filter is not None else None
     plan: str = "exact"
-    if clustering is None or opts.routing == "exact":
+    nprobe: float | None
+    if route.nprobe is None:
         result = _exact(live, queries, opts.k, allowed)
         used, version, nprobe = "exact", None, None
+    elif route.adaptive is not None and route.router is not None:
+        result = _adaptive(live, queries, opts.k, route.router, *route.adaptive)
+        used, version, nprobe, plan = "learned", route.router.version, result.nprobe, "ivf"
     else:
-        learned = router is not None and opts.routing in ("auto", "learned")
-        chosen = router if learned else None
-        wanted = _nprobe(live, clustering, chosen, opts, default_nprobe)
+        chosen = route.router
         try:
-            result, plan, nprobe = _scan(live, queries, opts.k, wanted, chosen, allowed)
+            result, plan, nprobe = _scan(live, queries, opts.k, route.nprobe, chosen, allowed)
         except RouterMismatchError:  # the clustering was swapped since we read it
-            learned, chosen = False, None
-            result, plan, nprobe = _scan(live, queries, opts.k, wanted, None, allowed)
-        used = "learned" if learned else "centroid"
+            chosen = None
+            result, plan, nprobe = _scan(live, queries, opts.k, route.nprobe, None, allowed)
+        used = "learned" if chosen is not None else "centroid"
         version = chosen.version if chosen is not None else None
         if plan == "exact":  # the filter is selective enough to search its matches exactly
             used, version = "exact", None
@@ -68,10 +96,28 @@ def run_search(
         "routing": used,
         "router_version": version,
         "plan": plan,
+        "scanned": round(result.scanned, 1),
     }
     if allowed is not None:
         out["matches"] = allowed.count
     return out
+
+
+def _adaptive(
+    live: LiveCollection,
+    queries: np.ndarray,
+    k: int,
+    router: Router,
+    calibration: AdaptiveCalibration,
+    level: AdaptiveLevel,
+) -> SearchResult:
+    """Each query probes the lists the calibrated threshold picks for it."""
+    index = live.index
+    lists = calibration.probe_lists(router, level, prepare(queries, index.metric, index.dim))
+    try:
+        return index.search(queries, k, lists=lists, router=router)
+    except RouterMismatchError:  # swapped since: the lists belong to the old clustering
+        return index.search(queries, k, nprobe=calibration.max_nprobe)
 
 
 def _allowed(live: LiveCollection, f: Filter) -> AllowedIds:

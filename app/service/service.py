@@ -1,24 +1,21 @@
-"""The service facade the API calls: one object per process, built from the settings.
+"""The service facade: the one door the API (and the CLI's import) enters by.
 
-Background threads (all daemons, stopped by ``stop``): the initial load, the catch-up
-loop, periodic snapshots, the query-log flusher and, if embedded, the worker.
+Requests come in here; the background work (loading, catch-up, snapshots, the query-log
+flusher, an embedded worker) lives in ``Runtime``, started and stopped through this object.
 """
 
 from __future__ import annotations
 
-import gc
-import logging
-import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 from sqlalchemy import text
 
 from app.engine.allowed import AllowedCache
-from app.engine.filtered import vectors_read
 from app.engine.recall_table import RecallTable
 from app.engine.views import FilterViews
+from app.service import browse
 from app.service import payload_indexes as payload_indexes_service
 from app.service import points as point_writes
 from app.service.errors import (
@@ -34,125 +31,70 @@ from app.service.errors import (
 from app.service.live import LiveCollection
 from app.service.query_log import QueryLogBuffer
 from app.service.registry import Registry
-from app.service.search import SearchOptions, run_search
+from app.service.router_report import router_report
+from app.service.runtime import EmbeddedWorker, Runtime
+from app.service.search import SearchOptions, plan_route, run_search
 from app.service.snapshots import SnapshotDir
+from app.service.stats import ServiceStats, collect_stats
 from app.settings import Settings
 from app.store import jobs
 from app.store.collections import create_collection, delete_collection
 from app.store.db import Store
 from app.store.jobs import JobRecord, collections_with_pending
-from app.store.migrate import upgrade
-from app.store.outage import OutageLog
 from app.store.points import get_point
 from app.store.query_log import count_queries
-from worker.worker import Worker
-
-log = logging.getLogger(__name__)
 
 BUILD, TRAIN_ROUTER = "build", "train-router"
 
 
 class Service:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, worker: EmbeddedWorker | None = None
+    ) -> None:
+        """``worker``: one to run in this process (``vecroute serve``), or None."""
         self.settings = settings
-        self.store = Store(settings.resolved_database_url)
+        self.store = store
         self.registry = Registry(
-            self.store,
+            store,
             SnapshotDir(settings.snapshot_dir),
             AllowedCache(settings.filter_cache_mib << 20),
             FilterViews(settings.filter_view_mib << 20),
         )
         self.query_log = QueryLogBuffer(
-            self.store,
-            max_buffer=settings.query_log_max_buffer,
-            flush_s=settings.query_log_flush_s,
+            store, max_buffer=settings.query_log_max_buffer, flush_s=settings.query_log_flush_s
         )
-        self.worker: Worker | None = None
-        if settings.embedded_worker:
-            self.worker = Worker(settings, self.store, on_done=self.registry.wake.set)
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self.load_error: BaseException | None = None
+        self.worker = worker
+        if worker is not None:  # a finished job may have published versions: catch up now
+            worker.add_job_listener(lambda *_: self.registry.wake.set())
+        self.runtime = Runtime(settings, store, self.registry, self.query_log, worker)
 
-    # -- lifecycle ------------------------------------------------------------------------
+    # -- lifecycle and status ------------------------------------------------------------------
 
     def start(self) -> None:
-        """Migrate, then load indexes in the background (``/readyz`` says when done)."""
-        upgrade(self.store)
-        self._spawn("load", self._load_then_loop)
-        self.query_log.start()
-        if self.worker is not None:
-            self.worker.start()
+        self.runtime.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self.registry.wake.set()
-        if self.worker is not None:
-            self.worker.stop()
-        for t in self._threads:
-            t.join(timeout=30)
-        self.query_log.stop()
-        self.registry.filter_views.close()
-        if self.registry.ready:
-            self.snapshot_all(force=False)
-        self.store.dispose()
-        gc.unfreeze()  # what died since can be collected (tests run many services)
-
-    def _spawn(self, name: str, target: Any) -> None:
-        t = threading.Thread(target=target, name=name, daemon=True)
-        self._threads.append(t)
-        t.start()
-
-    def _load_then_loop(self) -> None:
-        try:
-            self.registry.load_all()
-            # Start-up objects (modules, loaded labels) live as long as the process. Frozen,
-            # a full collection no longer walks them: measured 100-250 ms holding the GIL,
-            # triggered by an ingest's allocations, against ~20 ms after (issue 7).
-            gc.collect()
-            gc.freeze()
-        except BaseException as exc:
-            self.load_error = exc
-            log.exception("loading indexes failed")
-            return
-        self._spawn("snapshots", self._snapshot_loop)
-        interval = self.settings.catchup_interval_s
-        outage = OutageLog(log, "catch-up")
-        while not self._stop.is_set():
-            self.registry.wake.wait(interval)
-            self.registry.wake.clear()
-            if self._stop.is_set():
-                break
-            with outage.attempt():
-                self.registry.catch_up()
-
-    def _snapshot_loop(self) -> None:
-        while not self._stop.wait(self.settings.snapshot_interval_s):
-            try:
-                self.snapshot_all(force=False)
-            except Exception:
-                log.exception("snapshot failed")
-
-    def snapshot_all(self, *, force: bool) -> int:
-        """Write snapshots of changed collections; returns how many were written."""
-        written = 0
-        for live in self.registry.all():
-            if not force and live.snapshot_seq >= live.changed_seq:
-                continue
-            seq = self.registry.applied_seq  # read first: the index holds at least this
-            meta = {
-                "collection_id": live.record.id,
-                "seq": seq,
-                "clustering_version": live.clustering_version,
-            }
-            if self.registry.save_snapshot(live, meta):
-                live.snapshot_seq = max(live.changed_seq, seq)
-                written += 1
-        return written
+        self.runtime.stop()
 
     @property
     def ready(self) -> bool:
         return self.registry.ready
+
+    @property
+    def load_failure(self) -> str | None:
+        return self.runtime.load_failure
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Block until the indexes are loaded; raises if loading failed or took too long."""
+        if not self.runtime.loaded.wait(timeout_s):
+            raise TimeoutError(f"the indexes did not load within {timeout_s} s")
+        if self.runtime.load_error is not None:
+            raise RuntimeError("loading the indexes failed") from self.runtime.load_error
+
+    @property
+    def applied_seq(self) -> int:
+        """Every write up to this sequence number is searchable in this process."""
+        return self.registry.applied_seq
 
     def store_reachable(self) -> bool:
         try:
@@ -161,6 +103,14 @@ class Service:
             return True
         except Exception:
             return False
+
+    def stats(self) -> ServiceStats:
+        return collect_stats(self.store, self.registry, self.query_log)
+
+    def add_job_listener(self, listener: Callable[[str, str, float], None]) -> None:
+        """Be told of every job the embedded worker finishes (none without one)."""
+        if self.worker is not None:
+            self.worker.add_job_listener(listener)
 
     # -- collections ----------------------------------------------------------------------
 
@@ -252,21 +202,33 @@ class Service:
                 "kind": str(router.kind) if router is not None else "centroid",
                 "version": router.version if router is not None else None,
             },
-            "recall_table": RecallTable.from_dict(table).summary() if table else None,
+            "recall_table": _recall_summary(live, table) if table else None,
             "payload_indexes": {k: str(v) for k, v in live.payloads.fields.items()},
             "created_at": live.record.created_at.isoformat(),
         }
 
     # -- points ---------------------------------------------------------------------------
 
+    def collection_dims(self) -> dict[str, int]:
+        """Each collection's dimension; empty while loading (a lookup by name says so)."""
+        registry = self.registry
+        return {c.name: c.record.dim for c in registry.all()} if registry.ready else {}
+
+    def collection_dim(self, name: str) -> int:
+        return self.registry.get(name).record.dim
+
     def index_points(self, name: str, points: Any) -> tuple[int, int]:
-        """Store and index a batch atomically; returns (upserted, seq)."""
-        live = self.registry.get(name)
+        """Check, store and index a batch of raw points atomically; returns (upserted, seq)."""
         ids, vectors, payloads = point_writes.parse_points(
-            points, live.record.dim, self.settings.max_batch_points
+            points, self.collection_dim(name), self.settings.max_batch_points
         )
-        seq = point_writes.upsert(self.registry, name, ids, vectors, payloads)
-        return len(ids), seq
+        return len(ids), self.upsert_points(name, ids, vectors, payloads)
+
+    def upsert_points(
+        self, name: str, ids: list[str], vectors: np.ndarray, payloads: list[Any]
+    ) -> int:
+        """Store and index a parsed batch atomically; returns its write seq."""
+        return point_writes.upsert(self.registry, name, ids, vectors, payloads)
 
     def delete_points(self, name: str, ids: Any) -> tuple[int, int]:
         if not isinstance(ids, list) or len(ids) > self.settings.max_batch_points:
@@ -285,6 +247,10 @@ class Service:
             raise PointNotFound(f"point {point_id!r} not found in {name!r}")
         return {"id": point.external_id, "payload": point.payload, "vector": point.vector.tolist()}
 
+    def list_points(self, name: str, after: str | None, limit: int) -> dict[str, Any]:
+        """A page of points in id order (``{"points", "next"}``), for browsing."""
+        return browse.points_page(self.registry, name, after, limit)
+
     # -- search ---------------------------------------------------------------------------
 
     def wait_for_seq(self, min_seq: int | None) -> None:
@@ -299,23 +265,26 @@ class Service:
     def is_cheap(self, name: str, n_queries: int, opts: SearchOptions) -> bool:
         """Whether a search reads few enough vectors to run on the event loop itself.
 
-        A filtered one only with its bitmap cached: evaluating a filter may scan every payload.
+        Counted for the most it may read: the probes the search will resolve to (an adaptive
+        query's most), and for a filtered one every matching vector, since a query short of
+        k hits widens to all lists. A filtered one only with its bitmap cached, too:
+        evaluating a filter may read every payload.
         """
         live = self.registry.get(name)
         index = live.index
-        clustering = index.clustering
-        nlist = clustering.nlist if clustering is not None and opts.routing != "exact" else None
-        nprobe = opts.nprobe or live.record.default_nprobe or self.settings.default_nprobe
-        nprobe = min(nprobe, nlist or 1)
+        route = plan_route(live, opts, self.settings.default_nprobe)
         if opts.filter is None:
-            read = index.count * nprobe // nlist if nlist else index.count
+            if route.nprobe is None or route.clustering is None:
+                read = index.count
+            else:
+                read = index.count * route.nprobe // route.clustering.nlist
         else:
             allowed = live.payloads.cached(opts.filter)
             if allowed is None:
                 return False
             views = live.filter_views
             on_view = views is not None and views.view(index, allowed) is not None
-            read = vectors_read(allowed.count, index.count, nprobe, nlist, on_view)
+            read = allowed.count if on_view else index.count
         return n_queries * read <= self.settings.inline_search_max_vectors
 
     def search(
@@ -326,6 +295,10 @@ class Service:
         if log_queries:
             self.query_log.add(live.record.id, queries, opts.k)
         return out
+
+    def router_report(self, name: str) -> dict[str, Any]:
+        """Held-out top-1 and recall against nprobe, centroid and learned (see router_report)."""
+        return router_report(self.store, self.registry.get(name))
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -366,3 +339,27 @@ class Service:
         if job is None:
             raise JobNotFound(f"job {job_id!r} not found")
         return job
+
+    def list_jobs(self, collection: str | None, status: str | None, limit: int) -> list[JobRecord]:
+        """The newest jobs first, optionally of one collection and status."""
+        return browse.jobs_page(self.store, collection, status, limit)
+
+
+def _recall_summary(live: LiveCollection, table: dict[str, Any]) -> dict[str, Any]:
+    """The fixed-nprobe table, and beside it the adaptive probing of the router it measured."""
+    summary = RecallTable.from_dict(table).summary()
+    router = live.router
+    if router is None or summary["router_version"] != router.version:
+        return summary
+    calibration = live.adaptive_for(router)
+    if calibration is not None:
+        summary["adaptive"] = [
+            {
+                "target": lv.target,
+                "recall": lv.recall,
+                "mean_nprobe": lv.mean_nprobe,
+                "mean_scanned": lv.mean_scanned,
+            }
+            for lv in calibration.levels
+        ]
+    return summary

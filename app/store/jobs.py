@@ -97,6 +97,19 @@ def get_job(store: Store, job_id: str) -> JobRecord | None:
         return JobRecord.of(row) if row else None
 
 
+def list_jobs(
+    session: Session, *, collection: str | None, status: str | None, limit: int
+) -> list[JobRecord]:
+    """The newest ``limit`` jobs, newest first, optionally of one collection and status."""
+    stmt = select(JobRow)
+    if collection is not None:
+        stmt = stmt.where(JobRow.collection == collection)
+    if status is not None:
+        stmt = stmt.where(JobRow.status == status)
+    stmt = stmt.order_by(JobRow.created_at.desc(), JobRow.id).limit(limit)
+    return [JobRecord.of(r) for r in session.execute(stmt).scalars()]
+
+
 def pending_jobs(session: Session, collection: str, kind: str | None = None) -> list[JobRecord]:
     """Queued or running jobs of a collection (to avoid enqueueing duplicates)."""
     stmt = select(JobRow).where(JobRow.collection == collection, JobRow.status.in_(PENDING))

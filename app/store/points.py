@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.store.arrays import vector_to_bytes, vectors_from_bytes
-from app.store.models import Point
+from app.store.models import Collection, Point
 
 ID_CHUNK = 500
 
@@ -40,6 +40,10 @@ class PointChanges:
     removed_ids: np.ndarray  # int64
 
 
+class WrongDimension(ValueError):
+    """A batch whose vectors do not have the collection's dimension: nothing is stored."""
+
+
 def upsert_points(
     session: Session,
     collection_id: int,
@@ -51,7 +55,15 @@ def upsert_points(
     """Store a batch (unique external ids) under ``seq``; internal ids in batch order.
 
     An existing id keeps its internal id, so the index replaces the vector in place.
+    Raises ``WrongDimension`` unless the vectors have the collection row's dimension.
     """
+    dim = session.execute(
+        select(Collection.dim).where(Collection.id == collection_id)
+    ).scalar_one_or_none()
+    if dim is not None and (vectors.ndim != 2 or vectors.shape[1] != dim):
+        raise WrongDimension(
+            f"vectors have dimension {vectors.shape[-1]}, the collection has dimension {dim}"
+        )
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(cast(Table, Point.__table__))
@@ -122,6 +134,25 @@ def get_point(
     return PointRecord(
         row.id, row.external_id, vectors_from_bytes([row.vector], dim)[0], row.payload
     )
+
+
+def list_points(
+    session: Session, collection_id: int, dim: int, after: str | None, limit: int
+) -> list[PointRecord]:
+    """Up to ``limit`` live points in external-id order, starting after the id ``after``.
+
+    Ordered by external id so a page is read off the (collection, external id) unique index
+    and a cursor stays valid across writes: an upsert never moves a point.
+    """
+    stmt = select(Point).where(Point.collection_id == collection_id, Point.deleted.is_(False))
+    if after is not None:
+        stmt = stmt.where(Point.external_id > after)
+    rows = session.execute(stmt.order_by(Point.external_id).limit(limit)).scalars().all()
+    vectors = vectors_from_bytes([r.vector for r in rows], dim)
+    return [
+        PointRecord(r.id, r.external_id, vector, r.payload)
+        for r, vector in zip(rows, vectors, strict=True)
+    ]
 
 
 def get_labels(session: Session, collection_id: int) -> dict[int, tuple[str, Any]]:

@@ -75,6 +75,8 @@ class Server(_Process):
         super().__init__(database_url, data_dir, **env)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        key = env.get("VECROUTE_API_KEY")
+        self.headers = {"Authorization": f"Bearer {key.split(',')[0]}"} if key else {}
 
     def start(self) -> Server:
         return self.launch().wait_ready()
@@ -92,9 +94,10 @@ class Server(_Process):
     def _ready(self) -> bool:
         assert self.proc is not None and self.proc.poll() is None, "server exited at start-up"
         try:
-            return httpx.get(self.url + "/readyz", timeout=5).status_code == 200
+            ready = httpx.get(self.url + "/readyz", headers=self.headers, timeout=5)
         except httpx.HTTPError:
             return False
+        return ready.status_code == 200
 
 
 class WorkerProcess(_Process):

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from app.api.auth import bearer_token, is_read, matches_any
+from app.api.auth import bearer_token, is_open, is_read, matches_any
 from app.main import create_app
 from app.settings import Settings
 from tests.api.checked import json_of
@@ -33,6 +33,8 @@ READS = [
     ("get", "/collections", {}),
     ("get", "/collections/docs", {}),
     ("get", "/collections/docs/points/a", {}),
+    ("get", "/collections/docs/points", {}),
+    ("get", "/jobs", {}),
     ("get", "/readyz", {}),
     ("get", "/openapi.json", {}),
     ("post", "/search", {"json": SEARCH}),
@@ -91,6 +93,20 @@ def test_without_a_valid_key_everything_but_healthz_is_401(keyed: TestClient, he
         assert r.headers["www-authenticate"].startswith("Bearer")
 
 
+def test_the_console_page_and_files_load_without_a_key_but_its_data_does_not(
+    keyed: TestClient,
+) -> None:
+    """The page must load to ask for the key; it holds no data, the API calls it makes do."""
+    page = keyed.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<script type="module" src="/console/main.js">' in page.text
+    for path in ("/console/main.js", "/console/api.js", "/console/console.css"):
+        assert keyed.get(path).status_code == 200, path
+    assert keyed.get("/console/nope.js").status_code == 404
+    _problem(keyed.get("/collections"), 401)
+    _problem(keyed.post("/", json={}), 401)  # only reads of the page are open
+
+
 def test_read_only_key_reads_and_searches_but_cannot_write(keyed: TestClient) -> None:
     for method, path, kwargs in READS:
         r = _call(keyed, method, path, kwargs, READ)
@@ -122,3 +138,5 @@ def test_helpers() -> None:
     assert matches_any(b"b", (b"a", b"b")) and not matches_any(b"", (b"a",))
     assert is_read("GET", "/collections") and is_read("POST", "/search/batch")
     assert not is_read("POST", "/index") and not is_read("DELETE", "/collections/x")
+    assert is_open("POST", "/healthz") and is_open("GET", "/") and is_open("GET", "/console/a.js")
+    assert not is_open("POST", "/") and not is_open("GET", "/consoles") and not is_open("GET", "/x")

@@ -18,7 +18,7 @@ import pytest
 from tests.api.servers import Server
 from tests.waiting import wait_until
 
-PACKAGE = "vecroute_client"
+PACKAGE = "vecroute_sdk"  # not vecroute_client: that name is the client in clients/python
 # The generator has no SVG support; as text, the plot endpoint keeps a typed response.
 CONFIG = "content_type_overrides:\n  image/svg+xml: text/plain\n"
 

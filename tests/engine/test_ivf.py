@@ -13,6 +13,7 @@ from faiss.contrib.ivf_tools import add_preassigned
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.engine import ivf as ivf_module
 from app.engine.allowed import AllowedIds
 from app.engine.clustering import Algorithm, auto_nlist, train_clustering
 from app.engine.evaluation import recall_at_k
@@ -21,6 +22,7 @@ from app.engine.metric import Metric, prepare
 from app.engine.routing import Router, RouterKind, centroid_router, top_lists
 from bench.debian import Dataset
 from tests.engine.conftest import brute_force, true_scores
+from tests.holds import hold_ivf_builds
 
 K = 10
 
@@ -35,6 +37,12 @@ def filled(x: np.ndarray, metric: Metric, nlist: int | None = None) -> VectorInd
     index = VectorIndex(x.shape[1], metric, clustering)
     index.upsert(np.arange(10, 10 + len(x)), x)
     return index
+
+
+def held_lists(index: VectorIndex) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(ids, stored vectors) of each list, in list order: what the index really holds."""
+    ivf = index._state.ivf
+    return [ivf_module._read_list(ivf, list_no) for list_no in range(ivf.nlist)]
 
 
 def assert_exact(
@@ -202,7 +210,7 @@ def test_a_subset_holds_the_allowed_vectors_in_the_same_lists(
     subset = index.subset(allowed.bits, index.generation)
     assert subset is not None and subset.count == allowed.count
     assert subset.clustering is index.clustering
-    held = np.concatenate([ids for ids, _ in subset.iter_vectors()])
+    held = np.concatenate([ids for ids, _ in held_lists(subset)])
     assert sorted(held.tolist()) == np.flatnonzero(mask).tolist()
     for kw in ({"exact": True}, {"nprobe": 1}, {"nprobe": 4}):
         via_selector = index.search(random_queries, K, selector=allowed.selector, **kw)
@@ -263,7 +271,7 @@ def test_repeated_id_in_one_batch_keeps_the_last(random_vectors: np.ndarray) -> 
     index = VectorIndex(32, Metric.IP)
     index.upsert(np.array([1, 2, 1]), random_vectors[:3])
     assert len(index) == 2
-    stored = dict(zip(*next(index.iter_vectors()), strict=True))
+    stored = dict(zip(*held_lists(index)[0], strict=True))
     np.testing.assert_array_equal(stored[1], random_vectors[2])
 
 
@@ -287,8 +295,7 @@ def test_set_clustering_keeps_every_vector(random_vectors: np.ndarray) -> None:
     assert index.clustering is clustering
     sizes = index.list_sizes()
     assert sizes.shape == (20,) and sizes.sum() == len(random_vectors)
-    blocks = list(index.iter_vectors(block=300))
-    assert all(len(ids) <= 300 for ids, _ in blocks)
+    blocks = held_lists(index)
     ids = np.concatenate([b[0] for b in blocks])
     vecs = np.concatenate([b[1] for b in blocks])
     order = np.argsort(ids)
@@ -432,3 +439,52 @@ def test_debian_slice_exact_and_routed_search(debian_cos: Dataset) -> None:
     few = recall_at_k(index.search(data.test_queries, K, nprobe=2).ids, truth, K)
     more = recall_at_k(index.search(data.test_queries, K, nprobe=16).ids, truth, K)
     assert few < more and more > 0.8
+
+
+def test_writes_during_a_reclustering_go_on_and_are_all_in_the_new_lists(
+    random_vectors: np.ndarray, random_queries: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    metric = Metric.IP
+    x = random_vectors[:1500].copy()
+    index = filled(x, metric, nlist=8)
+    new_clustering = train_clustering(prepare(x, metric), 16, Algorithm.KMEANS, metric, seed=5)
+    building, release = hold_ivf_builds(monkeypatch)
+    rebuild = threading.Thread(target=index.set_clustering, args=(new_clustering,), daemon=True)
+    rebuild.start()
+    building.wait()
+    rng = np.random.default_rng(8)
+    expected = {10 + i: x[i] for i in range(len(x))}
+    replaced = rng.standard_normal((100, x.shape[1])).astype(np.float32)
+    added = rng.standard_normal((100, x.shape[1])).astype(np.float32)
+    writes_done = threading.Event()
+
+    def write() -> None:
+        index.upsert(np.arange(10, 110), replaced)
+        index.upsert(np.arange(5000, 5100), added)
+        index.remove(np.arange(200, 300))
+        writes_done.set()
+
+    threading.Thread(target=write, daemon=True).start()
+    try:
+        # A safety net only: before the fix the writes waited for the whole build.
+        assert writes_done.wait(60), "writes waited for the reclustering's build"
+    finally:
+        release.set()
+    rebuild.join()
+    expected.update(zip(range(10, 110), replaced, strict=True))
+    expected.update(zip(range(5000, 5100), added, strict=True))
+    for pid in range(200, 300):
+        del expected[pid]
+
+    assert index.clustering is new_clustering and index.count == len(expected)
+    seen: list[int] = []
+    for list_no, (ids, vecs) in enumerate(held_lists(index)):
+        seen.extend(ids.tolist())
+        if len(ids):
+            assert (new_clustering.assign(vecs) == list_no).all()
+        for pid, vec in zip(ids.tolist(), vecs, strict=True):
+            np.testing.assert_array_equal(vec, expected[pid])
+    assert sorted(seen) == sorted(expected)
+    ids = np.fromiter(expected, np.int64)
+    docs = np.stack([expected[int(i)] for i in ids])
+    assert_exact(index, docs, ids, random_queries, metric, exact=True)

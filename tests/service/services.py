@@ -7,7 +7,7 @@ from typing import Any
 
 from app.service.service import Service
 from app.settings import Settings
-from tests.waiting import wait_until
+from app.store.db import Store
 
 
 def create_docs(service: Service, payload_indexes: dict[str, str]) -> None:
@@ -28,21 +28,15 @@ def start_service(database_url: str, data_dir: Path, **settings: Any) -> Service
 
     ``settings`` override any other setting.
     """
-    s = Service(
-        Settings(
-            data_dir=data_dir,
-            database_url=database_url,
-            embedded_worker=False,
-            snapshot_interval_s=3600,
-            build_min_points=10**9,
-            **settings,
-        )
+    config = Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        embedded_worker=False,
+        snapshot_interval_s=3600,
+        build_min_points=10**9,
+        **settings,
     )
+    s = Service(config, Store(config.resolved_database_url))
     s.start()
-
-    def loaded() -> bool:
-        assert s.load_error is None, s.load_error
-        return s.ready
-
-    wait_until(loaded, what="the service to load its indexes")
+    s.wait_ready(120)  # a safety net: loading a test's few points takes milliseconds
     return s

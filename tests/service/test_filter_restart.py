@@ -45,7 +45,7 @@ def test_restart_and_replica_keep_payload_indexes(database_url: str, tmp_path: P
     first.index_points("docs", _points(rng, 0, 200))
     replica.registry.catch_up()  # the replica then follows the changes below one by one
     assert replica.registry.get("docs").payloads.count == 200
-    assert first.snapshot_all(force=True) == 1
+    assert first.runtime.snapshot_all(force=True) == 1
     snap = tmp_path / "a" / "snapshots" / "docs.snap"
     old_snapshot = snap.read_bytes()
     # after the snapshot: replaced payloads, deletions, a new declaration

@@ -26,7 +26,7 @@ def test_snapshot_plus_catch_up_equals_rebuild(database_url: str, tmp_path: Path
     run_build(first.store, "docs", {}, lambda _: None)
     first.registry.catch_up()
     assert first.registry.get("docs").clustering_version == 1
-    assert first.snapshot_all(force=True) == 1
+    assert first.runtime.snapshot_all(force=True) == 1
     snap = tmp_path / "a" / "snapshots" / "docs.snap"
     old_snapshot = snap.read_bytes()
     # writes after the snapshot: the restart must pick them up from the change feed

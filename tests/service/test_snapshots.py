@@ -56,7 +56,7 @@ def test_start_up_removes_staged_files_and_snapshots_of_unknown_collections(
     service = start_service(database_url, tmp_path)
     _create(service)
     service.index_points("docs", _points("p", 10, 0))
-    assert service.snapshot_all(force=True) == 1
+    assert service.runtime.snapshot_all(force=True) == 1
     service.stop()
     snapshots = tmp_path / "snapshots"
     (snapshots / "gone.snap").write_bytes(b"left by a collection deleted elsewhere")

@@ -5,11 +5,18 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 
 from app.store import jobs
 from app.store.collections import create_collection, delete_collection
 from app.store.db import Store
-from app.store.points import changes_since, delete_points, get_point, upsert_points
+from app.store.points import (
+    WrongDimension,
+    changes_since,
+    delete_points,
+    get_point,
+    upsert_points,
+)
 from app.store.seq import current_seq, next_seq
 
 
@@ -127,3 +134,14 @@ def test_a_collection_id_is_never_reused_after_a_delete(store: Store) -> None:
         new = create(name)
         assert new not in seen
         seen.add(new)
+
+
+def test_a_batch_of_another_dimension_is_refused_by_the_store(store: Store) -> None:
+    record = create_collection(
+        store, name="docs", dim=4, metric="ip", nlist=None, algorithm="kmeans"
+    )
+    assert record is not None
+    with pytest.raises(WrongDimension), store.write() as session:
+        upsert_points(session, record.id, next_seq(session), ["a"], np.ones((1, 8)), [None])
+    with store.read() as session:
+        assert get_point(session, record.id, "a", 4) is None

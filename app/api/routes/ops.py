@@ -25,10 +25,16 @@ def readyz(service: ServiceDep) -> Response:
         "ready": store and service.ready,
         "store": store,
         "indexes_loaded": service.ready,
-        "applied_seq": service.registry.applied_seq,
+        "applied_seq": service.applied_seq,
     }
     if not state["ready"]:
-        detail = "the store is unreachable" if not store else "indexes are still loading"
+        failure = service.load_failure
+        if failure is not None:
+            detail = f"loading indexes failed: {failure}; see the log, then restart"
+        elif not store:
+            detail = "the store is unreachable"
+        else:
+            detail = "indexes are still loading"
         return problem(503, "Service unavailable", detail, "not-ready", **state)
     return OrjsonResponse(state)
 

@@ -1,15 +1,17 @@
-"""Points: batch upsert, delete, read one."""
+"""Points: batch upsert, delete, read one, list a page."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import MetricsDep, ServiceDep, SettingsDep
 from app.api.responses import OrjsonResponse
 from app.api.schemas import (
+    MAX_POINTS_PAGE,
     REQUEST_BODIES,
     DeleteRequest,
     DeleteResponse,
@@ -17,10 +19,9 @@ from app.api.schemas import (
     IndexResponse,
     Name,
     PointOut,
+    PointPage,
 )
-from app.service import points as point_writes
 from app.service.parsing import ParsedIndex, parse_in_worker, parse_index_body, spool_file
-from app.service.service import Service
 
 router = APIRouter(tags=["points"])
 
@@ -46,9 +47,9 @@ async def index_points(
 ) -> Response:
     body = await read_or_spool(request, settings.index_inline_max_bytes)
     try:
-        parsed = await _parse(body, _dims(service), settings.max_batch_points)
+        parsed = await _parse(body, service.collection_dims(), settings.max_batch_points)
         params = IndexParams.model_validate(parsed.params)
-        dim = service.registry.get(params.collection).record.dim
+        dim = service.collection_dim(params.collection)
         if parsed.dim != dim:  # created or re-created since the dimensions were read
             parsed = await _parse(body, {params.collection: dim}, settings.max_batch_points)
     finally:
@@ -56,9 +57,7 @@ async def index_points(
             body.unlink(missing_ok=True)
     ids, vectors, payloads = parsed.points()
     # The store transaction and the index update run off the event loop.
-    seq = await run_in_threadpool(
-        point_writes.upsert, service.registry, params.collection, ids, vectors, payloads
-    )
+    seq = await run_in_threadpool(service.upsert_points, params.collection, ids, vectors, payloads)
     metrics.points_indexed.inc(len(ids))
     return OrjsonResponse({"upserted": len(ids), "seq": seq})
 
@@ -68,12 +67,6 @@ async def _parse(body: bytes | Path, dims: dict[str, int], max_points: int) -> P
     if isinstance(body, bytes):
         return parse_index_body(body, dims, max_points)
     return await parse_in_worker(body, dims, max_points)
-
-
-def _dims(service: Service) -> dict[str, int]:
-    """Each collection's dimension; empty while loading (the lookup after parsing says so)."""
-    registry = service.registry
-    return {c.name: c.record.dim for c in registry.all()} if registry.ready else {}
 
 
 async def read_or_spool(request: Request, max_bytes: int) -> bytes | Path:
@@ -117,3 +110,17 @@ def delete_points(body: DeleteRequest, service: ServiceDep) -> Response:
 )
 def get_point(name: Name, point_id: str, service: ServiceDep) -> Response:
     return OrjsonResponse(service.get_point(name, point_id))
+
+
+@router.get("/collections/{name}/points", response_model=PointPage, operation_id="list_points")
+def list_points(
+    name: Name,
+    service: ServiceDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_POINTS_PAGE)] = 100,
+    after: Annotated[
+        str | None,
+        Query(min_length=1, max_length=256, description="The previous page's ``next``"),
+    ] = None,
+) -> Response:
+    """Page through a collection's points in id order (a stable order across writes)."""
+    return OrjsonResponse(service.list_points(name, after, limit))

@@ -9,7 +9,6 @@ from app.api.plot import report_svg
 from app.api.report_schemas import RouterReport
 from app.api.responses import OrjsonResponse
 from app.api.schemas import Name
-from app.service.router_report import router_report
 
 router = APIRouter(tags=["collections"])
 
@@ -23,7 +22,7 @@ SVG = "image/svg+xml"
     summary="Held-out top-1 accuracy and recall@k vs nprobe, centroid and learned routing",
 )
 def get_router_report(name: Name, service: ServiceDep) -> Response:
-    return OrjsonResponse(router_report(service.store, service.registry.get(name)))
+    return OrjsonResponse(service.router_report(name))
 
 
 @router.get(
@@ -34,5 +33,5 @@ def get_router_report(name: Name, service: ServiceDep) -> Response:
     responses={200: {"content": {SVG: {"schema": {"type": "string"}}}}},
 )
 def get_router_report_svg(name: Name, service: ServiceDep) -> Response:
-    report = router_report(service.store, service.registry.get(name))
+    report = service.router_report(name)
     return Response(report_svg(report), media_type=SVG)

@@ -67,7 +67,7 @@ def _filter(params: SearchParams) -> Filter | None:
 
 async def _caught_up(service: Service, params: SearchParams) -> None:
     """Read-your-writes: first wait for ``min_seq`` (the collection may be new here too)."""
-    if params.min_seq is not None and params.min_seq > service.registry.applied_seq:
+    if params.min_seq is not None and params.min_seq > service.applied_seq:
         await run_in_threadpool(service.wait_for_seq, params.min_seq)
 
 
@@ -89,8 +89,7 @@ async def search_one(
     params = SearchParams.model_validate(body)
     opts = _options(params, settings)
     await _caught_up(service, params)
-    live = service.registry.get(params.collection)
-    queries = as_vector(vector, live.record.dim)
+    queries = as_vector(vector, service.collection_dim(params.collection))
     out = await _run(service, params, queries, opts)
     metrics.count_searches(out["routing"], out["nprobe"])
     hits = out.pop("results")[0]
@@ -104,10 +103,10 @@ async def search_many(
     params = SearchParams.model_validate(body)
     opts = _options(params, settings)
     await _caught_up(service, params)
-    live = service.registry.get(params.collection)
+    dim = service.collection_dim(params.collection)
     if isinstance(vectors, list) and not 1 <= len(vectors) <= settings.max_batch_queries:
         raise InvalidInput(f"vectors must hold 1 to {settings.max_batch_queries} queries")
-    queries = as_vectors(vectors, live.record.dim, "vectors")
+    queries = as_vectors(vectors, dim, "vectors")
     out = await _run(service, params, queries, opts)
     metrics.count_searches(out["routing"], out["nprobe"], len(queries))
     out["results"] = [{"hits": hits} for hits in out["results"]]

@@ -1,0 +1,116 @@
+"""Typed results. Fields the server adds later are kept (``extra="allow"``), so a newer
+server never breaks an older client."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Payload = dict[str, Any]
+
+
+class Result(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class IndexState(Result):
+    state: Literal["flat", "building", "ivf"]
+    nlist: int | None = None
+    clustering_version: int | None = None
+    building: bool = False
+
+
+class RouterInfo(Result):
+    kind: str
+    version: int | None = None
+
+
+class CollectionInfo(Result):
+    name: str
+    dim: int
+    metric: Literal["ip", "cosine", "l2"]
+    count: int
+    index: IndexState
+    router: RouterInfo
+    clustering: str | None = None
+    default_nprobe: int | None = None
+    payload_indexes: dict[str, str] = {}
+    recall_table: dict[str, Any] | None = None
+
+
+class Point(Result):
+    id: str
+    vector: list[float]
+    payload: Payload | None = None
+
+
+class Hit(Result):
+    id: str
+    score: float
+    payload: Payload | None = None
+
+
+class SearchResult(Result):
+    hits: list[Hit]
+    nprobe: float | None = None
+    routing: str
+    router_version: int | None = None
+    plan: str | None = None
+    matches: int | None = None
+    scanned: float | None = None  # vectors scored per query (mean)
+
+
+class BatchHits(Result):
+    hits: list[Hit]
+
+
+class BatchSearchResult(Result):
+    results: list[BatchHits]
+    nprobe: float | None = None
+    routing: str
+    router_version: int | None = None
+    plan: str | None = None
+    matches: int | None = None
+    scanned: float | None = None  # vectors scored per query (mean)
+
+
+class Upserted(Result):
+    upserted: int
+    seq: int
+
+
+class Deleted(Result):
+    deleted: int
+    seq: int
+
+
+class Job(Result):
+    id: str
+    kind: str
+    collection: str | None
+    status: Literal["queued", "running", "succeeded", "failed"]
+    progress: float
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    attempts: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("succeeded", "failed")
+
+
+class Ready(Result):
+    ready: bool
+    store: bool
+    indexes_loaded: bool
+    applied_seq: int
+
+
+class UploadResult(Result):
+    """What a bulk upload did: points sent, requests made, and the last write's ``seq``."""
+
+    upserted: int
+    batches: int
+    retries: int
+    seq: int | None
