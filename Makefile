@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: setup browser serve test lint bench
+.PHONY: setup browser serve test lint openapi bench
 
 setup: $(VENV)/.installed browser
 
@@ -30,6 +30,10 @@ test: setup
 lint: setup
 	$(BIN)/ruff check app worker tests bench clients/python
 	$(BIN)/mypy app worker clients/python/vecroute_client
+
+# The committed OpenAPI snapshot (tests/api/openapi.json), after a deliberate API change.
+openapi: setup
+	$(BIN)/python -m tests.api.openapi_snapshot
 
 bench: setup
 	$(BIN)/python bench/engine.py

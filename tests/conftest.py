@@ -1,11 +1,14 @@
 """Shared fixtures: a database URL for each backend (SQLite file, fresh PostgreSQL database).
 
 PostgreSQL tests fail, never skip, when the server is unreachable: the CI runs both.
+The whole session, collection included, runs without the caller's app settings or .env
+(tests/hermetic.py).
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +19,22 @@ from sqlalchemy.engine import make_url
 
 from app.store.db import Store
 from app.store.migrate import upgrade
+from tests.hermetic import isolate
+
+_HERMETIC = pytest.StashKey[tuple[pytest.MonkeyPatch, tempfile.TemporaryDirectory[str]]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before collection: some test modules build an app (and its Settings) on import."""
+    patch, workdir = pytest.MonkeyPatch(), tempfile.TemporaryDirectory(prefix="vecroute-tests-")
+    isolate(patch, Path(workdir.name))
+    config.stash[_HERMETIC] = (patch, workdir)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    patch, workdir = config.stash[_HERMETIC]
+    patch.undo()
+    workdir.cleanup()
 
 PG_BASE_URL = os.environ.get(
     "VECROUTE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

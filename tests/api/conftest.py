@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,13 +10,11 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from tests.waiting import wait_until
 
 
-def wait_ready(client: TestClient, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, "the app never became ready"
-        time.sleep(0.02)
+def wait_ready(client: TestClient) -> None:
+    wait_until(lambda: client.get("/readyz").status_code == 200, what="the app to be ready")
 
 
 @pytest.fixture

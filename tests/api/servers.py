@@ -8,10 +8,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+
+from tests.hermetic import without_app_settings
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,8 +30,11 @@ class _Process:
     command: tuple[str, ...] = ()
 
     def __init__(self, database_url: str, data_dir: Path, **env: str) -> None:
+        self.data_dir = data_dir
         self.env = {
-            **os.environ,
+            # only the settings given here, whatever the caller exported (tests/hermetic.py)
+            **without_app_settings(os.environ),
+            "PYTHONPATH": str(ROOT),
             "VECROUTE_DATABASE_URL": database_url,
             "VECROUTE_DATA_DIR": str(data_dir),
             "VECROUTE_CATCHUP_INTERVAL_S": "0.1",
@@ -40,9 +45,10 @@ class _Process:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def spawn(self, *args: str) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", *args],
-            cwd=ROOT,
+            cwd=self.data_dir,  # not the checkout, whose .env would be read
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -72,8 +78,8 @@ class Server(_Process):
         key = env.get("VECROUTE_API_KEY")
         self.headers = {"Authorization": f"Bearer {key.split(',')[0]}"} if key else {}
 
-    def start(self, timeout_s: float = 60) -> Server:
-        return self.launch().wait_ready(timeout_s)
+    def start(self) -> Server:
+        return self.launch().wait_ready()
 
     def launch(self) -> Server:
         """Start the process without waiting (start-up imports take seconds: start several,
@@ -81,19 +87,17 @@ class Server(_Process):
         self.spawn("serve", "--port", str(self.port))
         return self
 
-    def wait_ready(self, timeout_s: float = 60) -> Server:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout_s
-        while True:
-            assert self.proc.poll() is None, "server exited during start-up"
-            try:
-                ready = httpx.get(self.url + "/readyz", headers=self.headers, timeout=1)
-                if ready.status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server never became ready"
-            time.sleep(0.05)
+    def wait_ready(self) -> Server:
+        wait_until(self._ready, what=f"the server on port {self.port} to be ready")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.proc is not None and self.proc.poll() is None, "server exited at start-up"
+        try:
+            ready = httpx.get(self.url + "/readyz", headers=self.headers, timeout=5)
+        except httpx.HTTPError:
+            return False
+        return ready.status_code == 200
 
 
 class WorkerProcess(_Process):

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from app.api.auth import bearer_token, is_open, is_read, matches_any
 from app.main import create_app
 from app.settings import Settings
+from tests.api.checked import json_of
 from tests.api.conftest import wait_ready
 
 PROBLEM = "application/problem+json"
@@ -113,14 +114,14 @@ def test_read_only_key_reads_and_searches_but_cannot_write(keyed: TestClient) ->
     for method, path, kwargs in WRITES:
         body = _problem(_call(keyed, method, path, kwargs, READ), 403)
         assert body["type"].endswith("read-only-key")
-    assert keyed.get("/collections/docs", headers=FULL).json()["count"] == 1
+    assert json_of(keyed.get("/collections/docs", headers=FULL))["count"] == 1
 
 
 def test_both_keys_of_a_rotation_have_full_access(keyed: TestClient) -> None:
     for headers, pid in ((FULL, "n"), (OLD, "o"), ({"Authorization": "bearer old-key"}, "l")):
         body = {"collection": "docs", "points": [{"id": pid, "vector": [0, 1]}]}
         assert keyed.post("/index", json=body, headers=headers).status_code == 200
-    assert keyed.get("/collections/docs", headers=OLD).json()["count"] == 4
+    assert json_of(keyed.get("/collections/docs", headers=OLD))["count"] == 4
 
 
 def test_a_read_only_key_needs_a_full_key(tmp_path: Path) -> None:

@@ -10,8 +10,6 @@ A screenshot of each view is saved to a temporary folder whose path the test pri
 from __future__ import annotations
 
 import json
-import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
+from tests.api.progress import wait_logged
 from tests.api.servers import Server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -89,14 +88,8 @@ def log_queries(server: Server, collection: str) -> None:
     body = {"collection": collection, "vectors": queries, "k": 10}
     r = httpx.post(server.url + "/search/batch", json=body, headers=server.headers)
     assert r.status_code == 200, r.text
-    pattern = re.compile(rf'vecroute_query_log_queries{{collection="{collection}"}} (\S+)')
-    deadline = time.monotonic() + 30
-    while True:
-        found = pattern.search(httpx.get(server.url + "/metrics", headers=server.headers).text)
-        if found and float(found.group(1)) >= N_QUERIES:
-            return
-        assert time.monotonic() < deadline, "the logged queries never reached the store"
-        time.sleep(0.05)
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as client:
+        wait_logged(client, N_QUERIES, collection)
 
 
 def test_console_click_through(server: Server, page: Page, shots: Path) -> None:

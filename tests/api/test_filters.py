@@ -3,11 +3,13 @@ search by numpy, k hits whenever k match, payload indexes declared and kept in s
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
+
+from tests.api.progress import collection, served_build, start_build
+from tests.waiting import wait_until
 
 PROBLEM = "application/problem+json"
 DIM = 8
@@ -55,12 +57,10 @@ def _bucket_below(limit: int) -> tuple[dict, Any]:
     return f, lambda p: p["bucket"] < limit
 
 
-def _wait_ivf(client: TestClient) -> int:
-    deadline = time.monotonic() + 30
-    while (info := client.get("/collections/docs").json())["index"]["state"] != "ivf":
-        assert time.monotonic() < deadline, info
-        time.sleep(0.05)
-    return int(info["index"]["nlist"])
+def _searched(client: TestClient, path: str, body: dict) -> dict:
+    r = client.post(path, json=body)
+    assert r.status_code == 200, r.text
+    return r.json()
 
 
 def test_filtered_search_equals_exact_filtered_search(client: TestClient) -> None:
@@ -74,23 +74,23 @@ def test_filtered_search_equals_exact_filtered_search(client: TestClient) -> Non
     oracle.index(client, *_points(rng, 0, N))
     queries = rng.standard_normal((5, DIM)).astype(np.float32)
     f, allowed = _bucket_below(5)
-    out = client.post(
-        "/search", json={"collection": "docs", "vector": queries[0].tolist(), "filter": f}
-    ).json()
+    out = _searched(
+        client, "/search", {"collection": "docs", "vector": queries[0].tolist(), "filter": f}
+    )
     assert out["plan"] == "exact" and out["matches"] == sum(
         allowed(p) for _, p in oracle.points.values()
     )
     assert [h["id"] for h in out["hits"]] == oracle.top(queries[0], allowed)
 
-    assert client.post("/collections/docs/build", json={"nlist": 16}).status_code == 202
-    nlist = _wait_ivf(client)
+    # this build, not one the policy may have started at 64 points
+    nlist = served_build(client, start_build(client, nlist=16))["index"]["nlist"]
     plans = set()
     for limit, nprobe in ((50, 2), (10, 2), (1, 2), (50, None)):
         f, allowed = _bucket_below(limit)
         body = {"collection": "docs", "vectors": queries.tolist(), "k": K, "filter": f}
         if nprobe is not None:
             body["nprobe"] = nprobe
-        out = client.post("/search/batch", json=body).json()
+        out = _searched(client, "/search/batch", body)
         plans.add(out["plan"])
         matches = sum(allowed(p) for _, p in oracle.points.values())
         assert out["matches"] == matches
@@ -105,10 +105,11 @@ def test_filtered_search_equals_exact_filtered_search(client: TestClient) -> Non
                 assert out["nprobe"] >= 2 and out["routing"] == "centroid"
                 assert len(set(got) & set(expected)) >= K // 2
     assert plans == {"exact", "ivf"}
-    exact = client.post(
+    exact = _searched(
+        client,
         "/search/batch",
-        json={"collection": "docs", "vectors": queries.tolist(), "routing": "exact", "filter": f},
-    ).json()
+        {"collection": "docs", "vectors": queries.tolist(), "routing": "exact", "filter": f},
+    )
     assert [[h["id"] for h in r["hits"]] for r in exact["results"]] == [
         oracle.top(q, allowed) for q in queries
     ]
@@ -138,9 +139,9 @@ def test_writes_and_redeclared_indexes_keep_filters_exact(client: TestClient) ->
         )
 
     def search_is_exact() -> None:
-        out = client.post(
-            "/search", json={"collection": "docs", "vector": q.tolist(), "k": 20, "filter": f}
-        ).json()
+        out = _searched(
+            client, "/search", {"collection": "docs", "vector": q.tolist(), "k": 20, "filter": f}
+        )
         assert [h["id"] for h in out["hits"]] == oracle.top(q, allowed, 20)
         assert out["matches"] == sum(allowed(p) for _, p in oracle.points.values())
 
@@ -149,21 +150,22 @@ def test_writes_and_redeclared_indexes_keep_filters_exact(client: TestClient) ->
     oracle.index(client, *_points(rng, 150, 100))  # 50 replaced with new payloads
     search_is_exact()
     gone = [f"p{i}" for i in range(0, 60, 3)]
-    assert client.post("/delete", json={"collection": "docs", "ids": gone}).json()["deleted"] == 20
+    r = client.post("/delete", json={"collection": "docs", "ids": gone})
+    assert r.status_code == 200 and r.json()["deleted"] == 20, r.text
     for pid in gone:
         del oracle.points[pid]
     for fields in ({}, {"lang": "keyword", "bucket": "integer"}, {"tags": "keyword"}):
         r = client.put("/collections/docs/payload-indexes", json={"fields": fields})
         assert r.status_code == 200 and r.json()["payload_indexes"] == fields
         search_is_exact()
-    assert client.get("/collections/docs").json()["payload_indexes"] == {"tags": "keyword"}
+    assert collection(client)["payload_indexes"] == {"tags": "keyword"}
 
 
 def test_bad_filters_and_declarations_are_problems_and_documented(client: TestClient) -> None:
     body = {"name": "docs", "dim": 2, "payload_indexes": {"lang": "keyword", "n": "integer"}}
     assert client.post("/collections", json=body).status_code == 201
     point = {"id": "a", "vector": [1, 0], "payload": {"lang": "en", "n": 1}}
-    client.post("/index", json={"collection": "docs", "points": [point]})
+    assert client.post("/index", json={"collection": "docs", "points": [point]}).status_code == 200
     bad_filters = [
         {"must": [{"key": "lang", "regex": "e.*"}]},  # unknown operator
         {"must": [{"key": "lang", "match": {"value": 1}}]},  # keyword field, integer value
@@ -193,16 +195,19 @@ def test_bad_filters_and_declarations_are_problems_and_documented(client: TestCl
     assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
     r = client.post("/collections", json={**body, "name": "d2", "payload_indexes": {"": "bool"}})
     assert r.status_code == 422
-    ok = client.post(
+    ok = _searched(
+        client,
         "/search",
-        json={
+        {
             "collection": "docs",
             "vector": [1, 0],
             "filter": {"must": [{"key": "n", "match": {"value": 1}}]},
         },
-    ).json()
+    )
     assert [h["id"] for h in ok["hits"]] == ["a"] and ok["matches"] == 1
-    spec = client.get("/openapi.json").json()
+    r = client.get("/openapi.json")
+    assert r.status_code == 200
+    spec = r.json()
     schemas = spec["components"]["schemas"]
     assert schemas["Filter"]["examples"] and "FieldCondition" in schemas
     assert "filter" in schemas["SearchRequest"]["properties"]
@@ -216,34 +221,40 @@ def test_a_repeated_filter_earns_a_view_that_no_write_outlives(client: TestClien
     rng = np.random.default_rng(13)
     oracle = Oracle()
     oracle.index(client, *_points(rng, 0, N))
-    assert client.post("/collections/docs/build", json={"nlist": 16}).status_code == 202
-    _wait_ivf(client)
+    served_build(client, start_build(client, nlist=16))  # nprobe 16 below probes every list
     q = rng.standard_normal(DIM).astype(np.float32)
     f, allowed = _bucket_below(50)
     body = {"collection": "docs", "vector": q.tolist(), "filter": f, "nprobe": 16}
 
     def views_held() -> float:
-        text = client.get("/metrics").text
-        line = next(s for s in text.splitlines() if s.startswith("vecroute_filter_views "))
+        r = client.get("/metrics")
+        assert r.status_code == 200
+        line = next(s for s in r.text.splitlines() if s.startswith("vecroute_filter_views "))
         return float(line.rsplit(" ", 1)[1])
+
+    def hit_ids() -> list[str]:
+        return [h["id"] for h in _searched(client, "/search", body)["hits"]]
 
     def search_until_a_view(expected: list[str]) -> None:
         """Search again and again, always finding ``expected``, until a view is held."""
-        deadline = time.monotonic() + 30
-        while views_held() == 0:
-            assert time.monotonic() < deadline, "no view after 30 s of repeated searches"
+
+        def viewed_after_searching() -> bool:
+            if views_held() > 0:
+                return True
             for _ in range(20):
-                hits = client.post("/search", json=body).json()["hits"]
-                assert [h["id"] for h in hits] == expected
+                assert hit_ids() == expected
+            return False
+
+        wait_until(viewed_after_searching, what="a view of the repeated filter")
 
     assert views_held() == 0
     expected = oracle.top(q, allowed)
     search_until_a_view(expected)
-    assert [h["id"] for h in client.post("/search", json=body).json()["hits"]] == expected
+    assert hit_ids() == expected
     best = (10 * q / np.linalg.norm(q)).astype(np.float32)
     point = {"id": "best", "vector": best.tolist(), "payload": {"bucket": 0}}
     oracle.index(client, best[None], [point])
-    hits = client.post("/search", json=body).json()["hits"]
+    hits = _searched(client, "/search", body)["hits"]
     assert [h["id"] for h in hits] == oracle.top(q, allowed) and hits[0]["id"] == "best"
     search_until_a_view(oracle.top(q, allowed))  # the filter earns a view of the new state
     assert client.delete("/collections/docs").status_code == 204

@@ -49,12 +49,14 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture
 def seeded(server: Server) -> str:
     """The server's URL, with the aimed-at collection there (a case may have deleted it)."""
-    with httpx.Client(base_url=server.url) as client:
-        client.post("/collections", json=SEEDED)  # 409 once it exists
-        client.post(
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        created = client.post("/collections", json=SEEDED)
+        assert created.status_code in (201, 409), created.text  # 409 once it exists
+        r = client.post(
             "/index",
             json={"collection": "docs", "points": [{"id": "a", "vector": [1.0] * DIM}]},
         )
+        assert r.status_code == 200, r.text
     return server.url
 
 

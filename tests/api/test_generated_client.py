@@ -7,7 +7,6 @@ import importlib
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +16,7 @@ import httpx
 import pytest
 
 from tests.api.servers import Server
+from tests.waiting import wait_until
 
 PACKAGE = "vecroute_sdk"  # not vecroute_client: that name is the client in clients/python
 # The generator has no SVG support; as text, the plot endpoint keeps a typed response.
@@ -37,7 +37,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def sdk(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
     """The generated package, imported (one generation per module: it takes seconds)."""
     out = tmp_path_factory.mktemp("sdk")
-    (out / "openapi.json").write_bytes(httpx.get(server.url + "/openapi.json").content)
+    served = httpx.get(server.url + "/openapi.json", timeout=30)
+    assert served.status_code == 200
+    (out / "openapi.json").write_bytes(served.content)
     (out / "config.yml").write_text(CONFIG)
     bin_dir = Path(sys.executable).parent  # the generator, and ruff for its post-hooks
     subprocess.run(
@@ -64,7 +66,9 @@ def _api(sdk: ModuleType, tag: str, operation: str) -> Any:
 
 def test_readme_tour_through_the_generated_client(sdk: ModuleType, server: Server) -> None:
     models = importlib.import_module(f"{sdk.__name__}.models")
-    client = sdk.Client(base_url=server.url, raise_on_unexpected_status=True)
+    client = sdk.Client(
+        base_url=server.url, raise_on_unexpected_status=True, timeout=httpx.Timeout(30)
+    )
 
     created = _api(sdk, "collections", "create_collection").sync(
         client=client, body=models.CollectionCreate(name="docs", dim=2)
@@ -96,11 +100,14 @@ def test_readme_tour_through_the_generated_client(sdk: ModuleType, server: Serve
     accepted = _api(sdk, "collections", "build_collection").sync(client=client, name="docs")
     assert isinstance(accepted, models.JobAccepted)
     get_job = _api(sdk, "jobs", "get_job")
-    deadline = time.monotonic() + 60
-    while (job := get_job.sync(client=client, job_id=accepted.job_id)).status != "succeeded":
-        assert job.status != "failed" and time.monotonic() < deadline, job.error
-        time.sleep(0.05)
-    assert isinstance(job, models.JobOut) and job.kind == "build"
+
+    def finished() -> Any:
+        job = get_job.sync(client=client, job_id=accepted.job_id)
+        assert isinstance(job, models.JobOut), job
+        return job if job.status in ("succeeded", "failed") else None
+
+    job = wait_until(finished, what="the build job to finish")
+    assert job.status == "succeeded" and job.kind == "build", job.error
 
     refused = _api(sdk, "jobs", "train_router").sync(
         client=client,

@@ -19,6 +19,7 @@ from app.api.routes import points as points_route
 from app.main import create_app
 from app.service.parsing import ParsedIndex, parse_in_worker
 from app.settings import Settings
+from tests.api.checked import json_of
 from tests.api.conftest import wait_ready
 from tests.api.test_validation import BAD_REQUESTS, GOOD
 
@@ -59,9 +60,9 @@ def post_both(c: TestClient, make: Callable[[str], dict[str, Any]]) -> list[Resp
 
 
 def _stored(c: TestClient, name: str) -> tuple:
-    info = c.get(f"/collections/{name}").json()
-    body = {"collection": name, "vector": [1, 1], "k": 20, "log": False}
-    hits = c.post("/search", json=body).json()["hits"]
+    info = json_of(c.get(f"/collections/{name}"))
+    query = {"collection": name, "vector": [1, 1], "k": 20, "log": False}
+    hits = json_of(c.post("/search", json=query))["hits"]
     return info["count"], sorted((h["id"], h["score"], h["payload"]) for h in hits)
 
 
@@ -106,5 +107,5 @@ def test_same_results(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> No
         assert out[0].json()["upserted"] == out[1].json()["upserted"]
     assert len(pooled) == len(batches)
     assert _stored(client, "docs") == _stored(client, "docs2")
-    points = [client.get(f"/collections/{n}/points/ok").json() for n in ("docs", "docs2")]
+    points = [json_of(client.get(f"/collections/{n}/points/ok")) for n in ("docs", "docs2")]
     assert points[0] == points[1] == {"id": "ok", "payload": {"v": 2}, "vector": [4.0, 3.0]}

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from tests.api.checked import json_of
 from tests.api.conftest import wait_ready
 
 PROBLEM = "application/problem+json"
@@ -62,7 +63,8 @@ def limited(tmp_path: Path) -> Iterator[TestClient]:
 
 
 def _count(c: TestClient) -> tuple[int, int]:
-    return len(c.get("/collections").json()["collections"]), c.get("/readyz").json()["applied_seq"]
+    collections = json_of(c.get("/collections"))["collections"]
+    return len(collections), json_of(c.get("/readyz"))["applied_seq"]
 
 
 @pytest.mark.parametrize(("method", "path", "within", "over", "status"), EDGES)
@@ -94,7 +96,7 @@ def test_collection_count_limit(limited: TestClient) -> None:
     r = limited.post("/collections", json={"name": "three", "dim": 2})
     assert r.status_code == 409 and r.headers["content-type"] == PROBLEM
     assert r.json()["type"].endswith("too-many-collections")
-    assert [c["name"] for c in limited.get("/collections").json()["collections"]] == [
+    assert [c["name"] for c in json_of(limited.get("/collections"))["collections"]] == [
         "docs",
         "two",
     ]

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from app.api.schemas import MAX_JOBS_PAGE, MAX_POINTS_PAGE
 from app.main import create_app
 from app.settings import Settings
+from tests.api.checked import json_of
 from tests.api.conftest import wait_ready
 
 PROBLEM = "application/problem+json"
@@ -67,9 +68,9 @@ def test_a_page_that_ends_exactly_at_the_last_point_says_there_is_no_next(
     c = manual_client
     assert c.post("/collections", json={"name": "docs", "dim": 2}).status_code == 201
     _index(c, "docs", ["a", "b"])
-    body = c.get("/collections/docs/points", params={"limit": 2}).json()
+    body = json_of(c.get("/collections/docs/points", params={"limit": 2}))
     assert [p["id"] for p in body["points"]] == ["a", "b"] and body["next"] is None
-    empty = c.get("/collections/docs/points", params={"after": "b"}).json()
+    empty = json_of(c.get("/collections/docs/points", params={"after": "b"}))
     assert empty == {"points": [], "next": None}
 
 
@@ -96,18 +97,18 @@ def test_jobs_are_listed_newest_first_and_filtered(idle_client: TestClient) -> N
     started = []
     for name, nlist in (("docs", 2), ("other", 2), ("docs", 3)):
         r = c.post(f"/collections/{name}/build", json={"nlist": nlist})
-        started.append(r.json()["job_id"])
+        started.append(json_of(r, 202)["job_id"])
 
-    listed = c.get("/jobs").json()["jobs"]
+    listed = json_of(c.get("/jobs"))["jobs"]
     assert [j["id"] for j in listed] == started[::-1]
     assert {j["kind"] for j in listed} == {"build"}
 
-    docs = c.get("/jobs", params={"collection": "docs"}).json()["jobs"]
+    docs = json_of(c.get("/jobs", params={"collection": "docs"}))["jobs"]
     assert [j["id"] for j in docs] == [started[2], started[0]]
-    assert [j["id"] for j in c.get("/jobs", params={"limit": 1}).json()["jobs"]] == [started[2]]
-    queued = c.get("/jobs", params={"status": "queued"}).json()["jobs"]
+    assert [j["id"] for j in json_of(c.get("/jobs", params={"limit": 1}))["jobs"]] == [started[2]]
+    queued = json_of(c.get("/jobs", params={"status": "queued"}))["jobs"]
     assert {j["id"] for j in queued} == set(started)
-    assert c.get("/jobs", params={"status": "succeeded"}).json() == {"jobs": []}
+    assert json_of(c.get("/jobs", params={"status": "succeeded"})) == {"jobs": []}
 
 
 def test_jobs_listing_refuses_bad_filters(manual_client: TestClient) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,8 @@ from app.logs import JsonFormatter
 from app.main import create_app
 from app.settings import Settings
 from tests.api.conftest import wait_ready
+from tests.api.progress import served_build, start_build, wait_logged
+from tests.waiting import wait_until
 
 
 class _Lines(logging.Handler):
@@ -55,9 +56,9 @@ def test_request_id_is_echoed_or_made_and_logged(
     access_logged: tuple[TestClient, _Lines],
 ) -> None:
     client, lines = access_logged
-    client.post("/collections", json={"name": "docs", "dim": 2})
+    assert client.post("/collections", json={"name": "docs", "dim": 2}).status_code == 201
     given = client.get("/collections/docs", headers={"X-Request-ID": "abc-123"})
-    assert given.headers["x-request-id"] == "abc-123"
+    assert given.status_code == 200 and given.headers["x-request-id"] == "abc-123"
     made = client.post(  # the /search fast path, and a header unfit to echo
         "/search",
         json={"collection": "docs", "vector": [1, 0]},
@@ -87,26 +88,30 @@ def _sample(text: str, name: str, **labels: str) -> float:
 def test_metrics_cover_searches_indexes_jobs_and_query_log(manual_client: TestClient) -> None:
     client = manual_client
     rng = np.random.default_rng(0)
-    client.post("/collections", json={"name": "docs", "dim": 4, "nlist": 4})
+    r = client.post("/collections", json={"name": "docs", "dim": 4, "nlist": 4})
+    assert r.status_code == 201, r.text
     points = [{"id": i, "vector": v} for i, v in enumerate(rng.normal(size=(80, 4)).tolist())]
     assert client.post("/index", json={"collection": "docs", "points": points}).status_code == 200
-    client.post("/search", json={"collection": "docs", "vector": [1, 0, 0, 0]})
-    client.post("/collections/docs/build")
-    deadline = time.monotonic() + 30
-    while client.get("/collections/docs").json()["index"]["state"] != "ivf":  # swapped in
-        assert time.monotonic() < deadline, "the build never finished"
-        time.sleep(0.05)
-    client.post("/search", json={"collection": "docs", "vector": [1, 0, 0, 0], "nprobe": 2})
-    client.post(
+    r = client.post("/search", json={"collection": "docs", "vector": [1, 0, 0, 0]})
+    assert r.status_code == 200, r.text
+    served_build(client, start_build(client))
+    r = client.post("/search", json={"collection": "docs", "vector": [1, 0, 0, 0], "nprobe": 2})
+    assert r.status_code == 200, r.text
+    r = client.post(
         "/search/batch",
         json={"collection": "docs", "vectors": [[0, 1, 0, 0]] * 3, "routing": "centroid"},
     )
+    assert r.status_code == 200, r.text
+    wait_logged(client, 5)  # the query log is written by a thread
     job_done = 'vecroute_job_seconds_count{kind="build",outcome="succeeded"}'
-    logged = 'vecroute_query_log_queries{collection="docs"} 5.0'
-    # The job listener runs after the swap-in; the query log is flushed by a thread.
-    while not (job_done in (text := client.get("/metrics").text) and logged in text):
-        assert time.monotonic() < deadline, "the build or the logged queries never showed"
-        time.sleep(0.05)
+
+    def scraped_after_the_job() -> str | None:
+        """The job listener runs after the job is stored as succeeded."""
+        r = client.get("/metrics")
+        assert r.status_code == 200
+        return r.text if job_done in r.text else None
+
+    text = wait_until(scraped_after_the_job, what="the build in the job metrics")
     assert _sample(text, "vecroute_search_queries_total", routing="exact", nprobe="none") == 1
     assert _sample(text, "vecroute_search_queries_total", routing="centroid", nprobe="2") == 1
     default = str(min(8, 4))

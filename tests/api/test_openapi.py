@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
@@ -11,6 +13,7 @@ from app.api.examples import EXAMPLES
 from app.api.openapi import PROBLEM_MEDIA_TYPE, Problem
 from app.main import create_app
 from app.settings import Settings
+from tests.api import openapi_snapshot
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +22,27 @@ def spec(tmp_path_factory: pytest.TempPathFactory) -> dict:
     url = f"sqlite:///{tmp_path_factory.mktemp('openapi') / 'store.db'}"
     client = TestClient(create_app(Settings(database_url=url, embedded_worker=False)))
     return client.get("/openapi.json").json()
+
+
+def test_the_document_is_the_committed_snapshot() -> None:
+    """Any change to the API shows here as a diff: regenerate it with ``make openapi``."""
+    problem = openapi_snapshot.mismatch(
+        openapi_snapshot.SNAPSHOT.read_text(), openapi_snapshot.render()
+    )
+    assert problem is None, problem
+
+
+def test_a_changed_document_fails_with_its_diff_and_the_command_to_accept_it(
+    spec: dict,
+) -> None:
+    committed = openapi_snapshot.SNAPSHOT.read_text()
+    assert json.loads(committed) == spec  # the snapshot is the document as served
+    changed = json.loads(committed)
+    del changed["paths"]["/healthz"]
+    live = json.dumps(changed, indent=2, sort_keys=True) + "\n"
+    problem = openapi_snapshot.mismatch(committed, live)
+    assert problem is not None and "`make openapi`" in problem
+    assert '-    "/healthz": {' in problem and "+++ openapi.json (the app's)" in problem
 
 
 def _operations(spec: dict) -> dict[str, dict]:

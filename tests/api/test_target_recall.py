@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from fastapi.testclient import TestClient
 
+from tests.api.progress import served_build, start_build
+
 
 def _collection(client: TestClient) -> list[list[float]]:
-    client.post("/collections", json={"name": "docs", "dim": 4, "metric": "l2"})
+    r = client.post("/collections", json={"name": "docs", "dim": 4, "metric": "l2"})
+    assert r.status_code == 201, r.text
     x = np.random.default_rng(0).standard_normal((100, 4)).astype(np.float32)
     points = [{"id": str(i), "vector": v.tolist()} for i, v in enumerate(x)]
     assert client.post("/index", json={"collection": "docs", "points": points}).status_code == 200
@@ -18,12 +19,8 @@ def _collection(client: TestClient) -> list[list[float]]:
 
 def test_target_recall_before_any_table_is_a_409_problem(client: TestClient) -> None:
     q = _collection(client)
-    assert client.post("/collections/docs/build", json={"nlist": 4}).status_code == 202
-    deadline = time.monotonic() + 30
-    while client.get("/collections/docs").json()["index"]["state"] != "ivf":
-        assert time.monotonic() < deadline, "the build never finished"
-        time.sleep(0.05)
-    assert client.get("/collections/docs").json()["recall_table"] is None
+    info = served_build(client, start_build(client, nlist=4))
+    assert info["recall_table"] is None  # no query was logged before the build
     r = client.post("/search", json={"collection": "docs", "vector": q[0], "target_recall": 0.9})
     assert r.status_code == 409
     assert r.headers["content-type"].startswith("application/problem+json")

@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import Settings
+from tests.api.checked import json_of
 
 JSON = {"Content-Type": "application/json"}
 GOOD = {"id": "ok", "vector": [1.0, 2.0]}
@@ -133,9 +134,9 @@ def small_client(settings: Settings):
 
 
 def _state(c: TestClient) -> tuple:
-    info = c.get("/collections/docs").json()
-    hits = c.post("/search", json={"collection": "docs", "vector": [1, 1], "log": False}).json()
-    seq = c.get("/readyz").json()["applied_seq"]
+    info = json_of(c.get("/collections/docs"))
+    hits = json_of(c.post("/search", json={"collection": "docs", "vector": [1, 1], "log": False}))
+    seq = json_of(c.get("/readyz"))["applied_seq"]
     return info["count"], hits["hits"], seq
 
 

@@ -4,8 +4,7 @@ every endpoint, typed results, errors as exceptions, bulk upload, read-your-writ
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -24,6 +23,7 @@ from vecroute_client import (
 
 from tests.api.servers import Server
 from tests.clients.conftest import readme_example, unique
+from tests.waiting import wait_until
 
 DIM = 8
 KEY = "client-test-key"
@@ -66,14 +66,7 @@ def _wait_ready(s: Server, api_key: str) -> None:
             except (UnavailableError, httpx.TransportError):
                 return False
 
-        _until(ready, timeout_s=60)
-
-
-def _until(condition: Callable[[], bool], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition never held"
-        time.sleep(0.02)
+        wait_until(ready, what=f"the server on port {s.port} to be ready")
 
 
 def _vectors(n: int, seed: int = 0) -> np.ndarray:
@@ -120,7 +113,8 @@ def test_tour_of_every_endpoint(client: VecrouteClient) -> None:
 
     job = client.wait_for_job(client.build(name, nlist=1), timeout_s=60, poll_s=0.05)
     assert (job.kind, job.status, job.result and job.result["nlist"]) == ("build", "succeeded", 1)
-    _until(lambda: client.get_collection(name).index.state == "ivf")  # swapped in by catch-up
+    # swapped in by catch-up
+    wait_until(lambda: client.get_collection(name).index.state == "ivf", what="the IVF")
     with pytest.raises(ConflictError) as refused:
         client.train_router(name, kind="linear")
     assert refused.value.slug == "too-few-queries" and refused.value.problem["status"] == 409

@@ -4,7 +4,6 @@ to commands, settings, ports and paths that exist in the project."""
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -22,6 +21,7 @@ from tests.deploy.files import (
     interpolate,
     parse_command,
 )
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -109,16 +109,15 @@ def test_worker_metrics_port_answers(tmp_path: Path) -> None:
     worker = WorkerProcess(f"sqlite:///{tmp_path / 'store.db'}", tmp_path / "data")
     port = free_port()
     worker.spawn("worker", "--metrics-port", str(port))
+    def scraped() -> httpx.Response | None:
+        assert worker.proc is not None and worker.proc.poll() is None, "the worker exited"
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        except httpx.HTTPError:
+            return None
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert worker.proc is not None and worker.proc.poll() is None, "the worker exited"
-            try:
-                r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "the metrics port never answered"
-                time.sleep(0.1)
+        r = wait_until(scraped, what="the worker's metrics port to answer")
         assert r.status_code == 200 and "vecroute_job_seconds" in r.text
     finally:
         worker.stop()

@@ -9,7 +9,6 @@ succeeds.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,17 @@ import pytest
 
 from app.engine.evaluation import recall_at_k
 from bench import debian
+from tests.api.progress import (
+    FINISHED,
+    collection,
+    job,
+    served_build,
+    served_ivf,
+    start_build,
+    wait_logged,
+)
 from tests.api.servers import Server, WorkerProcess
+from tests.waiting import wait_until
 
 WORKER_ENV = {
     "VECROUTE_EMBEDDED_WORKER": "false",
@@ -63,18 +72,6 @@ def spawn_worker(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Wo
         worker.stop()
 
 
-def _wait(check: Any, timeout_s: float = 90, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-    return value
-
-
-def _info(api: httpx.Client) -> dict[str, Any]:
-    return api.get("/collections/docs").json()
-
-
 def _index(api: httpx.Client, data: debian.Dataset) -> None:
     r = api.post("/collections", json={"name": "docs", "dim": 384, "metric": "ip"})
     assert r.status_code == 201
@@ -90,7 +87,8 @@ def _log_training_queries(api: httpx.Client, data: debian.Dataset) -> None:
     for start in range(0, len(data.train_queries), 100):
         batch = data.train_queries[start : start + 100].tolist()
         r = api.post("/search/batch", json={"collection": "docs", "vectors": batch, "k": 10})
-        assert r.status_code == 200
+        assert r.status_code == 200, r.text
+    wait_logged(api, len(data.train_queries))  # in the store, where the worker reads them
 
 
 def _recall(api: httpx.Client, data: debian.Dataset, nprobe: int) -> tuple[float, str]:
@@ -101,7 +99,9 @@ def _recall(api: httpx.Client, data: debian.Dataset, nprobe: int) -> tuple[float
         "nprobe": nprobe,
         "log": False,
     }
-    out = api.post("/search/batch", json=body).json()
+    r = api.post("/search/batch", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
     found = np.full((len(data.test_queries), 10), -1)  # a small list may hold fewer than k
     for row, result in enumerate(out["results"]):
         ids = [int(h["id"]) for h in result["hits"]]
@@ -115,12 +115,14 @@ def test_policy_builds_then_training_raises_recall_at_low_nprobe(
     # Training waits for the whole log, so the router learns from all 1,500 queries.
     spawn_worker(VECROUTE_TRAIN_MIN_QUERIES=str(len(data.train_queries)))
     _index(api, data)
-    _wait(lambda: _info(api)["index"]["state"] == "ivf", what="the policy's build")
+    served_ivf(api)  # the policy's build
     before, routing = _recall(api, data, nprobe=4)
     assert routing == "centroid"
     _log_training_queries(api, data)
     # The policy trains a router for the fresh clustering once enough queries are logged.
-    info = _wait(lambda: (i := _info(api))["router"]["version"] and i, what="a router")
+    info = wait_until(
+        lambda: (i := collection(api))["router"]["version"] and i, what="the policy's router"
+    )
     assert info["router"]["kind"] == "linear"
     after, routing = _recall(api, data, nprobe=4)
     assert routing == "learned"
@@ -130,7 +132,9 @@ def test_policy_builds_then_training_raises_recall_at_low_nprobe(
     table = info["recall_table"]
     assert table["routing"] == "learned" and table["router_version"] == info["router"]["version"]
     body = {"collection": "docs", "vector": data.test_queries[0].tolist(), "target_recall": 0.9}
-    chosen = api.post("/search", json=body).json()["nprobe"]
+    r = api.post("/search", json=body)
+    assert r.status_code == 200, r.text
+    chosen = r.json()["nprobe"]
     bounds = zip(table["nprobe"], table["recall_lower_bound"], strict=True)
     at_or_above = [p for p, lo in bounds if lo >= 0.9]
     assert at_or_above and chosen <= at_or_above[0]
@@ -143,22 +147,32 @@ def test_killed_training_job_is_retried_and_router_unchanged_meanwhile(
 ) -> None:
     worker = spawn_worker(VECROUTE_AUTO_POLICY="false")
     _index(api, data)
-    assert api.post("/collections/docs/build").status_code == 202  # no policy: build by hand
-    _wait(lambda: _info(api)["index"]["state"] == "ivf", what="the build")
+    served_build(api, start_build(api))  # no policy: built by hand
     _log_training_queries(api, data)
-    job = api.post("/train-router", json={"collection": "docs"}).json()["job_id"]
-    _wait(lambda: api.get(f"/jobs/{job}").json()["status"] == "running", what="a running job")
+    r = api.post("/train-router", json={"collection": "docs"})
+    assert r.status_code == 202, r.text
+    training = r.json()["job_id"]
+    wait_until(lambda: job(api, training)["status"] == "running", what="the job to run")
     worker.kill()
-    assert _info(api)["router"]["version"] is None
+    assert job(api, training)["status"] == "running"  # until its lease expires
 
-    time.sleep(2.5)  # past the lease: the job is now claimable again
-    assert api.get(f"/jobs/{job}").json()["status"] in ("running", "queued")
-    assert _info(api)["router"]["version"] is None
+    # A second worker takes the job over once the dead one's lease expires (2 s); until it
+    # succeeds, no router is active.
     spawn_worker(VECROUTE_AUTO_POLICY="false")
-    done = _wait(
-        lambda: (j := api.get(f"/jobs/{job}").json())["status"] in ("succeeded", "failed") and j,
-        what="the retried job",
-    )
+
+    def retried() -> dict[str, Any] | None:
+        router = collection(api)["router"]["version"]  # read first: only success sets one
+        current = job(api, training)
+        if current["status"] in FINISHED:
+            return current
+        assert current["status"] in ("running", "queued") and current["attempts"] <= 2
+        assert router is None
+        return None
+
+    done = wait_until(retried, what="the retried job")
     assert done["status"] == "succeeded" and done["attempts"] == 2
     assert done["result"]["activated"] is True
-    _wait(lambda: _info(api)["router"]["version"] == done["result"]["router_version"], 10)
+    wait_until(
+        lambda: collection(api)["router"]["version"] == done["result"]["router_version"],
+        what="the new router to be served",
+    )
