@@ -175,7 +175,7 @@ class VectorIndex:
         scores = to_scores(distances, self.metric)
         scores[ids < 0] = -np.inf
         n = q.shape[0]
-        probes = float((probe >= 0).sum(axis=1).mean()) if n else 0.0
+        probes = np.count_nonzero(probe >= 0) / n if n else 0.0
         return SearchResult(
             scores.astype(np.float32, copy=False), ids, probes, scored / n if n else 0.0
         )
