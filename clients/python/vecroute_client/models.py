@@ -51,28 +51,27 @@ class Hit(Result):
     payload: Payload | None = None
 
 
-class SearchResult(Result):
-    hits: list[Hit]
-    nprobe: float | None = None
+class Routed(Result):
+    """How a search (single or batch) was routed and what it cost."""
+
+    nprobe: float | None = None  # fixed nprobe, or the mean of adaptive probes
     routing: str
     router_version: int | None = None
     plan: str | None = None
     matches: int | None = None
     scanned: float | None = None  # vectors scored per query (mean)
+
+
+class SearchResult(Routed):
+    hits: list[Hit]
 
 
 class BatchHits(Result):
     hits: list[Hit]
 
 
-class BatchSearchResult(Result):
+class BatchSearchResult(Routed):
     results: list[BatchHits]
-    nprobe: float | None = None
-    routing: str
-    router_version: int | None = None
-    plan: str | None = None
-    matches: int | None = None
-    scanned: float | None = None  # vectors scored per query (mean)
 
 
 class Upserted(Result):
