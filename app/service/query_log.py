@@ -16,9 +16,7 @@ import threading
 from collections import deque
 
 import numpy as np
-from sqlalchemy.exc import IntegrityError
 
-from app.store.collections import list_collections
 from app.store.db import Store
 from app.store.outage import OutageLog, is_outage
 from app.store.query_log import LoggedQuery, append_queries
@@ -65,7 +63,8 @@ class QueryLogBuffer:
             if not batch:
                 return 0
             try:
-                self._append(batch)
+                # Queries of a collection deleted since their search are left out there.
+                append_queries(self.store, batch)
             except Exception as exc:
                 self._outage.failed(exc)
                 if is_outage(exc):
@@ -82,16 +81,6 @@ class QueryLogBuffer:
                 batch.append(self._buffer.popleft())
             except IndexError:
                 return batch
-
-    def _append(self, batch: list[LoggedQuery]) -> None:
-        try:
-            append_queries(self.store, batch)
-        except IntegrityError:
-            # A collection deleted since these searches fails the batch's foreign key: its
-            # queries go (nobody can train on them), every other collection's are written.
-            with self.store.read() as session:
-                existing = {c.id for c in list_collections(session)}
-            append_queries(self.store, [q for q in batch if q.collection_id in existing])
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="query-log", daemon=True)
