@@ -65,10 +65,19 @@ def plan_route(live: LiveCollection, opts: SearchOptions, default_nprobe: int) -
 
 
 def run_search(
-    live: LiveCollection, queries: np.ndarray, opts: SearchOptions, default_nprobe: int
+    live: LiveCollection,
+    queries: np.ndarray,
+    opts: SearchOptions,
+    default_nprobe: int,
+    route: Route | None = None,
 ) -> dict[str, Any]:
-    """Results for a (n, dim) batch: per-query hits plus how the batch was routed."""
-    route = plan_route(live, opts, default_nprobe)
+    """Results for a (n, dim) batch: per-query hits plus how the batch was routed.
+
+    ``route``: planned already for these options (one resolution per request); planned for
+    another clustering (swapped since), it is resolved again.
+    """
+    if route is None or route.clustering is not live.index.clustering:
+        route = plan_route(live, opts, default_nprobe)
     allowed = _allowed(live, opts.filter) if opts.filter is not None else None
     plan: str = "exact"
     nprobe: float | None

@@ -33,7 +33,7 @@ from app.service.query_log import QueryLogBuffer
 from app.service.registry import Registry
 from app.service.router_report import router_report
 from app.service.runtime import EmbeddedWorker, Runtime
-from app.service.search import SearchOptions, plan_route, run_search
+from app.service.search import Route, SearchOptions, plan_route, run_search
 from app.service.snapshots import SnapshotDir
 from app.service.stats import ServiceStats, collect_stats
 from app.settings import Settings
@@ -263,7 +263,11 @@ class Service:
             )
 
     def is_cheap(self, name: str, n_queries: int, opts: SearchOptions) -> bool:
-        """Whether a search reads few enough vectors to run on the event loop itself.
+        return self.plan_search(name, n_queries, opts)[1]
+
+    def plan_search(self, name: str, n_queries: int, opts: SearchOptions) -> tuple[Route, bool]:
+        """The route a search will take, and whether it reads few enough vectors to run on
+        the event loop itself (pass the route on to ``search``: it is resolved once).
 
         Counted for the most it may read: the probes the search will resolve to (an adaptive
         query's most), and for a filtered one every matching vector, since a query short of
@@ -281,17 +285,24 @@ class Service:
         else:
             allowed = live.payloads.cached(opts.filter)
             if allowed is None:
-                return False
+                return route, False
             views = live.filter_views
             on_view = views is not None and views.view(index, allowed) is not None
             read = allowed.count if on_view else index.count
-        return n_queries * read <= self.settings.inline_search_max_vectors
+        return route, n_queries * read <= self.settings.inline_search_max_vectors
 
     def search(
-        self, name: str, queries: np.ndarray, opts: SearchOptions, *, log_queries: bool
+        self,
+        name: str,
+        queries: np.ndarray,
+        opts: SearchOptions,
+        *,
+        log_queries: bool,
+        route: Route | None = None,
     ) -> dict[str, Any]:
+        """``route``: from ``plan_search`` for these options, else resolved here."""
         live = self.registry.get(name)
-        out = run_search(live, queries, opts, self.settings.default_nprobe)
+        out = run_search(live, queries, opts, self.settings.default_nprobe, route)
         if log_queries:
             self.query_log.add(live.record.id, queries, opts.k)
         return out

@@ -7,6 +7,7 @@ serves these FastAPI routes (which also give the OpenAPI schema) and the fast pa
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -74,11 +75,15 @@ async def _caught_up(service: Service, params: SearchParams) -> None:
 async def _run(
     service: Service, params: SearchParams, queries: np.ndarray, opts: SearchOptions
 ) -> dict[str, Any]:
-    if service.is_cheap(params.collection, len(queries), opts):
+    route, cheap = service.plan_search(params.collection, len(queries), opts)
+    if cheap:
         # A thread hop costs more than a small scan; big scans must not block the loop.
-        return service.search(params.collection, queries, opts, log_queries=params.log)
+        return service.search(params.collection, queries, opts, log_queries=params.log, route=route)
     return await run_in_threadpool(
-        service.search, params.collection, queries, opts, log_queries=params.log
+        partial(service.search, log_queries=params.log, route=route),
+        params.collection,
+        queries,
+        opts,
     )
 
 
