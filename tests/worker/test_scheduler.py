@@ -6,7 +6,7 @@ import numpy as np
 from sqlalchemy import event
 
 from app.store import jobs
-from app.store.collections import create_collection, get_collection
+from app.store.collections import CollectionRecord, create_collection, get_collection
 from app.store.db import Store
 from app.store.points import upsert_points
 from app.store.query_log import LoggedQuery, append_queries, prune_queries
@@ -27,11 +27,11 @@ def _finish_all(store: Store) -> list[str]:
     return kinds
 
 
-def test_policy_jobs_follow_the_collection_lifecycle(store: Store) -> None:
-    rng = np.random.default_rng(0)
+def _collection_with_points(store: Store, seed: int) -> tuple[CollectionRecord, np.ndarray]:
+    """Collection ``c``: 600 random 8-d points (returned too), l2, 8 lists once built."""
     record = create_collection(store, name="c", dim=8, metric="l2", nlist=8, algorithm="kmeans")
     assert record is not None
-    vectors = rng.standard_normal((600, 8)).astype(np.float32)
+    vectors = np.random.default_rng(seed).standard_normal((600, 8)).astype(np.float32)
     with store.write() as session:
         upsert_points(
             session,
@@ -41,6 +41,11 @@ def test_policy_jobs_follow_the_collection_lifecycle(store: Store) -> None:
             vectors,
             [None] * 600,
         )
+    return record, vectors
+
+
+def test_policy_jobs_follow_the_collection_lifecycle(store: Store) -> None:
+    record, vectors = _collection_with_points(store, seed=0)
 
     assert [j.kind for j in schedule(store, POLICY)] == ["build"]
     assert schedule(store, POLICY) == []  # already pending: not twice
@@ -64,19 +69,7 @@ def test_policy_jobs_follow_the_collection_lifecycle(store: Store) -> None:
 def test_scheduling_never_counts_points_or_logged_queries(store: Store) -> None:
     """A round reads counters kept on write: counting the points table (the vectors) and the
     query log every few seconds would read them whole."""
-    rng = np.random.default_rng(1)
-    record = create_collection(store, name="c", dim=8, metric="l2", nlist=8, algorithm="kmeans")
-    assert record is not None
-    vectors = rng.standard_normal((600, 8)).astype(np.float32)
-    with store.write() as session:
-        upsert_points(
-            session,
-            record.id,
-            next_seq(session),
-            [str(i) for i in range(600)],
-            vectors,
-            [None] * 600,
-        )
+    record, vectors = _collection_with_points(store, seed=1)
     run_build(store, "c", {}, lambda _: None)
     append_queries(store, [LoggedQuery(record.id, v, 10) for v in vectors[:250]])
     run_train_router(store, "c", {}, lambda _: None, TrainingPlan(min_queries=200))
