@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from app.service.search import SearchOptions
-from tests.service.services import start_service
+from tests.service.services import create_docs, start_service
 
 
 def _points(prefix: str, n: int, seed: int) -> list[dict]:
@@ -16,17 +16,11 @@ def _points(prefix: str, n: int, seed: int) -> list[dict]:
     return [{"id": f"{prefix}{i}", "vector": v.tolist()} for i, v in enumerate(x)]
 
 
-def _create(service, name: str = "docs") -> None:  # type: ignore[no-untyped-def]
-    service.create_collection(
-        name=name, dim=8, metric="ip", nlist=None, algorithm="kmeans", default_nprobe=None
-    )
-
-
 def test_a_snapshot_racing_a_delete_is_not_published_nor_loaded_by_a_successor(
     database_url: str, tmp_path: Path
 ) -> None:
     service = start_service(database_url, tmp_path)
-    _create(service)
+    create_docs(service, {})
     service.index_points("docs", _points("old", 50, 0))
     old = service.registry.get("docs")
     meta = {"collection_id": old.record.id, "seq": service.registry.applied_seq}
@@ -35,7 +29,7 @@ def test_a_snapshot_racing_a_delete_is_not_published_nor_loaded_by_a_successor(
     assert not service.registry.save_snapshot(old, meta)
     assert not (tmp_path / "snapshots" / "docs.snap").exists()
 
-    _create(service)
+    create_docs(service, {})
     service.index_points("docs", _points("new", 20, 1))
     assert service.registry.get("docs").record.id != old.record.id
     service.stop()
@@ -54,7 +48,7 @@ def test_start_up_removes_staged_files_and_snapshots_of_unknown_collections(
     database_url: str, tmp_path: Path
 ) -> None:
     service = start_service(database_url, tmp_path)
-    _create(service)
+    create_docs(service, {})
     service.index_points("docs", _points("p", 10, 0))
     assert service.runtime.snapshot_all(force=True) == 1
     service.stop()
