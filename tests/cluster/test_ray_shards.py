@@ -1,0 +1,256 @@
+"""Shards as Ray actors on a local 3-node cluster (one machine, 1 CPU per node), fed by the
+PostgreSQL store: parity with the single-process engine, read-your-writes across shards,
+kill -9 of a replica mid search loop, a shard with no live replica.
+
+One cluster and one collection for the whole module (starting Ray costs seconds); 2 shards
+x 2 replicas, so four actor processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from ray.cluster_utils import Cluster
+
+from app.cluster import ray_runtime
+from app.cluster.placement import random_placement
+from app.cluster.replica import ShardSpec
+from app.cluster.shard_set import ShardSet, ShardUnavailable
+from app.engine.allowed import AllowedIds
+from app.engine.clustering import Clustering
+from app.engine.ivf import VectorIndex
+from app.engine.labels import list_labels
+from app.engine.metric import prepare
+from app.engine.routing import Router, centroid_router
+from app.engine.training import TrainConfig, train_router
+from app.store.collections import create_collection, get_collection
+from app.store.db import Store
+from app.store.migrate import upgrade
+from app.store.points import delete_points, upsert_points
+from app.store.seq import current_seq, next_seq
+from app.store.versions import load_clustering
+from bench import debian
+from tests.cluster.hits import assert_same_hits
+from tests.conftest import reset_pg
+from tests.waiting import wait_until
+from worker.build import run_build
+
+K = 10
+NPROBE = 6
+SHARDS = 2
+REPLICAS = 2
+
+
+@dataclass
+class World:
+    store: Store
+    url: str
+    data: debian.Dataset
+    ids: np.ndarray  # internal id of each document row
+    clustering: Clustering
+    whole: VectorIndex  # the single-process engine over the same points
+    learned: Router
+    spec: ShardSpec
+
+
+@pytest.fixture(scope="module")
+def world(pg_database: str) -> Iterator[World]:
+    reset_pg(pg_database)
+    store = Store(pg_database)
+    upgrade(store)
+    data = debian.load("cos", n_docs=3000, n_train=600, n_test=60)
+    record = create_collection(
+        store, name="docs", dim=data.docs.shape[1], metric="cosine", nlist=48, algorithm="kmeans"
+    )
+    assert record is not None
+    with store.write() as session:
+        ids = upsert_points(
+            session,
+            record.id,
+            next_seq(session),
+            [str(i) for i in range(len(data.docs))],
+            data.docs,
+            [None] * len(data.docs),
+        )
+    run_build(store, "docs", {}, lambda _: None)
+    with store.read() as session:
+        record = get_collection(session, "docs")
+        assert record is not None and record.clustering_version is not None
+        clustering = load_clustering(session, record.id, record.clustering_version)
+    whole = VectorIndex(record.dim, data.metric, clustering)
+    whole.upsert(ids, data.docs)
+    labels = list_labels(data.train_gt, clustering.assign(prepare(data.docs, data.metric)))
+    learned = train_router(data.train_queries, labels, clustering, TrainConfig(epochs=3))
+    spec = ShardSpec(
+        pg_database, record.id, record.dim, record.metric, record.clustering_version, 0, ()
+    )
+    yield World(store, pg_database, data, ids, clustering, whole, learned, spec)
+    store.dispose()
+
+
+@pytest.fixture(scope="module")
+def shards(ray_cluster: Cluster, world: World) -> Iterator[ShardSet]:
+    placement = random_placement(world.clustering.nlist, SHARDS, seed=2)
+    nodes = ray_runtime.alive_nodes()
+    shard_set = ShardSet(world.spec, placement, REPLICAS, nodes, search_timeout_s=5)
+    assert shard_set.wait_ready(120), shard_set.describe()
+    yield shard_set
+    shard_set.close()
+
+
+def docs_by_id(world: World) -> np.ndarray:
+    """The document vectors indexed by internal id (ids are dense from 1 in this store)."""
+    out = np.zeros((int(world.ids.max()) + 1, world.data.docs.shape[1]), np.float32)
+    out[world.ids] = world.data.docs
+    return out
+
+
+def probes_of(world: World, router: Router, queries: np.ndarray) -> np.ndarray:
+    return router.route(prepare(queries, world.data.metric), NPROBE)
+
+
+@pytest.mark.parametrize("routing", ["centroid", "learned"])
+@pytest.mark.parametrize("filtered", [False, True])
+def test_sharded_search_equals_the_single_process_engine(
+    world: World, shards: ShardSet, routing: str, filtered: bool
+) -> None:
+    router = world.learned if routing == "learned" else centroid_router(world.clustering)
+    queries = world.data.test_queries
+    probes = probes_of(world, router, queries)
+    allowed = None
+    if filtered:
+        mask = np.zeros(int(world.ids.max()) + 1, bool)
+        mask[world.ids[::2]] = True  # every other document
+        allowed = AllowedIds.from_mask(mask)
+    expected = world.whole.search(
+        queries, K, lists=probes, selector=allowed.selector if allowed else None
+    )
+    got = shards.search(queries, K, probes, allowed.bits if allowed else None)
+    assert_same_hits(got.scores, got.ids, expected.scores, expected.ids, docs_by_id(world))
+    assert got.missing == ()
+    assert got.scanned == pytest.approx(expected.scanned)
+    touched = [
+        len({int(world_shard) for world_shard in shards.placement.shard_of[row]}) for row in probes
+    ]
+    assert got.shards_probed == pytest.approx(np.mean(touched))
+
+
+def test_collection_info_names_nodes_pids_and_states(world: World, shards: ShardSet) -> None:
+    info = shards.describe()
+    assert [s["shard"] for s in info] == list(range(SHARDS))
+    assert sum(s["points"] for s in info) == len(world.data.docs)
+    assert sum(s["lists"] for s in info) == world.clustering.nlist
+    for shard in info:
+        nodes = {r["node"] for r in shard["replicas"]}
+        assert len(nodes) == REPLICAS, "a shard's replicas sit on distinct nodes"
+        assert all(r["state"] == "ready" and r["pid"] > 0 for r in shard["replicas"])
+
+
+def test_read_your_writes_across_shards(world: World, shards: ShardSet) -> None:
+    """A point written to the store is found by the next search that names its seq, even
+    when it moves to another shard's list; a deleted one is gone."""
+    data, record_id = world.data, world.spec.collection_id
+    vector = data.test_queries[:1]
+    with world.store.write() as session:
+        seq = next_seq(session)
+        (new_id,) = upsert_points(session, record_id, seq, ["fresh"], vector, [None])
+    probes = probes_of(world, centroid_router(world.clustering), vector)
+    hits = shards.search(vector, 1, probes, min_seq=seq)
+    assert hits.ids[0, 0] == new_id
+    with world.store.write() as session:
+        seq = next_seq(session)
+        delete_points(session, record_id, seq, ["fresh"])
+    hits = shards.search(vector, K, probes, min_seq=seq)
+    assert new_id not in hits.ids
+
+
+def test_kill_9_of_a_replica_mid_search_loop_fails_no_search(
+    world: World, shards: ShardSet
+) -> None:
+    queries = world.data.test_queries[:20]
+    probes = probes_of(world, centroid_router(world.clustering), queries)
+    # Every replica serves the same state: the store's current one (earlier tests wrote).
+    with world.store.read() as session:
+        head = current_seq(session)
+    expected = shards.search(queries, K, probes, min_seq=head)
+    docs = docs_by_id(world)
+
+    def same(got: Any) -> bool:
+        try:  # a rebuilt replica may order duplicate documents differently
+            assert_same_hits(got.scores, got.ids, expected.scores, expected.ids, docs)
+        except AssertionError:
+            return False
+        return True
+
+    victim = shards.replicas[0][0]
+    old_pid = victim.pid
+    assert old_pid is not None
+    outcomes: list[Any] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                got = shards.search(queries, K, probes, min_seq=head)
+                outcomes.append(same(got))
+            except Exception as exc:  # counted, never expected
+                outcomes.append(exc)
+
+    runner = threading.Thread(target=loop)
+    runner.start()
+    try:
+        wait_until(lambda: len(outcomes) >= 5, what="searches before the kill")
+        os.kill(old_pid, signal.SIGKILL)
+        after = len(outcomes)
+        wait_until(
+            lambda: victim.state == "ready" and victim.pid != old_pid and len(outcomes) > after + 5,
+            what="the replica rebuilt from the store, searches going on",
+        )
+    finally:
+        stop.set()
+        runner.join()
+    assert all(o is True for o in outcomes), [o for o in outcomes if o is not True][:3]
+    assert victim.info["points"] == shards.describe()[0]["points"]
+
+
+def test_a_shard_without_a_live_replica_fails_loudly_or_answers_partially(
+    world: World, shards: ShardSet
+) -> None:
+    """Both replicas of shard 1 hang (SIGSTOP: alive to Ray, so never restarted): searches
+    give up on each after the timeout, then fail naming the shard, or answer from shard 0
+    flagged partial when asked; once the processes resume the replicas are ready again."""
+    queries = world.data.test_queries[:5]
+    probes = np.tile(np.arange(world.clustering.nlist), (len(queries), 1))  # both shards
+    hung = [r.pid for r in shards.replicas[1]]
+    for pid in hung:
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(ShardUnavailable) as err:
+            shards.search(queries, K, probes)
+        assert err.value.shard == 1
+        assert all(r["state"] == "loading" for r in shards.describe()[1]["replicas"])
+        partial = shards.search(queries, K, probes, partial=True)
+    finally:
+        for pid in hung:
+            os.kill(pid, signal.SIGCONT)
+    assert partial.missing == (1,)
+    found = partial.ids[partial.ids >= 0]
+    assert found.size == partial.ids.size, "shard 0 alone holds more than k points"
+    own = set(shards.placement.lists_of(0).tolist())
+    assert all(list_of(world, int(i)) in own for i in found)
+    assert shards.wait_ready(120), "the replicas answer again"
+    assert shards.search(queries, K, probes).missing == ()
+
+
+def list_of(world: World, point: int) -> int:
+    row = int(np.flatnonzero(world.ids == point)[0])
+    vector = prepare(world.data.docs[row : row + 1], world.data.metric)
+    return int(world.clustering.assign(vector)[0])
