@@ -112,6 +112,7 @@ class ShardSet:
         self.search_timeout_s = search_timeout_s
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._inflight = 0  # searches entered and not left (drain waits for zero)
         self._turn = [itertools.count() for _ in range(placement.shards)]
         self._closed = threading.Event()
         self._specs = [
@@ -270,8 +271,25 @@ class ShardSet:
                 )
         return out
 
+    def enter(self) -> None:
+        """A search starts on this set (``drain_and_close`` waits for it to ``leave``)."""
+        with self._lock:
+            self._inflight += 1
+
+    def leave(self) -> None:
+        with self._changed:
+            self._inflight -= 1
+            self._changed.notify_all()
+
+    def drain_and_close(self, timeout_s: float) -> bool:
+        """Once no search is in flight (or after ``timeout_s``), stop; whether it drained."""
+        with self._changed:
+            drained = self._changed.wait_for(lambda: self._inflight == 0, timeout_s)
+        self.close()
+        return drained
+
     def close(self) -> None:
-        """Stop the recovery threads and the actors (drained by the caller first)."""
+        """Stop the recovery threads and the actors (``drain_and_close`` drains first)."""
         self._closed.set()
         for row in self.replicas:
             for replica in row:

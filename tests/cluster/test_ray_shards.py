@@ -17,12 +17,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+import ray
 from ray.cluster_utils import Cluster
+from ray.exceptions import RayActorError
 
 from app.cluster import ray_runtime
-from app.cluster.placement import random_placement
+from app.cluster.placement import contiguous_placement, random_placement
 from app.cluster.replica import ShardSpec
 from app.cluster.shard_set import ShardSet, ShardUnavailable
+from app.cluster.sharded import ShardedCollection
 from app.engine.allowed import AllowedIds
 from app.engine.clustering import Clustering
 from app.engine.ivf import VectorIndex
@@ -33,6 +36,7 @@ from app.engine.training import TrainConfig, train_router
 from app.store.collections import create_collection, get_collection
 from app.store.db import Store
 from app.store.migrate import upgrade
+from app.store.placements import active_placement
 from app.store.points import delete_points, upsert_points
 from app.store.seq import current_seq, next_seq
 from app.store.versions import load_clustering
@@ -254,3 +258,54 @@ def list_of(world: World, point: int) -> int:
     row = int(np.flatnonzero(world.ids == point)[0])
     vector = prepare(world.data.docs[row : row + 1], world.data.metric)
     return int(world.clustering.assign(vector)[0])
+
+
+def test_rebalancing_under_a_search_loop_switches_the_epoch_without_a_failed_search(
+    world: World, shards: ShardSet
+) -> None:
+    """One shard becomes two (a new placement, its replicas built from the store), while a
+    search loop runs: every search answers the same, the store's active epoch switches,
+    the old epoch's actors are stopped once drained."""
+    nlist = world.clustering.nlist
+    sharded = ShardedCollection(world.store, world.spec, ray_runtime.alive_nodes)
+    try:
+        sharded.rebalance(contiguous_placement(nlist, 1), replicas=1)
+        first = sharded.serving
+        assert first is not None
+        queries = world.data.test_queries[:10]
+        with world.store.read() as session:
+            head = current_seq(session)
+        expected = sharded.search(queries, K, NPROBE, min_seq=head)
+        docs = docs_by_id(world)
+        outcomes: list[Any] = []
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.is_set():
+                try:
+                    got = sharded.search(queries, K, NPROBE, min_seq=head)
+                    assert_same_hits(got.scores, got.ids, expected.scores, expected.ids, docs)
+                    outcomes.append(got.shards_probed)
+                except Exception as exc:  # counted, never expected
+                    outcomes.append(exc)
+
+        runner = threading.Thread(target=loop)
+        runner.start()
+        try:
+            wait_until(lambda: len(outcomes) >= 3, what="searches on the first epoch")
+            epoch = sharded.rebalance(random_placement(nlist, 2, seed=5), replicas=1)
+            done = len(outcomes)
+            wait_until(lambda: len(outcomes) >= done + 3, what="searches on the new epoch")
+        finally:
+            stop.set()
+            runner.join()
+        failures = [o for o in outcomes if not isinstance(o, float)]
+        assert failures == [], failures[:3]
+        assert outcomes[0] == 1.0 and outcomes[-1] > 1.0  # one shard, then two
+        with world.store.read() as session:
+            serving = active_placement(session, world.spec.collection_id)
+        assert serving is not None and serving[0].epoch == epoch and serving[0].shards == 2
+        with pytest.raises(RayActorError):
+            ray.get(first.replicas[0][0].handle.info.remote(), timeout=30)
+    finally:
+        sharded.close()
