@@ -14,6 +14,7 @@ Condition) guards ``applied_seq`` for ``min_seq`` waits. The index has its own l
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -28,6 +29,8 @@ from app.store.db import Store
 from app.store.points import changes_since, iter_live_points
 from app.store.seq import current_seq
 from app.store.versions import load_clustering
+
+log = logging.getLogger(__name__)
 
 
 class StaleRead(RuntimeError):
@@ -80,7 +83,7 @@ class ShardReplica:
             try:
                 self.catch_up()
             except Exception:  # the store is away: the next round retries; min_seq waits tell
-                continue
+                log.exception("shard catch-up failed", extra={"shard": self.spec.shard})
 
     def catch_up(self) -> int:
         """Apply every write committed since ``applied_seq``; returns the new head."""

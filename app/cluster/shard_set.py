@@ -33,7 +33,12 @@ from typing import Any
 
 import numpy as np
 import ray
-from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
+from ray.exceptions import (
+    ActorDiedError,
+    ActorUnschedulableError,
+    GetTimeoutError,
+    RayActorError,
+)
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from app.cluster.merge import merge_topk, shards_touched
@@ -47,6 +52,10 @@ READY = "ready"
 LOADING = "loading"
 # How often a lost replica is asked whether it is back (rebuilt from the store).
 RECOVERY_POLL_S = 0.2
+# A replica that raised these did not answer (dead, restarting, unplaceable or too slow).
+NO_ANSWER = (RayActorError, ActorUnschedulableError, GetTimeoutError)
+# ... and these mean it will never answer again: its slot needs a new actor.
+GONE = (ActorDiedError, ActorUnschedulableError)
 # How often ready replicas are pinged, so a death nobody searched into still shows.
 HEALTH_INTERVAL_S = 1.0
 
@@ -148,7 +157,7 @@ class ShardSet:
             for replica, ref in pings:
                 try:
                     info = ray.get(ref, timeout=self.search_timeout_s)
-                except (RayActorError, GetTimeoutError):
+                except NO_ANSWER:
                     self._lost(replica)
                     continue
                 with self._lock:
@@ -164,15 +173,15 @@ class ShardSet:
         while not self._closed.is_set():
             try:
                 info = ray.get(replica.handle.info.remote(), timeout=self.search_timeout_s)
-            except ActorDiedError:
-                # Gone for good (ActorUnavailableError is the restarting case, below): a new
-                # actor takes the slot, placed wherever Ray can.
+            except GONE:
+                # Gone for good (ActorUnavailableError is the restarting case, below), e.g.
+                # its node was removed: a new actor takes the slot, placed wherever Ray can.
                 self._closed.wait(RECOVERY_POLL_S)
                 handle = _start(self._specs[replica.shard], None)
                 with self._lock:
                     replica.handle = handle
                 continue
-            except (RayActorError, GetTimeoutError):  # restarting, or slow to answer
+            except NO_ANSWER:  # restarting, or slow to answer
                 self._closed.wait(RECOVERY_POLL_S)
                 continue
             with self._changed:
@@ -226,7 +235,7 @@ class ShardSet:
             shard, (replica, ref, tried) = pending.popitem()
             try:
                 parts.append(ray.get(ref, timeout=self.search_timeout_s))
-            except (RayActorError, GetTimeoutError):
+            except NO_ANSWER:
                 self._lost(replica)
                 self._submit(shard, args, tried, pending, missing)
         if missing and not partial:

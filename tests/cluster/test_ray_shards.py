@@ -309,3 +309,26 @@ def test_rebalancing_under_a_search_loop_switches_the_epoch_without_a_failed_sea
             ray.get(first.replicas[0][0].handle.info.remote(), timeout=30)
     finally:
         sharded.close()
+
+
+def test_a_removed_node_s_replicas_are_replaced_on_the_nodes_left(
+    ray_cluster: Cluster, world: World, shards: ShardSet
+) -> None:
+    """Last in the module: it takes a node away. Replicas pinned to it die for good and new
+    actors take their slots elsewhere; searches answer throughout from the other replica."""
+    node = next(iter(ray_cluster.worker_nodes))
+    lost = [r for row in shards.replicas for r in row if r.node == node.node_id]
+    assert lost, "every node holds a replica (2 shards x 2 replicas over 3 nodes)"
+    queries = world.data.test_queries[:5]
+    probes = probes_of(world, centroid_router(world.clustering), queries)
+    with world.store.read() as session:
+        head = current_seq(session)
+    expected = shards.search(queries, K, probes, min_seq=head)
+    ray_cluster.remove_node(node)
+    got = shards.search(queries, K, probes, min_seq=head)
+    assert_same_hits(got.scores, got.ids, expected.scores, expected.ids, docs_by_id(world))
+    wait_until(
+        lambda: all(r.state == "ready" and r.node != node.node_id for r in lost),
+        what="the removed node's replicas rebuilt on other nodes",
+    )
+    assert shards.search(queries, K, probes, min_seq=head).missing == ()
