@@ -311,6 +311,58 @@ def test_rebalancing_under_a_search_loop_switches_the_epoch_without_a_failed_sea
         sharded.close()
 
 
+def test_a_reclustering_is_served_by_new_replicas_built_from_the_store(
+    world: World, shards: ShardSet
+) -> None:
+    """A new clustering (another build) is placed and served under a search loop: no search
+    fails, and afterwards the hits are the single-process engine's on the new clustering."""
+    sharded = ShardedCollection(world.store, world.spec, ray_runtime.alive_nodes)
+    try:
+        sharded.rebalance(contiguous_placement(world.clustering.nlist, 1), replicas=1)
+        run_build(world.store, "docs", {"nlist": 32, "seed": 1}, lambda _: None)
+        with world.store.read() as session:
+            record = get_collection(session, "docs")
+            assert record is not None and record.clustering_version is not None
+            reclustered = load_clustering(session, record.id, record.clustering_version)
+            head = current_seq(session)
+        queries = world.data.test_queries[:10]
+        outcomes: list[Any] = []
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.is_set():
+                try:
+                    outcomes.append(sharded.search(queries, K, NPROBE, min_seq=head))
+                except Exception as exc:  # counted, never expected
+                    outcomes.append(exc)
+
+        runner = threading.Thread(target=loop)
+        runner.start()
+        try:
+            wait_until(lambda: len(outcomes) >= 3, what="searches on the old clustering")
+            sharded.rebalance(
+                random_placement(reclustered.nlist, 2, seed=3),
+                replicas=1,
+                clustering_version=reclustered.version,
+            )
+            done = len(outcomes)
+            wait_until(lambda: len(outcomes) >= done + 3, what="searches on the new one")
+        finally:
+            stop.set()
+            runner.join()
+        assert [o for o in outcomes if isinstance(o, Exception)] == []
+        assert sharded.clustering is not None
+        assert sharded.clustering.version == reclustered.version
+        whole = VectorIndex(record.dim, world.data.metric, reclustered)
+        whole.upsert(world.ids, world.data.docs)
+        probes = centroid_router(reclustered).route(prepare(queries, world.data.metric), NPROBE)
+        expected = whole.search(queries, K, lists=probes)
+        got = outcomes[-1]
+        assert_same_hits(got.scores, got.ids, expected.scores, expected.ids, docs_by_id(world))
+    finally:
+        sharded.close()
+
+
 def test_a_removed_node_s_replicas_are_replaced_on_the_nodes_left(
     ray_cluster: Cluster, world: World, shards: ShardSet
 ) -> None:
