@@ -36,6 +36,8 @@ def create_collection(body: CollectionCreate, service: ServiceDep) -> Response:
         algorithm=body.clustering,
         default_nprobe=body.default_nprobe,
         payload_indexes=body.payload_indexes,
+        shards=body.shards,
+        replicas=body.replicas,
     )
     return OrjsonResponse(info, status_code=201)
 
