@@ -7,8 +7,9 @@ only once every one is ready is the epoch activated in the store and the new set
 in; the old set is then drained (searches that picked it up before the swap finish on
 it) and its actors stopped. Searches keep answering throughout.
 
-Locks: ``_swap`` serialises rebalancing; the serving set is one attribute, read once per
-search, so a search runs wholly on one epoch. ``ShardSet`` counts its searches in flight.
+Locks: ``_swap`` serialises rebalancing; the serving set and its clustering are one
+attribute, read once per search, so a search runs wholly on one epoch. ``ShardSet`` counts
+its searches in flight.
 """
 
 from __future__ import annotations
@@ -50,8 +51,16 @@ class ShardedCollection:
         self._nodes = nodes
         self._search_timeout_s = search_timeout_s
         self._swap = threading.Lock()
-        self.serving: ShardSet | None = None
-        self.clustering: Clustering | None = None
+        # The serving set and its clustering, replaced together (one attribute store).
+        self._serving: tuple[ShardSet, Clustering] | None = None
+
+    @property
+    def serving(self) -> ShardSet | None:
+        return self._serving[0] if self._serving is not None else None
+
+    @property
+    def clustering(self) -> Clustering | None:
+        return self._serving[1] if self._serving is not None else None
 
     def rebalance(
         self,
@@ -87,7 +96,7 @@ class ShardedCollection:
                 raise RebalanceFailed(f"epoch {epoch}: not every replica became ready")
             activate_placement(self.store, cid, epoch)
             old = self.serving
-            self.spec, self.clustering, self.serving = spec, clustering, fresh
+            self.spec, self._serving = spec, (fresh, clustering)
         if old is not None:
             old.drain_and_close(ready_timeout_s)
         return epoch
@@ -104,17 +113,19 @@ class ShardedCollection:
         min_seq: int = 0,
         partial: bool = False,
     ) -> ShardedHits:
-        """Route (``router``, else centroids; or preassigned ``lists``) and search the serving
-        epoch. A router or lists of another clustering (swapped meanwhile) give way to the
-        serving clustering's centroids."""
-        serving, clustering = self.serving, self.clustering
-        if serving is None or clustering is None:
+        """Route (``router``, else centroids) and search the serving epoch. Preassigned
+        ``lists`` (adaptive probing) come with the ``router`` that chose them. A router of
+        another clustering (swapped meanwhile) gives way to the serving clustering's
+        centroids, and so do lists without their router."""
+        current = self._serving
+        if current is None:
             raise RebalanceFailed("no placement is serving yet")
+        serving, clustering = current
         serving.enter()
         try:
-            fits = router is None or router.clustering_version == clustering.version
+            fits = router is not None and router.clustering_version == clustering.version
             if lists is None or not fits:
-                chosen = router if router is not None and fits else centroid_router(clustering)
+                chosen = router if fits and router is not None else centroid_router(clustering)
                 q = prepare(queries, Metric(self.spec.metric), self.spec.dim)
                 lists = chosen.route(q, min(nprobe, clustering.nlist))
             return serving.search(queries, k, lists, allowed, min_seq=min_seq, partial=partial)
@@ -123,6 +134,6 @@ class ShardedCollection:
 
     def close(self) -> None:
         with self._swap:
-            if self.serving is not None:
-                self.serving.close()
-                self.serving = None
+            if self._serving is not None:
+                self._serving[0].close()
+                self._serving = None
