@@ -42,6 +42,7 @@ from app.store.seq import current_seq, next_seq
 from app.store.versions import load_clustering
 from bench import debian
 from tests.cluster.hits import assert_same_hits
+from tests.cluster.sockets import descendants, listening_addresses
 from tests.conftest import reset_pg
 from tests.waiting import wait_until
 from worker.build import run_build
@@ -361,6 +362,22 @@ def test_a_reclustering_is_served_by_new_replicas_built_from_the_store(
         assert_same_hits(got.scores, got.ids, expected.scores, expected.ids, docs_by_id(world))
     finally:
         sharded.close()
+
+
+def test_every_ray_process_listens_on_loopback_only(ray_cluster: Cluster, shards: ShardSet) -> None:
+    nodes = [ray_cluster.head_node, *ray_cluster.worker_nodes]
+    roots = {
+        info.process.pid
+        for node in nodes
+        for infos in node.all_processes.values()
+        for info in infos
+        if info.process is not None
+    }
+    roots |= {r.pid for row in shards.replicas for r in row if r.pid}
+    addresses = listening_addresses(descendants(roots))
+    assert addresses, "Ray's processes listen somewhere"
+    loopback = ("127.0.0.1:", "[::1]:", "[::ffff:127.0.0.1]:")  # the last: IPv4-mapped
+    assert all(a.startswith(loopback) for a in addresses), addresses
 
 
 def test_a_removed_node_s_replicas_are_replaced_on_the_nodes_left(
