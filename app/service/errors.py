@@ -69,6 +69,10 @@ class NoRecallTable(Conflict):
     slug = "no-recall-table"
 
 
+class NoEmulator(Conflict):
+    slug = "no-emulator"
+
+
 class Unavailable(DomainError):
     status = 503
     title = "Service unavailable"

@@ -38,7 +38,7 @@ def trained(
     top5 = exact_neighbours(x, q, 5, metric)
     ids = np.arange(1000, 1000 + len(x), dtype=np.int64)  # proposals are ids, not rows
     train, test = np.arange(900), np.arange(900, len(q))
-    data = EmulatorData(x, ids, lists, q[train], top5[train, 0])
+    data = EmulatorData(x, ids, lists, q[train], top5[train])
     emulator = train_emulator(data, clustering, config)
     return emulator, q[test], ids[top5[test]], lists
 
