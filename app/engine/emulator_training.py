@@ -50,8 +50,9 @@ class EmulatorConfig:
     paper_lr: float = 1e-3
     linear_lr: float = 1e-4  # level 2 linear: relative to the member vectors' scale
     anchor: float = 1e-3  # level 2 linear: pull of the representatives towards the members
-    # Bounds on the paper network (see emulator.pool_for): its dense layer and conv cost.
-    max_dense_weights: int = 4_000_000
+    # Bounds on the paper network (see emulator.pool_for): the dense weights of level 1, and
+    # of all level-2 lists together (20M: 80 MB of float32), and the conv layers' cost.
+    max_dense_weights: int = 20_000_000
     max_positions: int = 24
     seed: int = 0
     # One torch thread: level 2 is many small models, whose steps threads only slow down.
@@ -154,9 +155,8 @@ def _level2(
     biases: list[np.ndarray] = []
     convs: list[ConvStack] = []
     d = data.docs.shape[1]
-    pool = pool_for(
-        2 * d, max(1, int(np.diff(offsets).max())), config.max_dense_weights, config.max_positions
-    )
+    # The dense layers of all lists together hold (features x every member) weights.
+    pool = pool_for(2 * d, len(data.docs), config.max_dense_weights, config.max_positions)
     for c in range(nlist):
         rows = order[offsets[c] : offsets[c + 1]]
         asked = np.flatnonzero(labels1 == c)

@@ -94,7 +94,7 @@ def run_search(
         result, candidates = emulator_search(
             live, emulator, fresh, queries, opts.k, route.nprobe, per_list
         )
-        used, version, nprobe, plan = "emulator", emulator.version, result.nprobe, "ivf"
+        used, version, nprobe, plan = "emulator", emulator.version, route.nprobe, "ivf"
     elif route.nprobe is None:
         result = _exact(live, queries, opts.k, allowed)
         used, version, nprobe = "exact", None, None
