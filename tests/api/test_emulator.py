@@ -36,6 +36,9 @@ def test_emulator_over_http(manual_client: TestClient) -> None:
     assert before.status_code == 409
     assert before.headers["content-type"].startswith("application/problem+json")
 
+    wrong = {"collection": "docs", "kind": "linear", "architecture": "paper"}
+    assert client.post("/train-router", json=wrong).status_code == 422
+
     train, test = queries[:300], queries[300:]
     json_of(client.post("/search/batch", json={"collection": "docs", "vectors": train.tolist()}))
     wait_logged(client, len(train))
