@@ -34,6 +34,7 @@ from typing import Any
 
 import faiss
 import numpy as np
+import orjson
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
@@ -45,6 +46,7 @@ from app.engine.metric import Metric
 from bench import debian, words
 
 RESULTS = Path(__file__).resolve().parent / "results"
+NUMPY = orjson.OPT_SERIALIZE_NUMPY
 TOP = 5
 CONFIGS = ((10, 10_000), (100, 10_000), (10, 20_000), (100, 20_000), (10, 50_000), (100, 50_000))
 # The paper's Tables 1-4 (GloVe, 100-d): distance ScaNN / random / ML, level-1 accuracy,
@@ -253,7 +255,7 @@ def http_rows(data: debian.Dataset) -> dict[str, Any]:
     """The emulator (linear, trained through /train-router) beside learned linear routing
     (trained likewise, graded objective as the worker's retraining), on one server and the
     same 5,000 test queries: recall@10, vectors scored, vectors scored exactly, q/s."""
-    from bench.http import NAME, SEARCH_BATCH, K, RawClient, Server, build, finish, ingest
+    from bench.http import NAME, SEARCH_BATCH, K, RawClient, Server, build, encode, finish, ingest
 
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(Path(tmp))
@@ -275,6 +277,12 @@ def http_rows(data: debian.Dataset) -> dict[str, Any]:
                 trained[kind] = finish(client, job, time.monotonic() + 3600)["result"]
             while client.json("GET", f"/collections/{NAME}")["router"]["version"] is None:
                 time.sleep(0.05)  # applied by the server's next catch-up
+            probe = {"collection": NAME, "vector": data.test_queries[0], "routing": "emulator"}
+            while (
+                client.request(encode("POST", "/search", orjson.dumps(probe, option=NUMPY)))[0]
+                != 200
+            ):
+                time.sleep(0.05)  # the emulator too (409 until this process loaded it)
             per_list = len(data.docs) / nlist
             rows = []
             for nprobe in (1, 2, 4, 8, 16):
