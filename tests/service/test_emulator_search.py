@@ -1,5 +1,5 @@
 """``routing: "emulator"`` (paper 002): 409 before training; once trained, hits carry exact
-scores and beat nothing the candidates allow; after deletes and inserts no deleted id comes
+scores, the exact top-k of the candidates; after deletes and inserts no deleted id comes
 back and every new point is reachable, until the next training and after a restart."""
 
 from __future__ import annotations
