@@ -69,6 +69,10 @@ class NoRecallTable(Conflict):
     slug = "no-recall-table"
 
 
+class CodesUnavailable(Conflict):
+    slug = "codes-unavailable"
+
+
 class Unavailable(DomainError):
     status = 503
     title = "Service unavailable"
