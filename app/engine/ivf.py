@@ -62,6 +62,8 @@ from app.engine.routing import Router, centroid_router
 WRITE_CHUNK = 2000
 # Probes when the caller names none: a recall-oriented middle ground for ~4 sqrt(n) lists.
 DEFAULT_NPROBE = 8
+# Probed centres gathered at once for residual codes' centre terms (x d floats).
+CENTRE_BLOCK = 4096
 # libstdc++ unordered_map<int64, int64>: a 32-byte node plus about one 8-byte bucket per entry.
 HASHTABLE_BYTES_PER_ENTRY = 40
 _HASHTABLE: int = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]  # missing from stubs
@@ -726,19 +728,26 @@ def _sample(
 
 def _centre_terms(state: _State, q: np.ndarray, probe: np.ndarray) -> np.ndarray | None:
     """What residual product codes add per probed list: the query's inner product with the
-    list's centre (ip/cosine) or its squared distance to it (l2); None when not needed."""
+    list's centre (ip/cosine) or its squared distance to it (l2); None when not needed.
+
+    Only the probed centres are read (a few per query, not all ``nlist``), in blocks of
+    queries so a large batch never gathers more than a few MB at once.
+    """
     if not needs_centre_distance(state.ivf) or state.clustering is None:
         return None
     reps = state.clustering.representatives
-    terms = q @ reps.T
-    if state.ivf.metric_type == faiss.METRIC_L2:
-        terms = (
-            np.einsum("ij,ij->i", q, q)[:, None]
-            - 2 * terms
-            + np.einsum("ij,ij->i", reps, reps)[None, :]
-        )
-    out = np.take_along_axis(terms, np.maximum(probe, 0), axis=1)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    l2 = state.ivf.metric_type == faiss.METRIC_L2
+    out = np.empty(probe.shape, np.float32)
+    block = max(1, CENTRE_BLOCK // max(1, probe.shape[1]))
+    for start in range(0, len(q), block):
+        rows = slice(start, start + block)
+        centres = reps[np.maximum(probe[rows], 0)]  # (b, w, d)
+        if l2:
+            diff = centres - q[rows, None, :]
+            out[rows] = np.einsum("bwd,bwd->bw", diff, diff)
+        else:
+            out[rows] = np.einsum("bwd,bd->bw", centres, q[rows])
+    return out
 
 
 def _best(scores: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -304,3 +304,26 @@ def test_quantization_descriptions_are_checked() -> None:
     ):
         with pytest.raises(QuantizationError):
             Quantization.parse(bad, 384)
+
+
+@pytest.mark.parametrize("metric", [Metric.L2, Metric.IP])
+@pytest.mark.parametrize("kind", KINDS)
+def test_other_metrics_rerank_to_the_float_lists_answers(
+    kind: CodeKind, metric: Metric, random_vectors: np.ndarray, random_queries: np.ndarray
+) -> None:
+    """l2 and ip (varied norms): codes re-ranked over every candidate of the probed lists
+    score exactly what float lists return, so the residual terms are right per metric."""
+    x = prepare(random_vectors, metric)
+    clustering = train_clustering(x, 8, Algorithm.KMEANS, metric)
+    ids = np.arange(len(x))
+    floats = VectorIndex(32, metric, clustering)
+    floats.upsert(ids, x)
+    coded = VectorIndex(32, metric, clustering, codes(kind, 32))
+    coded.upsert(ids, x)
+    assert coded.coded
+    expected = floats.search(random_queries, K, nprobe=3)
+    got = coded.search(random_queries, K, nprobe=3, rerank=len(x))
+    np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-4, atol=1e-4)
+    # With the default re-rank, most of the top-10 survive the codes.
+    rough = coded.search(random_queries, K, nprobe=3)
+    assert recall_at_k(rough.ids, expected.ids, K) > 0.8
