@@ -62,7 +62,7 @@ RERANKS = (20, 50, 100, 200)
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--variants", nargs="+", default=["cos", "ip"], choices=["cos", "ip"])
-    p.add_argument("--queries", type=int, default=1000, help="test queries timed (of 5,000)")
+    p.add_argument("--queries", type=int, default=500, help="test queries timed (of 5,000)")
     p.add_argument("--quick", action="store_true", help="cos only, fewer grid points")
     p.add_argument("--out", type=Path, default=RESULTS / "compressed.json")
     args = p.parse_args(argv)

@@ -88,7 +88,7 @@ class ExactVectors:
         return self.take(rows)
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self._data[rows], dtype=np.float32)
+        return np.take(self._data, rows, axis=0).astype(np.float32, copy=False)
 
     def put(self, ids: np.ndarray, x: np.ndarray) -> None:
         """Store ``x`` under distinct ``ids`` (replacing those held)."""
@@ -136,6 +136,12 @@ class ExactVectors:
         """Exact scores (higher is better) of each query's candidate ids; -inf where an id is
         padding or no longer held. ``q``: (n, d) prepared, ``candidates``: (n, c)."""
         rows = self.rows_of(candidates)
+        if rows.size and rows.min() >= 0:  # the common case: one gather, one product
+            x = self.take(rows.reshape(-1)).reshape(*rows.shape, self.dim)
+            if metric is Metric.L2:
+                diff = x - q[:, None, :]
+                return -np.einsum("ncd,ncd->nc", diff, diff)
+            return np.einsum("ncd,nd->nc", x, q)
         held = rows >= 0
         scores = np.full(candidates.shape, -np.inf, np.float32)
         if not held.any():
