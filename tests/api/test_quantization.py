@@ -201,3 +201,33 @@ def test_patch_rebuilds_while_searches_go_on_and_survives_a_restart(
     finally:
         stop.set()
         server.stop()
+
+
+def test_a_replica_rebuilds_when_it_catches_up(
+    settings: Settings, tmp_path: Path, data: debian.Dataset
+) -> None:
+    """Two API processes on one store (in-process here): the PATCH through one is recorded
+    by the worker, and the other rebuilds its index with the new codes on catch-up."""
+    update = {"auto_policy": False, "max_body_bytes": 8 << 20}
+    primary = settings.model_copy(update=update)
+    replica = settings.model_copy(
+        update={**update, "data_dir": tmp_path / "replica", "embedded_worker": False}
+    )
+    with TestClient(create_app(primary)) as a, TestClient(create_app(replica)) as b:
+        wait_ready(a)
+        wait_ready(b)
+        create(a, None)
+        upload(a, data.docs[:600])
+        served_build(a, start_build(a, nlist=8))
+        wait_until(
+            lambda: collection(b)["index"]["state"] == "ivf", what="the replica's clustering"
+        )
+        r = a.patch("/collections/docs", json={"quantization": {"kind": "sq8"}})
+        succeeded_job(a, r.json()["job_id"])
+        info = wait_until(
+            lambda: (i := collection(b))["index"]["quantization"]["kind"] == "sq8" and i,
+            what="the replica to serve sq8 lists",
+        )
+        assert info["count"] == 600
+        q = data.test_queries[0]
+        assert search(b, q, nprobe=8, rerank=600) == search(a, q, nprobe=8, rerank=600)
