@@ -295,15 +295,21 @@ class VectorIndex:
         """Estimated payload: codes (or vectors) and ids in the lists, the id map, the exact
         vectors held in memory, representatives.
 
-        Excludes the lists' spare capacity (allocator slack); bench/engine.py and
+        Fast-scan lists store codes in blocks of ``bbs``, so a list's last block counts
+        whole. Excludes the lists' spare capacity (allocator slack); bench/engine.py and
         bench/compressed.py compare this estimate with the process's measured growth.
         """
         state = self._state
         ivf = state.ivf
-        per_vector = ivf.code_size + 8
+        per_vector = 8 if is_fast_scan(ivf) else ivf.code_size + 8
         if ivf.direct_map.type == _HASHTABLE:
             per_vector += HASHTABLE_BYTES_PER_ENTRY
         total = int(ivf.ntotal) * per_vector + ivf.nlist * self.dim * 4
+        if is_fast_scan(ivf):
+            bbs = int(ivf.bbs)  # type: ignore[attr-defined]
+            with self._rw.read():
+                blocks = int(((self._list_sizes(state) + bbs - 1) // bbs).sum())
+            total += blocks * bbs * ivf.code_size
         if state.exact is not None:
             total += len(state.exact) * state.exact.bytes_per_vector()
         return total
