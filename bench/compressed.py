@@ -373,13 +373,17 @@ def plot(report: dict[str, Any], path: Path) -> None:
         for r in rows:
             label = "/".join(x for x in (r["system"], r.get("storage"), r.get("routing")) if x)
             groups.setdefault(label, []).append(r)
-        for label, group in sorted(groups.items()):
+        colours = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]
+        for i, (label, group) in enumerate(sorted(groups.items())):
             frontier = _pareto(group)
+            style = "-" if "learned" in label or "engine" not in label else "--"
             ax.plot(
                 [r["recall"] for r in frontier],
                 [r["single_qps"] for r in frontier],
                 marker=".",
                 label=label,
+                color=colours[i % len(colours)],
+                linestyle=style,
             )
         ax.set_xlabel("recall@10")
         ax.set_ylabel("single-query calls / s (1 thread)")
