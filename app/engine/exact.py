@@ -44,7 +44,7 @@ class ExactVectors:
     def __init__(self, dim: int, storage: ExactStorage, directory: Path | None = None) -> None:
         self.dim = int(dim)
         self.storage = ExactStorage(storage)
-        self._directory = directory
+        self.directory = directory
         self._dtype = np.float16 if self.storage is ExactStorage.FLOAT16 else np.float32
         self._keys = np.empty(0, np.int64)  # sorted ids
         self._rows = np.empty(0, np.int64)  # row of each key
@@ -159,7 +159,7 @@ class ExactVectors:
 
     def copy_of(self, ids: np.ndarray) -> ExactVectors:
         """A new store holding ``ids`` (all held here), same storage."""
-        out = ExactVectors(self.dim, self.storage, self._directory)
+        out = ExactVectors(self.dim, self.storage, self.directory)
         for start in range(0, len(ids), 8192):
             chunk = ids[start : start + 8192]
             out.put(chunk, self.get(chunk))
@@ -178,10 +178,10 @@ class ExactVectors:
         if self.storage is not ExactStorage.MMAP:
             return np.empty((capacity, self.dim), self._dtype)
         if self._file is None:
-            if self._directory is not None:
-                self._directory.mkdir(parents=True, exist_ok=True)
+            if self.directory is not None:
+                self.directory.mkdir(parents=True, exist_ok=True)
             # Unlinked at once (O_TMPFILE where available): the rows live as long as we do.
-            self._file = tempfile.TemporaryFile(dir=self._directory)  # noqa: SIM115 (kept open)
+            self._file = tempfile.TemporaryFile(dir=self.directory)  # noqa: SIM115 (kept open)
         nbytes = capacity * self.dim * 4
         self._file.truncate(nbytes)
         # A new mapping of the grown file; the old one stays valid for whoever holds it.

@@ -1,4 +1,4 @@
-"""The in-memory ANN index: one faiss ``IndexIVFFlat`` whose lists we fill and probe ourselves.
+"""The in-memory ANN index: one faiss IVF whose lists we fill and probe ourselves.
 
 Placement and routing are ours, scanning is faiss's:
 
@@ -10,8 +10,14 @@ Placement and routing are ours, scanning is faiss's:
 - before a clustering exists the index has one list, and exact search probes every list, so
   exact and approximate search share one code path.
 
-Each vector is held once, in the IVF lists. A faiss ``Hashtable`` direct map (id -> list,
-offset) makes removal and replacement O(1) per id.
+With kind ``none`` each vector is held once, as float32 in an ``IndexIVFFlat``'s lists. A
+compressed kind (``codes.py``: sq8, pq fast-scan, rabitq) holds codes in the lists and the
+exact vectors beside them (``exact.py``): a search scans codes, then re-scores its best
+``rerank`` candidates exactly under the same read lock, so scores returned are always
+exact; rebuilds, views and snapshots read the exact vectors (codes cannot be decoded). A
+faiss ``Hashtable`` direct map (id -> list, offset) makes removal and replacement O(1) per
+id; fast-scan lists have none (faiss does not offer it) and remove in one pass over the
+lists, and only ids the exact vectors say are held.
 
 Concurrency (which lock guards what):
 
@@ -21,9 +27,11 @@ Concurrency (which lock guards what):
 - ``_mutate`` (mutex): serialises writers (upsert, remove, set_clustering, copy).
   Whoever holds it knows nobody else changes the index, so it may read the lists without
   ``_rw`` (searches only read) and compute assignments outside the exclusive section.
-- ``_state`` (ivf, clustering, default router) is replaced as a whole, under ``_rw``
-  exclusive, and read by a single attribute load. An IVF swapped out is never written
-  again, so a search that picked it up before the swap still finishes consistently.
+- ``_state`` (ivf, clustering, default router, quantization, exact vectors) is replaced
+  as a whole, under ``_rw`` exclusive, and read by a single attribute load. An IVF
+  swapped out is never written again, so a search that picked it up before the swap still
+  finishes consistently. (Exact vectors kept across a requantization are shared by the
+  old and new state; both are written under ``_rw``.)
 - ``generation`` counts the exclusive sections: equal before and after a copy (``subset``),
   no write landed in between.
 
@@ -152,8 +160,9 @@ class VectorIndex:
         """Adopt a filled IVF (e.g. read from a snapshot) built by an index of this class,
         with the exact vectors of a compressed kind."""
         q = quantization or Quantization()
-        storage = exact.storage if exact is not None else ExactStorage.FLOAT32
-        index = cls(dim, metric, clustering, q, storage, exact._directory if exact else None)
+        index = cls(dim, metric, clustering)
+        if exact is not None:  # writes and rebuilds keep the vectors where these are
+            index.exact_storage, index.exact_dir = exact.storage, exact.directory
         expected = clustering.nlist if clustering is not None else 1
         if ivf.d != index.dim or ivf.nlist != expected:
             raise ValueError("the IVF does not match the dimension or the clustering")
@@ -168,7 +177,7 @@ class VectorIndex:
         if not isinstance(ivf, faiss.IndexIVFFlat) and not q.compressed:
             raise ValueError("a code IVF needs a compressed kind")
         _parallel_over_queries(ivf)
-        index._state = replace(index._state, ivf=ivf, exact=exact)
+        index._state = replace(index._state, ivf=ivf, quantization=q, exact=exact)
         return index
 
     # -- reading ----------------------------------------------------------------------------
