@@ -50,6 +50,8 @@ from typing import Any
 import faiss
 import numpy as np
 
+from app.engine import lists as ivf_lists
+from app.engine import rerank as reranking
 from app.engine.clustering import Clustering
 from app.engine.codes import (
     TRAIN_SAMPLE,
@@ -58,7 +60,6 @@ from app.engine.codes import (
     default_rerank,
     is_fast_scan,
     min_train_points,
-    needs_centre_distance,
     train_code_ivf,
 )
 from app.engine.exact import ExactStorage, ExactVectors
@@ -70,13 +71,8 @@ from app.engine.routing import Router, centroid_router
 WRITE_CHUNK = 2000
 # Probes when the caller names none: a recall-oriented middle ground for ~4 sqrt(n) lists.
 DEFAULT_NPROBE = 8
-# Candidates beyond which the best k are partitioned out before sorting.
-PARTIAL_SORT_FROM = 512
-# Probed centres gathered at once for residual codes' centre terms (x d floats).
-CENTRE_BLOCK = 4096
 # libstdc++ unordered_map<int64, int64>: a 32-byte node plus about one 8-byte bucket per entry.
 HASHTABLE_BYTES_PER_ENTRY = 40
-_HASHTABLE: int = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]  # missing from stubs
 
 
 class RouterMismatchError(ValueError):
@@ -140,7 +136,7 @@ class VectorIndex:
         self.generation = 0  # bumped in every exclusive section (under ``_rw`` write)
         q = quantization or Quantization()
         self._state = _State(
-            _new_ivf(self.dim, self.metric, clustering),
+            ivf_lists.new_ivf(self.dim, self.metric, clustering),
             clustering,
             _default_router(clustering),
             q,
@@ -168,7 +164,7 @@ class VectorIndex:
             raise ValueError("the IVF does not match the dimension or the clustering")
         if ivf.metric_type != faiss_metric(index.metric):
             raise ValueError("the IVF does not match the metric")
-        if not is_fast_scan(ivf) and ivf.direct_map.type != _HASHTABLE:
+        if not is_fast_scan(ivf) and ivf.direct_map.type != ivf_lists.HASHTABLE:
             raise ValueError("the IVF needs a hashtable direct map")
         if q.compressed != (exact is not None):
             raise ValueError("exact vectors go with a compressed kind, and only with one")
@@ -176,7 +172,7 @@ class VectorIndex:
             raise ValueError("the exact vectors do not match the lists")
         if not isinstance(ivf, faiss.IndexIVFFlat) and not q.compressed:
             raise ValueError("a code IVF needs a compressed kind")
-        _parallel_over_queries(ivf)
+        ivf_lists.parallel_over_queries(ivf)
         index._state = replace(index._state, ivf=ivf, quantization=q, exact=exact)
         return index
 
@@ -259,7 +255,7 @@ class VectorIndex:
         n = q.shape[0]
         if not state.coded:
             with self._rw.read():
-                distances, ids, scored = _scan(state.ivf, q, k, probe, selector)
+                distances, ids, scored = ivf_lists.scan(state.ivf, q, k, probe, selector)
             scores = to_scores(distances, self.metric)
             scores[ids < 0] = -np.inf
             probes = np.count_nonzero(probe >= 0) / n if n else 0.0
@@ -268,15 +264,15 @@ class VectorIndex:
             )
         width = int(state.ivf.ntotal) if exact else (rerank or default_rerank(state.quantization))
         width = max(k, width, 1)
-        coarse = _centre_terms(state, q, probe)
+        coarse = reranking.centre_terms(state.ivf, state.clustering, q, probe)
         exact_vectors = state.exact
         assert exact_vectors is not None
         with self._rw.read():
-            _, candidates, scored = _scan(state.ivf, q, width, probe, selector, coarse)
+            _, candidates, scored = ivf_lists.scan(state.ivf, q, width, probe, selector, coarse)
             if scored < 0:
                 scored = int(self._list_sizes(state)[probe[probe >= 0]].sum())
             scores = exact_vectors.score(q, candidates, self.metric)
-        top_scores, top_ids = _best(scores, candidates, k)
+        top_scores, top_ids = reranking.best(scores, candidates, k)
         probes = (
             (probe.shape[1] if lists is None else np.count_nonzero(probe >= 0) / n) if n else 0.0
         )
@@ -311,7 +307,7 @@ class VectorIndex:
         state = self._state
         ivf = state.ivf
         per_vector = 8 if is_fast_scan(ivf) else ivf.code_size + 8
-        if ivf.direct_map.type == _HASHTABLE:
+        if ivf.direct_map.type == ivf_lists.HASHTABLE:
             per_vector += HASHTABLE_BYTES_PER_ENTRY
         total = int(ivf.ntotal) * per_vector + ivf.nlist * self.dim * 4
         if is_fast_scan(ivf):
@@ -375,7 +371,9 @@ class VectorIndex:
                     self._state = new
                     self.generation += 1
                 return
-            assign = _assign(state.clustering, x) if not is_fast_scan(state.ivf) else None
+            assign = (
+                ivf_lists.assign_lists(state.clustering, x) if not is_fast_scan(state.ivf) else None
+            )
             for start in range(0, len(ids), WRITE_CHUNK):
                 chunk = slice(start, start + WRITE_CHUNK)
                 chunk_ids = np.ascontiguousarray(ids[chunk])
@@ -466,7 +464,7 @@ class VectorIndex:
             return blocks
         for list_no in range(state.ivf.nlist):
             with self._rw.read():
-                blocks.append(_read_list(state.ivf, list_no))
+                blocks.append(ivf_lists.read_list(state.ivf, list_no))
         return blocks
 
     def _build(
@@ -488,15 +486,17 @@ class VectorIndex:
                 quantization, self.dim, self.metric, clustering, _sample(blocks, total)
             )
             if not is_fast_scan(ivf):
-                ivf.set_direct_map_type(_HASHTABLE)
+                ivf.set_direct_map_type(ivf_lists.HASHTABLE)
             for ids, vecs in blocks():
                 for start in range(0, len(ids), WRITE_CHUNK):
                     chunk_ids = np.ascontiguousarray(ids[start : start + WRITE_CHUNK])
                     chunk_x = np.ascontiguousarray(vecs[start : start + WRITE_CHUNK])
-                    _add(ivf, chunk_x, _assign(clustering, chunk_x), chunk_ids)
+                    ivf_lists.add(
+                        ivf, chunk_x, ivf_lists.assign_lists(clustering, chunk_x), chunk_ids
+                    )
             return _State(ivf, clustering, router, quantization, exact)
-        flat = _new_ivf(self.dim, self.metric, clustering, hashtable=False)
-        _fill_exact(flat, blocks, clustering)
+        flat = ivf_lists.new_ivf(self.dim, self.metric, clustering, hashtable=False)
+        ivf_lists.fill_exact(flat, blocks, clustering)
         return _State(flat, clustering, router, quantization, exact)
 
     def subset(self, allowed: np.ndarray, generation: int) -> VectorIndex | None:
@@ -515,14 +515,14 @@ class VectorIndex:
         if state.exact is not None:
             return self._coded_subset(state, passes, generation)
         ivf = state.ivf
-        copy = _new_ivf(self.dim, self.metric, state.clustering, hashtable=False)
+        copy = ivf_lists.new_ivf(self.dim, self.metric, state.clustering, hashtable=False)
         invlists: Any = copy.invlists
         total = 0
         for list_no in range(ivf.nlist):
             with self._rw.read():
                 if self.generation != generation:
                     return None
-                ids, vecs = _read_list(ivf, list_no, passes)
+                ids, vecs = ivf_lists.read_list(ivf, list_no, passes)
             if len(ids):
                 codes = faiss.swig_ptr(vecs.view(np.uint8))
                 invlists.add_entries(list_no, len(ids), faiss.swig_ptr(ids), codes)
@@ -530,7 +530,7 @@ class VectorIndex:
         if self.generation != generation:
             return None
         copy.ntotal = total
-        copy.set_direct_map_type(_HASHTABLE)
+        copy.set_direct_map_type(ivf_lists.HASHTABLE)
         return VectorIndex.from_faiss(self.dim, self.metric, copy, state.clustering)
 
     def _coded_subset(
@@ -561,7 +561,7 @@ class VectorIndex:
         else:
             ivf.reset()  # the same trained codebooks, empty lists
             for block_ids, vecs in kept.blocks(WRITE_CHUNK):
-                _add(ivf, vecs, _assign(state.clustering, vecs), block_ids)
+                ivf_lists.add(ivf, vecs, ivf_lists.assign_lists(state.clustering, vecs), block_ids)
             view = VectorIndex.from_faiss(
                 self.dim, self.metric, ivf, state.clustering, state.quantization, kept
             )
@@ -595,81 +595,8 @@ def scan_serially_on_this_thread() -> None:
     faiss.omp_set_num_threads(1)
 
 
-def _new_ivf(
-    dim: int, metric: Metric, clustering: Clustering | None, *, hashtable: bool = True
-) -> faiss.IndexIVFFlat:
-    """An empty, trained IVF whose quantizer holds the representatives (one zero list if none).
-
-    ``hashtable=False`` leaves the id map to ``_fill_exact``, which builds it once at the end.
-    """
-    reps = clustering.representatives if clustering is not None else np.zeros((1, dim), np.float32)
-    quantizer = faiss.IndexFlat(dim, faiss_metric(metric))
-    quantizer.add(reps)
-    # faiss's Python wrapper keeps ``quantizer`` alive as long as the IVF.
-    ivf = faiss.IndexIVFFlat(quantizer, dim, reps.shape[0], faiss_metric(metric))
-    if hashtable:
-        ivf.set_direct_map_type(_HASHTABLE)
-    _parallel_over_queries(ivf)
-    return ivf
-
-
-def _fill_exact(
-    ivf: faiss.IndexIVFFlat,
-    blocks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
-    clustering: Clustering | None,
-) -> None:
-    """Bulk-fill an empty IVF (without id map) from ``blocks()`` of (ids, prepared vectors).
-
-    faiss's ``add`` appends entry by entry, so each list's vector grows geometrically and
-    ends up to twice its size (about +40% memory on average). Here every list is sized
-    once to its final length, then written in place: two passes over ``blocks()`` (the
-    first only assigns), never a second copy of the whole collection.
-    """
-    assigns = [_assign(clustering, vecs) for _, vecs in blocks()]
-    total = sum(len(a) for a in assigns)
-    invlists: Any = ivf.invlists
-    if total:
-        counts = np.bincount(np.concatenate(assigns), minlength=ivf.nlist)
-        for list_no in np.flatnonzero(counts):
-            invlists.resize(int(list_no), int(counts[list_no]))
-    filled = np.zeros(ivf.nlist, dtype=np.int64)
-    for (ids, vecs), assign in zip(blocks(), assigns, strict=True):
-        if not len(assign):
-            continue
-        order = np.argsort(assign, kind="stable")
-        lists, ids, vecs = assign[order], ids[order], vecs[order]
-        targets, starts = np.unique(lists, return_index=True)
-        ends = np.append(starts[1:], len(lists))
-        for list_no, start, end in zip(
-            targets.tolist(), starts.tolist(), ends.tolist(), strict=True
-        ):
-            invlists.update_entries(
-                list_no,
-                int(filled[list_no]),
-                end - start,
-                faiss.swig_ptr(ids[start:end]),
-                faiss.swig_ptr(vecs[start:end].view(np.uint8)),
-            )
-            filled[list_no] += end - start
-    ivf.ntotal = total
-    ivf.set_direct_map_type(_HASHTABLE)  # built from the lists, sized once for ``total`` ids
-
-
-def _parallel_over_queries(ivf: faiss.IndexIVF) -> None:
-    # faiss's default mode 0 parallelises in ``search`` around ``search_preassigned``, which
-    # then runs single-threaded; mode 3 splits the queries of a preassigned search across
-    # OpenMP threads. Not serialised, so set on every IVF we build or load.
-    ivf.parallel_mode = 3
-
-
 def _default_router(clustering: Clustering | None) -> Router | None:
     return centroid_router(clustering) if clustering is not None else None
-
-
-def _assign(clustering: Clustering | None, x: np.ndarray) -> np.ndarray:
-    if clustering is None:
-        return np.zeros(x.shape[0], dtype=np.int64)
-    return clustering.assign(x)
 
 
 def _carry_over(
@@ -683,15 +610,15 @@ def _carry_over(
         return
     ids = np.fromiter(written, np.int64, len(written))
     if shared_exact:
-        _remove(new.ivf, ids)
+        ivf_lists.remove(new.ivf, ids)
     else:
         _erase(new, ids)
     kept, x = _current_vectors(current, ids)
     if len(kept):
         if shared_exact:
-            _add(new.ivf, x, _assign(new.clustering, x), kept)
+            ivf_lists.add(new.ivf, x, ivf_lists.assign_lists(new.clustering, x), kept)
         else:
-            _write(new, kept, x, _assign(new.clustering, x))
+            _write(new, kept, x, ivf_lists.assign_lists(new.clustering, x))
 
 
 def _current_vectors(state: _State, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -717,22 +644,22 @@ def _write(state: _State, ids: np.ndarray, x: np.ndarray, assign: np.ndarray | N
     """Replace or add ``ids`` in the lists and the exact vectors (caller: exclusive)."""
     if state.exact is not None:
         present = ids[state.exact.contains(ids)]
-        _remove(state.ivf, present)
+        ivf_lists.remove(state.ivf, present)
         state.exact.put(ids, x)
     else:
-        _remove(state.ivf, ids)
+        ivf_lists.remove(state.ivf, ids)
     if assign is None:
-        assign = _assign(state.clustering, x)
-    _add(state.ivf, x, assign, ids)
+        assign = ivf_lists.assign_lists(state.clustering, x)
+    ivf_lists.add(state.ivf, x, assign, ids)
 
 
 def _erase(state: _State, ids: np.ndarray) -> int:
     """Remove ``ids`` from the lists and the exact vectors; how many were held."""
     if state.exact is not None:
         present = ids[state.exact.contains(ids)]
-        _remove(state.ivf, present)
+        ivf_lists.remove(state.ivf, present)
         return state.exact.remove(present)
-    return _remove(state.ivf, ids)
+    return ivf_lists.remove(state.ivf, ids)
 
 
 def _sample(
@@ -743,53 +670,6 @@ def _sample(
     rng = np.random.default_rng(0)
     picked = [vecs[rng.random(len(vecs)) < share] if share < 1 else vecs for _, vecs in blocks()]
     return np.ascontiguousarray(np.concatenate(picked), dtype=np.float32)
-
-
-def _centre_terms(state: _State, q: np.ndarray, probe: np.ndarray) -> np.ndarray | None:
-    """What residual product codes add per probed list: the query's inner product with the
-    list's centre (ip/cosine) or its squared distance to it (l2); None when not needed.
-
-    Only the probed centres are read (a few per query, not all ``nlist``), in blocks of
-    queries so a large batch never gathers more than a few MB at once.
-    """
-    if not needs_centre_distance(state.ivf) or state.clustering is None:
-        return None
-    reps = state.clustering.representatives
-    l2 = state.ivf.metric_type == faiss.METRIC_L2
-    out = np.empty(probe.shape, np.float32)
-    block = max(1, CENTRE_BLOCK // max(1, probe.shape[1]))
-    for start in range(0, len(q), block):
-        rows = slice(start, start + block)
-        centres = reps[np.maximum(probe[rows], 0)]  # (b, w, d)
-        if l2:
-            diff = centres - q[rows, None, :]
-            out[rows] = np.einsum("bwd,bwd->bw", diff, diff)
-        else:
-            out[rows] = np.einsum("bwd,bd->bw", centres, q[rows])
-    return out
-
-
-def _best(scores: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best (score, id) per row, best first; -inf / -1 padding.
-
-    Plain fancy indexing rather than ``take_along_axis``: this runs once per single-query
-    call, where numpy's per-call overhead is most of the cost.
-    """
-    n, width = scores.shape
-    rows = np.arange(n)[:, None]
-    if width > PARTIAL_SORT_FROM:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        order = part[rows, np.argsort(-scores[rows, part], axis=1, kind="stable")]
-    else:  # a few hundred candidates: one sort is cheaper than partition, then sort
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    top_scores = scores[rows, order].astype(np.float32, copy=False)
-    top_ids = candidates[rows, order]
-    top_ids[top_scores == -np.inf] = -1
-    if width < k:  # fewer candidates than asked: pad
-        pad = k - width
-        top_scores = np.pad(top_scores, ((0, 0), (0, pad)), constant_values=-np.inf)
-        top_ids = np.pad(top_ids, ((0, 0), (0, pad)), constant_values=-1)
-    return top_scores, top_ids
 
 
 def _without(
@@ -835,88 +715,3 @@ def _check_router(router: Router, clustering: Clustering) -> None:
             f"router is for clustering version {router.clustering_version}, "
             f"index holds version {clustering.version}"
         )
-
-
-def _scan(
-    ivf: faiss.IndexIVF,
-    q: np.ndarray,
-    k: int,
-    probe: np.ndarray,
-    selector: faiss.IDSelector | None,
-    coarse: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """faiss's preassigned search: (distances, ids, vectors scored in the probed lists;
-    -1 where the index keeps no statistics: fast-scan lists).
-
-    Per-call parameters and statistics, so concurrent searches never share them.
-    ``coarse``: each probed list's centre term, for residual codes that need it.
-    """
-    n, width = probe.shape
-    params = faiss.SearchParametersIVF()
-    params.nprobe = width
-    if selector is not None:
-        params.sel = selector
-    distances = np.empty((n, k), dtype=np.float32)
-    ids = np.empty((n, k), dtype=np.int64)
-    if n == 0:
-        return distances, ids, 0
-    stats = None if is_fast_scan(ivf) else faiss.IndexIVFStats()
-    if coarse is None:
-        coarse = np.zeros((n, width), dtype=np.float32)  # unused without residual codes
-    swig: Any = ivf  # faiss's stubs miss the SWIG-level C entry point
-    swig.search_preassigned_c(
-        n,
-        faiss.swig_ptr(q),
-        k,
-        faiss.swig_ptr(probe),
-        faiss.swig_ptr(coarse),
-        faiss.swig_ptr(distances),
-        faiss.swig_ptr(ids),
-        False,
-        params,
-        stats,
-    )
-    return distances, ids, int(stats.ndis) if stats is not None else -1
-
-
-def _add(ivf: faiss.IndexIVF, x: np.ndarray, assign: np.ndarray, ids: np.ndarray) -> None:
-    if is_fast_scan(ivf):
-        # Packed lists take entries only through faiss's add, which assigns with the
-        # quantizer: it reproduces the clustering's rule (codes.train_code_ivf).
-        ivf.add_with_ids(x, ids)
-        return
-    ivf.add_core(len(ids), faiss.swig_ptr(x), faiss.swig_ptr(ids), faiss.swig_ptr(assign))
-
-
-def _remove(ivf: faiss.IndexIVF, ids: np.ndarray) -> int:
-    if len(ids) == 0:
-        return 0
-    if is_fast_scan(ivf):
-        # No id map on packed lists: one pass over the lists, ids tested in a hash set.
-        return int(ivf.remove_ids(faiss.IDSelectorBatch(len(ids), faiss.swig_ptr(ids))))
-    # The hashtable direct map removes in O(1) per id, but only through an IDSelectorArray.
-    return int(ivf.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))))
-
-
-def _read_list(
-    ivf: faiss.IndexIVF, list_no: int, passes: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Copies of one list's ids and vectors; with ``passes`` (bools by id, the last one
-    standing for every id beyond), of those whose id passes only, and only those are read."""
-    invlists: Any = ivf.invlists  # faiss's stubs type it Optional and miss release_*
-    size = invlists.list_size(list_no)
-    if not size:
-        return np.empty(0, np.int64), np.empty((0, ivf.d), np.float32)
-    id_ptr = invlists.get_ids(list_no)
-    code_ptr = invlists.get_codes(list_no)
-    try:
-        ids = faiss.rev_swig_ptr(id_ptr, size)  # views of faiss's memory, copied below
-        codes = faiss.rev_swig_ptr(code_ptr, size * ivf.code_size)
-        vecs = codes.view(np.float32).reshape(size, ivf.d)
-        if passes is None:
-            return ids.copy(), vecs.copy()
-        keep = passes[np.minimum(ids, len(passes) - 1)]
-        return ids[keep], vecs[keep]  # boolean indexing copies
-    finally:
-        invlists.release_ids(list_no, id_ptr)
-        invlists.release_codes(list_no, code_ptr)
