@@ -14,11 +14,12 @@ browser:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
 	fi
 
-# The Python client is its own package (clients/python), installed with its LangChain extra.
+# The Python client is its own package (clients/python), installed with its LangChain extra;
+# the cluster extra (Ray) too, so that the suite tests sharded collections.
 $(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]' -e 'clients/python[langchain]'
+	$(BIN)/pip install --quiet -e '.[dev,cluster]' -e 'clients/python[langchain]'
 	touch $@
 
 serve: setup

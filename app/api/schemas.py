@@ -53,6 +53,16 @@ class CollectionCreate(Strict):
     clustering: Literal["kmeans", "spherical", "shallow"] = "kmeans"
     default_nprobe: int | None = Field(default=None, ge=1, le=MAX_NLIST)
     payload_indexes: PayloadIndexes | None = None
+    shards: int = Field(
+        default=1,
+        ge=1,
+        description="Shards over a Ray cluster; this service runs without one: above 1 is 409",
+    )
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        description="Copies of each shard over a Ray cluster; without one, above 1 is 409",
+    )
     quantization: QuantizationSpec | None = None
 
 

@@ -69,6 +69,12 @@ class NoRecallTable(Conflict):
     slug = "no-recall-table"
 
 
+class NoCluster(Conflict):
+    """Shards or replicas were asked of a service that runs in one process."""
+
+    slug = "no-cluster"
+
+
 class CodesUnavailable(Conflict):
     slug = "codes-unavailable"
 

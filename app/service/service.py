@@ -30,6 +30,7 @@ from app.service.errors import (
     CollectionNotFound,
     InvalidInput,
     JobNotFound,
+    NoCluster,
     PointNotFound,
     SeqNotReached,
     TooFewQueries,
@@ -133,8 +134,17 @@ class Service:
         algorithm: str,
         default_nprobe: int | None,
         payload_indexes: Mapping[str, str] | None = None,
+        shards: int = 1,
+        replicas: int = 1,
         quantization: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
+        if shards > 1 or replicas > 1:
+            # The sharded engine (app/cluster) is not wired into the service yet: every
+            # collection is one shard held whole by each API process.
+            raise NoCluster(
+                f"shards={shards}, replicas={replicas}: this service runs without a cluster, "
+                "so a collection is one shard held whole by every API process"
+            )
         declared = payload_indexes_service.checked(payload_indexes or {})
         if dim > self.settings.max_dim:
             raise InvalidInput(f"dim must be at most {self.settings.max_dim}")

@@ -114,6 +114,24 @@ class RouterRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class PlacementRow(Base):
+    """Which shard holds each list of one clustering (issue 19); one active per collection."""
+
+    __tablename__ = "placements"
+    __table_args__ = (UniqueConstraint("collection_id", "epoch"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    clustering_version: Mapped[int] = mapped_column(Integer)
+    shards: Mapped[int] = mapped_column(Integer)
+    replicas: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(16))
+    shard_of: Mapped[bytes] = mapped_column(LargeBinary)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class QueryLogRow(Base):
     __tablename__ = "query_log"
     __table_args__ = (Index("ix_query_log_collection_id", "collection_id", "id"),)

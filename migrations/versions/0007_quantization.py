@@ -4,7 +4,7 @@
 ``{"kind": "none"}``, float32 lists, as every collection had before.
 
 Revision ID: 0007
-Revises: 0006
+Revises: 0009 (re-chained when merged after main's 0009)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0006"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

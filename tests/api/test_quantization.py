@@ -225,10 +225,13 @@ def test_a_replica_rebuilds_when_it_catches_up(
         )
         r = a.patch("/collections/docs", json={"quantization": {"kind": "sq8"}})
         succeeded_job(a, r.json()["job_id"])
-        info = wait_until(
-            lambda: (i := collection(b))["index"]["quantization"]["kind"] == "sq8" and i,
-            what="the replica to serve sq8 lists",
-        )
-        assert info["count"] == 600
+        for client in (a, b):  # the primary rebuilds on its own catch-up too
+            info = wait_until(
+                lambda c=client: (
+                    (i := collection(c))["index"]["quantization"]["kind"] == "sq8" and i
+                ),
+                what="both processes to serve sq8 lists",
+            )
+            assert info["count"] == 600
         q = data.test_queries[0]
         assert search(b, q, nprobe=8, rerank=600) == search(a, q, nprobe=8, rerank=600)

@@ -19,6 +19,11 @@ BAD_REQUESTS = [
     ("post", "/collections", {"json": {"name": "x", "dim": 0}}, 422),
     ("post", "/collections", {"json": {"name": "x", "dim": 2, "metric": "hamming"}}, 422),
     ("post", "/collections", {"content": b"{not json", "headers": JSON}, 400),
+    # Shards and replicas need a cluster (API.md, "Shards"): this service runs without one.
+    ("post", "/collections", {"json": {"name": "x", "dim": 2, "shards": 2}}, 409),
+    ("post", "/collections", {"json": {"name": "x", "dim": 2, "replicas": 3}}, 409),
+    ("post", "/collections", {"json": {"name": "x", "dim": 2, "shards": 0}}, 422),
+    ("post", "/collections", {"json": {"name": "x", "dim": 2, "replicas": 0}}, 422),
     ("post", "/index", {"json": {"collection": "docs", "points": []}}, 422),
     ("post", "/index", {"json": {"collection": "nope", "points": [GOOD]}}, 404),
     (
@@ -150,3 +155,11 @@ def test_rejections_are_problems_and_change_nothing(small_client: TestClient) ->
         assert {"type", "title", "status", "detail"} <= set(problem) and problem["status"] == status
     assert _state(small_client) == before
 
+
+
+def test_shards_and_replicas_above_one_need_a_cluster(small_client: TestClient) -> None:
+    refused = small_client.post("/collections", json={"name": "x", "dim": 2, "shards": 4})
+    assert refused.status_code == 409 and refused.json()["type"].endswith("no-cluster")
+    assert small_client.get("/collections/x").status_code == 404
+    one = {"name": "x", "dim": 2, "shards": 1, "replicas": 1}
+    assert small_client.post("/collections", json=one).status_code == 201

@@ -37,6 +37,8 @@ def create_collection(body: CollectionCreate, service: ServiceDep) -> Response:
         algorithm=body.clustering,
         default_nprobe=body.default_nprobe,
         payload_indexes=body.payload_indexes,
+        shards=body.shards,
+        replicas=body.replicas,
         quantization=body.quantization.model_dump(exclude_none=True)
         if body.quantization is not None
         else None,

@@ -1,0 +1,93 @@
+"""One shard's lists: the engine-level half of a sharded collection, with no Ray in it.
+
+A shard holds the points of a collection whose list (by the clustering's own assignment
+rule) is one of its lists, in a ``VectorIndex`` of the *whole* clustering: the lists it does
+not own stay empty. A search gets the coordinator's probe lists for the whole clustering;
+the lists of other shards are blanked to -1 (faiss's preassigned search skips them), so
+each shard scans exactly its part of what the single-process index would scan, and merging
+the shards' top-k gives the single-process top-k.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from app.engine.clustering import Clustering
+from app.engine.ivf import VectorIndex
+from app.engine.metric import Metric, prepare
+
+
+@dataclass(frozen=True)
+class ShardHits:
+    """One shard's answer to a batch: its own top-k per query and the vectors it scored."""
+
+    scores: np.ndarray  # (n, k) float32, higher is better; -inf padding
+    ids: np.ndarray  # (n, k) int64; -1 padding
+    scanned: int  # vectors scored over the whole batch
+
+
+class ShardIndex:
+    """The points of ``lists`` (list numbers of ``clustering``) and nothing else."""
+
+    def __init__(self, dim: int, metric: Metric, clustering: Clustering, lists: np.ndarray) -> None:
+        owned = np.asarray(lists, dtype=np.int64)
+        if owned.ndim != 1 or (owned.size and (owned.min() < 0 or owned.max() >= clustering.nlist)):
+            raise ValueError(f"lists must be list numbers in [0, {clustering.nlist})")
+        self.clustering = clustering
+        self.index = VectorIndex(dim, metric, clustering)
+        # One extra False at the end: a padded probe (-1) indexes it and is never owned.
+        self._owns = np.zeros(clustering.nlist + 1, dtype=bool)
+        self._owns[owned] = True
+        self.lists = np.flatnonzero(self._owns[:-1])
+
+    @property
+    def count(self) -> int:
+        return self.index.count
+
+    def owned(self, vectors: np.ndarray) -> np.ndarray:
+        """Which raw ``vectors`` belong here: their list, as the index assigns it, is ours."""
+        index = self.index
+        return self._owns[self.clustering.assign(prepare(vectors, index.metric, index.dim))]
+
+    def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> int:
+        """Take the points whose list is ours; any other id written is dropped from here
+        (an updated vector may have moved to another shard's list). Returns how many stay."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if not len(ids):
+            return 0
+        mine = self.owned(vectors)
+        self.index.remove(ids[~mine])
+        self.index.upsert(ids[mine], vectors[mine])
+        return int(np.count_nonzero(mine))
+
+    def remove(self, ids: np.ndarray) -> int:
+        return self.index.remove(ids)
+
+    def list_sizes(self) -> np.ndarray:
+        """Points per list of the whole clustering (zero for the lists of other shards)."""
+        return self.index.list_sizes()
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        probes: np.ndarray,
+        allowed: np.ndarray | None = None,
+    ) -> ShardHits:
+        """Top-``k`` of raw ``queries`` in the probed lists that are ours.
+
+        ``probes`` (n, w) holds the coordinator's lists for the whole clustering (-1
+        padded); ``allowed`` is a filter's little-endian bitmap over ids (``AllowedIds.bits``).
+        """
+        probes = np.asarray(probes, dtype=np.int64)
+        mine = np.where(self._owns[probes], probes, -1)
+        selector = None
+        if allowed is not None:
+            bits = np.ascontiguousarray(allowed, dtype=np.uint8)
+            selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
+        result = self.index.search(queries, k, lists=mine, selector=selector)
+        n = len(probes)
+        return ShardHits(result.scores, result.ids, round(result.scanned * n))

@@ -1,0 +1,123 @@
+"""A shard replica builds itself from the store and follows its change sequence, on both
+backends (in-process here; tests/cluster/test_ray_shards.py runs replicas as Ray actors)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from app.cluster.placement import contiguous_placement
+from app.cluster.replica import ShardReplica, ShardSpec, StaleRead
+from app.engine.metric import prepare
+from app.store.collections import create_collection, get_collection
+from app.store.db import Store
+from app.store.points import delete_points, upsert_points
+from app.store.seq import next_seq
+from app.store.versions import load_clustering
+from bench import debian
+from tests.waiting import wait_until
+from worker.build import run_build
+
+SHARDS = 2
+
+
+@pytest.fixture(scope="module")
+def data() -> debian.Dataset:
+    return debian.load("cos", n_docs=1500, n_train=10, n_test=10)
+
+
+def write(store: Store, cid: int, names: list[str], vectors: np.ndarray) -> tuple[int, np.ndarray]:
+    with store.write() as session:
+        seq = next_seq(session)
+        ids = upsert_points(session, cid, seq, names, vectors, [None] * len(names))
+    return seq, ids
+
+
+@pytest.fixture
+def replicas(
+    store: Store, database_url: str, data: debian.Dataset
+) -> Iterator[tuple[list[ShardReplica], np.ndarray]]:
+    """Both shards of a built 24-list collection, and the internal ids of its documents."""
+    record = create_collection(
+        store, name="docs", dim=data.docs.shape[1], metric="cosine", nlist=24, algorithm="kmeans"
+    )
+    assert record is not None
+    _, ids = write(store, record.id, [str(i) for i in range(len(data.docs))], data.docs)
+    run_build(store, "docs", {}, lambda _: None)
+    with store.read() as session:
+        record = get_collection(session, "docs")
+        assert record is not None and record.clustering_version is not None
+        nlist = load_clustering(session, record.id, record.clustering_version).nlist
+    placement = contiguous_placement(nlist, SHARDS)
+    out = [
+        ShardReplica(
+            ShardSpec(
+                database_url,
+                record.id,
+                record.dim,
+                record.metric,
+                record.clustering_version,
+                s,
+                tuple(placement.lists_of(s).tolist()),
+                catchup_interval_s=0.05,
+            )
+        )
+        for s in range(SHARDS)
+    ]
+    yield out, ids
+    for replica in out:
+        replica.close()
+
+
+def owner(replicas: list[ShardReplica], vector: np.ndarray) -> ShardReplica:
+    list_no = int(
+        replicas[0].shard.clustering.assign(prepare(vector, replicas[0].shard.index.metric))[0]
+    )
+    return next(r for r in replicas if list_no in set(r.shard.lists.tolist()))
+
+
+def test_replicas_load_their_lists_from_the_store(replicas, data: debian.Dataset) -> None:
+    shards, _ = replicas
+    assert sum(r.shard.count for r in shards) == len(data.docs)
+    for replica in shards:
+        sizes = replica.shard.list_sizes()
+        others = np.setdiff1d(np.arange(len(sizes)), replica.shard.lists)
+        assert sizes[others].sum() == 0 and sizes[replica.shard.lists].sum() == replica.shard.count
+        assert replica.info()["points"] == replica.shard.count
+
+
+def test_replicas_follow_the_change_sequence_in_the_background(
+    store: Store, replicas, data: debian.Dataset
+) -> None:
+    shards, ids = replicas
+    cid = shards[0].spec.collection_id
+    moved_from = owner(shards, data.docs[:1])
+    target = next(
+        i for i in range(len(data.docs)) if owner(shards, data.docs[i : i + 1]) is not moved_from
+    )
+    write(store, cid, ["0"], data.docs[target : target + 1])  # point 0 moves shard
+    with store.write() as session:
+        delete_seq = next_seq(session)
+        delete_points(session, cid, delete_seq, ["1"])
+    wait_until(lambda: all(r.applied_seq >= delete_seq for r in shards), what="both caught up")
+    assert ids[0] not in moved_from.shard.index
+    assert ids[0] in owner(shards, data.docs[target : target + 1]).shard.index
+    assert all(ids[1] not in r.shard.index for r in shards)
+    assert sum(r.shard.count for r in shards) == len(data.docs) - 1
+
+
+def test_a_search_waits_for_min_seq_and_tells_when_it_cannot(
+    store: Store, replicas, data: debian.Dataset
+) -> None:
+    shards, _ = replicas
+    cid = shards[0].spec.collection_id
+    vector = data.docs[:1] * -1.0  # a new direction: its own nearest neighbour
+    seq, (new_id,) = write(store, cid, ["new"], vector)
+    home = owner(shards, vector)
+    probes = np.arange(home.shard.clustering.nlist)[None, :]
+    hits = home.search(vector, 1, probes, min_seq=seq)
+    assert hits.ids[0, 0] == new_id
+    with pytest.raises(StaleRead):
+        home.search(vector, 1, probes, min_seq=seq + 1000, timeout_s=0.01)

@@ -1,0 +1,111 @@
+"""Shards merged equal the single-process engine for the same probed lists (no Ray here:
+tests/cluster/test_ray_shards.py runs the same shards as Ray actors)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.cluster.merge import merge_topk, shards_touched
+from app.cluster.placement import Placement, contiguous_placement, random_placement
+from app.cluster.shard import ShardIndex
+from app.engine.allowed import AllowedIds
+from app.engine.clustering import Algorithm, Clustering, train_clustering
+from app.engine.ivf import VectorIndex
+from app.engine.labels import list_labels
+from app.engine.metric import Metric, prepare
+from app.engine.routing import Router, centroid_router
+from app.engine.training import TrainConfig, train_router
+from bench import debian
+from tests.cluster.hits import assert_same_hits
+
+K = 10
+NLIST = 48
+NPROBE = 6
+
+
+@pytest.fixture(scope="module")
+def world() -> tuple[debian.Dataset, Clustering, VectorIndex, Router]:
+    ds = debian.load("cos", n_docs=3000, n_train=600, n_test=100)
+    clustering = train_clustering(ds.docs, NLIST, Algorithm.KMEANS, ds.metric, seed=0)
+    whole = VectorIndex(ds.docs.shape[1], ds.metric, clustering)
+    whole.upsert(np.arange(len(ds.docs)), ds.docs)
+    labels = list_labels(ds.train_gt, clustering.assign(prepare(ds.docs, ds.metric)))
+    learned = train_router(
+        ds.train_queries, labels, clustering, TrainConfig(epochs=3, patience=2, batch_size=256)
+    )
+    return ds, clustering, whole, learned
+
+
+def sharded_search(
+    shards: list[ShardIndex], queries: np.ndarray, probes: np.ndarray, bits: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    parts = [s.search(queries, K, probes, bits) for s in shards]
+    return merge_topk([(p.scores, p.ids) for p in parts], len(queries), K)
+
+
+def build_shards(
+    ds: debian.Dataset, clustering: Clustering, placement: Placement
+) -> list[ShardIndex]:
+    shards = [
+        ShardIndex(ds.docs.shape[1], ds.metric, clustering, placement.lists_of(s))
+        for s in range(placement.shards)
+    ]
+    for shard in shards:
+        shard.upsert(np.arange(len(ds.docs)), ds.docs)
+    return shards
+
+
+@pytest.mark.parametrize("routing", ["centroid", "learned"])
+@pytest.mark.parametrize("filtered", [False, True])
+def test_merged_shards_equal_the_single_process_index(world, routing: str, filtered: bool) -> None:
+    ds, clustering, whole, learned = world
+    router = learned if routing == "learned" else centroid_router(clustering)
+    queries = ds.test_queries
+    probes = router.route(prepare(queries, ds.metric), NPROBE)
+    allowed = AllowedIds.from_mask(np.arange(len(ds.docs)) % 3 != 0) if filtered else None
+    expected = whole.search(
+        queries, K, lists=probes, selector=allowed.selector if allowed is not None else None
+    )
+    shards = build_shards(ds, clustering, random_placement(NLIST, 3, seed=1))
+    assert sum(s.count for s in shards) == len(ds.docs)  # every point in exactly one shard
+    scores, ids = sharded_search(shards, queries, probes, allowed.bits if allowed else None)
+    assert_same_hits(scores, ids, expected.scores, expected.ids, ds.docs)
+    assert (ids >= 0).all()
+    if allowed is not None:
+        assert (ids % 3 != 0).all()
+
+
+def test_a_moved_point_leaves_its_old_shard(world) -> None:
+    ds, clustering, _, _ = world
+    shards = build_shards(ds, clustering, contiguous_placement(NLIST, 2))
+    # Point 0 takes the vector of a point in the other shard's lists.
+    home = next(s for s in shards if 0 in s.index)
+    other = next(s for s in shards if s is not home)
+    donor = next(i for i in range(len(ds.docs)) if i in other.index)
+    for shard in shards:
+        shard.upsert(np.array([0]), ds.docs[[donor]])
+    assert 0 not in home.index and 0 in other.index
+    assert sum(s.count for s in shards) == len(ds.docs)
+
+
+def test_merge_keeps_padding_last_and_pads_short_parts() -> None:
+    a = (np.array([[0.9, -np.inf]], np.float32), np.array([[4, -1]]))
+    b = (np.array([[0.95]], np.float32), np.array([[7]]))
+    scores, ids = merge_topk([a, b], 1, 3)
+    np.testing.assert_array_equal(ids, [[7, 4, -1]])
+    np.testing.assert_array_equal(scores, np.array([[0.95, 0.9, -np.inf]], np.float32))
+    empty_scores, empty_ids = merge_topk([], 2, 2)
+    assert (empty_ids == -1).all() and np.isneginf(empty_scores).all()
+
+
+def test_shards_touched_counts_distinct_shards_and_skips_padding() -> None:
+    shard_of = np.array([0, 0, 1, 2])
+    probes = np.array([[0, 1, -1], [0, 2, 3], [3, -1, -1]])
+    np.testing.assert_array_equal(shards_touched(probes, shard_of), [1, 3, 1])
+
+
+def test_a_shard_rejects_lists_outside_the_clustering(world) -> None:
+    ds, clustering, _, _ = world
+    with pytest.raises(ValueError, match="list numbers"):
+        ShardIndex(ds.docs.shape[1], Metric.COSINE, clustering, np.array([NLIST]))
