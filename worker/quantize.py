@@ -55,7 +55,8 @@ def run_quantize(store: Store, collection: str, params: dict[str, Any], progress
             if record.clustering_version is not None
             else None
         )
-        sample = _sample(session, record.id, record.dim, total) if clustering else None
+        wanted = clustering is not None and quantization.compressed
+        sample = _sample(session, record.id, record.dim, total) if wanted else None
     progress(0.5)
     if quantization.compressed and clustering is not None and sample is not None:
         needed = min_train_points(quantization)
