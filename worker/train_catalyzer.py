@@ -13,12 +13,12 @@ output L2-normalised. The loss is the paper's:
   together, so minimising it spreads them uniformly over the sphere, which is what a fixed
   quantizer (sign bits, a spherical lattice) needs to use all its cells.
 
-λ is chosen on held-out points: a short run per candidate, scored by the 1-recall@10 that
-the *quantized* codes give the held-out points' exact nearest neighbour. For the lattice,
-the paper reports that training through the quantizer makes almost no difference and gives
-a catalyzer that serves any quantizer, so we train on the continuous output and quantize
-after training; the quantizer enters only the choice of λ (and of d_out: 24 for the
-lattice, the number of bits for signs).
+λ is chosen on held-out points: a short run per candidate on a sample, scored by the
+1-recall@10 that the *quantized* codes give the held-out points' exact nearest neighbour.
+For the lattice, the paper reports that training through the quantizer makes almost no
+difference and gives a catalyzer that serves any quantizer, so we train on the continuous
+output and quantize after training; the quantizer enters only the choice of λ (and of
+d_out: 24 for the lattice, the number of bits for signs).
 
 Inputs are the vectors as the engine compares them (unit-norm for cosine); neighbours in
 input space are by L2, which is the cosine order for unit vectors. Export folds BatchNorm
@@ -80,8 +80,9 @@ class CatalyzerConfig:
     rank_neg: int = 50  # negative: the rank_neg-th nearest neighbour in output space
     margin: float = 0.0  # the paper's rank loss has none
     koleo_weight: float | None = None  # λ; None: chosen on held-out data from koleo_grid
-    koleo_grid: tuple[float, ...] = (0.01, 0.05, 0.2, 0.5)
+    koleo_grid: tuple[float, ...] = (0.03, 0.1, 0.3)
     selection_epochs: int = 3  # epochs of each λ candidate's short run
+    selection_points: int = 5_000  # the short runs train on a sample this large
     holdout_fraction: float = 0.1
     max_points: int = 20_000  # a larger collection trains on a seeded sample
     seed: int = 0
@@ -280,30 +281,23 @@ def train_catalyzer(
         if len(x) > config.max_points:
             x = x[np.sort(rng.choice(len(x), config.max_points, replace=False))]
         x = np.ascontiguousarray(x)
-        n_hold = max(1, round(config.holdout_fraction * len(x)))
-        order = rng.permutation(len(x))
-        hold, base = x[order[:n_hold]], x[order[n_hold:]]
         report(0.02)
-        selection: dict[str, float] = {}
-        koleo_weight = config.koleo_weight
+        n_select = min(len(x), config.selection_points)
+        select_work = len(config.koleo_grid) * config.selection_epochs * n_select
         select_share = 0.0
-        if koleo_weight is None:
-            selection_epochs = len(config.koleo_grid) * config.selection_epochs
-            select_share = 0.9 * selection_epochs / (selection_epochs + config.epochs)
-            truth = exact_neighbours(base, hold, 1)
-            positives = exact_neighbours(base, base, config.k_pos + 1)[:, 1:]
-            for j, lam in enumerate(config.koleo_grid):
-                net = _Trainer(base, positives, config, lam, config.selection_epochs).run(
-                    _span(
-                        report,
-                        0.05 + select_share * j / len(config.koleo_grid),
-                        select_share / len(config.koleo_grid),
-                    )
-                )
-                selection[str(lam)] = code_recall(
-                    net.embed(base), net.embed(hold), truth, config.quantizer
-                )
-            koleo_weight = max(config.koleo_grid, key=lambda lam: selection[str(lam)])
+        if config.koleo_weight is None:
+            select_share = 0.9 * select_work / (select_work + config.epochs * len(x))
+        selection = (
+            _choose_koleo_weight(
+                x[rng.permutation(len(x))[:n_select]], config, report, select_share
+            )
+            if config.koleo_weight is None
+            else {}
+        )
+        koleo_weight = (
+            max(selection, key=lambda lam: selection[lam]) if selection else config.koleo_weight
+        )
+        assert koleo_weight is not None
         start = 0.05 + select_share
         positives = exact_neighbours(x, x, config.k_pos + 1)[:, 1:]
         trainer = _Trainer(x, positives, config, koleo_weight, config.epochs)
@@ -311,7 +305,7 @@ def train_catalyzer(
         params = {
             "config": asdict(config) | {"quantizer": str(config.quantizer)},
             "koleo_weight": koleo_weight,
-            "selection_recall_at_10": selection,
+            "selection_recall_at_10": {str(lam): r for lam, r in selection.items()},
             "n_train": len(x),
             "history": trainer.history,
             "seconds": round(time.perf_counter() - started, 3),
@@ -321,6 +315,27 @@ def train_catalyzer(
         torch.set_num_threads(previous_threads)
     report(1.0)
     return catalyzer
+
+
+def _choose_koleo_weight(
+    sample: np.ndarray, config: CatalyzerConfig, report: Progress, share: float
+) -> dict[float, float]:
+    """Held-out code recall of a short run per λ candidate, on a sample of the data.
+
+    The held-out points play the queries: 1-recall@10 of their exact nearest neighbour among
+    the rest, by the quantized codes (the measure the catalyzer is for).
+    """
+    n_hold = max(1, round(config.holdout_fraction * len(sample)))
+    hold, base = sample[:n_hold], sample[n_hold:]
+    truth = exact_neighbours(base, hold, 1)
+    positives = exact_neighbours(base, base, config.k_pos + 1)[:, 1:]
+    width = share / len(config.koleo_grid)
+    recall: dict[float, float] = {}
+    for j, lam in enumerate(config.koleo_grid):
+        trainer = _Trainer(base, positives, config, lam, config.selection_epochs)
+        net = trainer.run(_span(report, 0.05 + width * j, width))
+        recall[lam] = code_recall(net.embed(base), net.embed(hold), truth, config.quantizer)
+    return recall
 
 
 def _span(report: Progress, start: float, width: float) -> Progress:
