@@ -57,7 +57,7 @@ RS = (1, 10, 100)
 class Row:
     method: str
     bits: int
-    bytes_scanned: int  # bytes per database vector the search reads
+    bytes_scanned: int  # bytes per database vector the search reads (lattice: 24 int8)
     recall: dict[str, float]
     train_s: float
     encode_s: float
@@ -235,7 +235,7 @@ def print_tables(report: dict[str, Any]) -> None:
         "1-recall@R = exact nearest neighbour in the top R by the codes"
     )
     print(
-        f"{'method':<20}{'bits':>5}{'bytes':>6}{'1-R@1':>8}{'1-R@10':>8}{'1-R@100':>8}"
+        f"{'method':<20}{'bits':>5}{'scan B':>7}{'1-R@1':>8}{'1-R@10':>8}{'1-R@100':>8}"
         f"{'train s':>9}{'encode s':>9}  notes"
     )
     for r in sorted(report["rows"], key=lambda r: (r["bits"], -r["recall"]["1-R@10"])):
@@ -243,7 +243,7 @@ def print_tables(report: dict[str, Any]) -> None:
         lam = r["notes"].get("koleo_weight")
         note = f"λ={lam}" if lam is not None else ""
         print(
-            f"{r['method']:<20}{r['bits']:>5}{r['bytes_scanned']:>6}{rec['1-R@1']:>8.3f}"
+            f"{r['method']:<20}{r['bits']:>5}{r['bytes_scanned']:>7}{rec['1-R@1']:>8.3f}"
             f"{rec['1-R@10']:>8.3f}{rec['1-R@100']:>8.3f}{r['train_s']:>9.1f}"
             f"{r['encode_s']:>9.2f}  {note}"
         )
