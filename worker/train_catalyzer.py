@@ -282,23 +282,18 @@ def train_catalyzer(
             x = x[np.sort(rng.choice(len(x), config.max_points, replace=False))]
         x = np.ascontiguousarray(x)
         report(0.02)
-        n_select = min(len(x), config.selection_points)
-        select_work = len(config.koleo_grid) * config.selection_epochs * n_select
+        selection: dict[float, float] = {}
+        koleo_weight = config.koleo_weight
         select_share = 0.0
-        if config.koleo_weight is None:
+        if koleo_weight is None:
+            n_select = min(len(x), config.selection_points)
+            select_work = len(config.koleo_grid) * config.selection_epochs * n_select
             select_share = 0.9 * select_work / (select_work + config.epochs * len(x))
-        selection = (
-            _choose_koleo_weight(
-                x[rng.permutation(len(x))[:n_select]], config, report, select_share
-            )
-            if config.koleo_weight is None
-            else {}
-        )
-        koleo_weight = (
-            max(selection, key=lambda lam: selection[lam]) if selection else config.koleo_weight
-        )
-        assert koleo_weight is not None
+            sample = x[rng.permutation(len(x))[:n_select]]
+            selection = _choose_koleo_weight(sample, config, report, select_share)
+            koleo_weight = max(selection, key=selection.__getitem__)
         start = 0.05 + select_share
+        # column 0 is the point itself (or an exact duplicate of it, as good a positive)
         positives = exact_neighbours(x, x, config.k_pos + 1)[:, 1:]
         trainer = _Trainer(x, positives, config, koleo_weight, config.epochs)
         net = trainer.run(_span(report, start, 0.97 - start))

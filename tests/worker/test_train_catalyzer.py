@@ -98,6 +98,9 @@ def test_training_beats_sign_bits_of_a_random_rotation_on_clustered_data() -> No
     assert seen == sorted(seen) and seen[-1] == 1.0
     assert cat.d_out == 64 and cat.params["koleo_weight"] == 0.2
     assert len(cat.params["history"]) == FAST.epochs
+    stored = Catalyzer.from_bytes(cat.to_bytes())
+    assert stored.params["koleo_weight"] == 0.2 and stored.params["config"]["bits"] == 64
+    np.testing.assert_allclose(stored.apply(queries), cat.apply(queries), atol=1e-6)
 
 
 def test_koleo_weight_is_chosen_on_held_out_points_from_the_grid() -> None:
