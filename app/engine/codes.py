@@ -85,13 +85,14 @@ class Quantization:
 
     ``catalyzer``: the trained transform of a catalyzer kind (not part of the description:
     it is trained by the worker and attached with ``with_catalyzer``; equality compares
-    the description only).
+    the description and the catalyzer's stored version, not its weights).
     """
 
     kind: CodeKind = CodeKind.NONE
     m: int | None = None
     bits: int | None = None
     catalyzer: Catalyzer | None = field(default=None, repr=False, compare=False)
+    catalyzer_version: int | None = None  # the store's version of ``catalyzer``
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None, dim: int) -> Quantization:
@@ -134,7 +135,9 @@ class Quantization:
             out["bits"] = self.bits
         return out
 
-    def with_catalyzer(self, catalyzer: Catalyzer | None) -> Quantization:
+    def with_catalyzer(
+        self, catalyzer: Catalyzer | None, version: int | None = None
+    ) -> Quantization:
         """This description with ``catalyzer`` attached; it must output what the kind codes."""
         if catalyzer is not None:
             if self.kind not in CATALYZER_KINDS:
@@ -144,7 +147,7 @@ class Quantization:
                     f"{self.kind.value} (bits {self.bits}) needs a catalyzer with "
                     f"{self.code_dim(catalyzer.d_in)} outputs, not {catalyzer.d_out}"
                 )
-        return replace(self, catalyzer=catalyzer)
+        return replace(self, catalyzer=catalyzer, catalyzer_version=version)
 
     def code_dim(self, dim: int) -> int:
         """Dimensions (bits for sign codes) of what the lists hold for ``dim``-d vectors."""

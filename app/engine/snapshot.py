@@ -112,6 +112,7 @@ def save_snapshot(index: VectorIndex, path: Path, meta: dict[str, Any]) -> None:
                 "quantization": quantization.to_dict(),
                 "binary": is_binary(ivf),
                 "catalyzer_bytes": len(catalyzer),
+                "catalyzer_version": quantization.catalyzer_version,
                 "exact_blocks": None if exact is None else -(-n_exact // EXACT_BLOCK),
                 "meta": meta,
             }
@@ -209,7 +210,7 @@ def _parse(
         catalyzer_size = int(header.get("catalyzer_bytes", 0))
         if catalyzer_size:
             catalyzer = Catalyzer.from_bytes(src.exact(catalyzer_size))
-            quantization = quantization.with_catalyzer(catalyzer)
+            quantization = quantization.with_catalyzer(catalyzer, header.get("catalyzer_version"))
         exact = None
         if header.get("exact_blocks") is not None:
             exact = ExactVectors(dim, exact_storage, exact_dir)
