@@ -11,8 +11,10 @@ Placement and routing are ours, scanning is faiss's:
   exact and approximate search share one code path.
 
 With kind ``none`` each vector is held once, as float32 in an ``IndexIVFFlat``'s lists. A
-compressed kind (``codes.py``: sq8, pq fast-scan, rabitq) holds codes in the lists and the
-exact vectors beside them (``exact.py``): a search scans codes, then re-scores its best
+compressed kind (``codes.py``: sq8, pq fast-scan, rabitq, and the catalyzer kinds, whose
+lists live in the catalyzer's space: sign bits in a binary IVF, lattice points) holds codes in
+the lists and the exact vectors beside them (``exact.py``): a search scans codes, then
+re-scores its best
 ``rerank`` candidates exactly under the same read lock, so scores returned are always
 exact; rebuilds, views and snapshots read the exact vectors (codes cannot be decoded). A
 faiss ``Hashtable`` direct map (id -> list, offset) makes removal and replacement O(1) per
