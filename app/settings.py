@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     recluster_growth: float = Field(default=2.0, gt=1)
     recluster_shrink: float = Field(default=0.5, gt=0, lt=1)
     train_min_queries: int = Field(default=1000, ge=1)
+    # Paper 003's catalyzer (quantization catalyzer-sign/-lattice), trained by the quantize
+    # job: it mines each point's 50th output neighbour and holds out 10% to choose lambda, so
+    # fewer points than this are refused (409); epochs and hidden width set its cost.
+    catalyzer_min_points: int = Field(default=2000, ge=1000)
+    catalyzer_epochs: int = Field(default=10, ge=1)
+    catalyzer_hidden: int = Field(default=1024, ge=16)
     retrain_min_new_queries: int = Field(default=5000, ge=1)
     job_lease_s: float = Field(default=30.0, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)

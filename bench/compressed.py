@@ -11,6 +11,10 @@ hnswlib are measured in the same run on the same queries.
     .venv/bin/pip install -e '.[bench]'        # scann, hnswlib
     .venv/bin/python bench/compressed.py       # both variants, ~25 min on 2 shared cores
     .venv/bin/python bench/compressed.py --quick   # cos only, a smaller grid
+    .venv/bin/python bench/compressed.py --kinds none cat-sign64 cat-lattice   # some kinds
+
+The catalyzer kinds first train their catalyzer (torch, ~3 min each with the defaults; the
+"train s" column); ``--catalyzer-epochs`` trades that time for code quality.
 
 Writes bench/results/compressed.json and compressed.png (recall vs single-query q/s).
 """
@@ -36,16 +40,17 @@ import faiss
 import numpy as np
 
 from app.engine.clustering import Algorithm, auto_nlist, train_clustering
-from app.engine.codes import Quantization
+from app.engine.codes import CATALYZER_KINDS, CodeKind, Quantization
 from app.engine.evaluation import recall_at_k
 from app.engine.exact import ExactStorage
 from app.engine.ivf import VectorIndex
 from app.engine.labels import Objective, exact_search, list_labels
-from app.engine.metric import Metric
+from app.engine.metric import Metric, prepare
 from app.engine.routing import Router
 from app.engine.training import TrainConfig, train_router
 from bench import debian
 from bench.engine import heap_bytes
+from worker.train_catalyzer import CatalyzerConfig, Quantizer, train_catalyzer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 K = 10
@@ -55,6 +60,10 @@ KINDS: dict[str, dict[str, Any]] = {
     "pq96": {"kind": "pq", "m": 96},
     "pq48": {"kind": "pq", "m": 48},
     "rabitq": {"kind": "rabitq"},
+    # paper 003's catalyzer, trained here first (worker/train_catalyzer.py, torch)
+    "cat-sign64": {"kind": "catalyzer-sign", "bits": 64},
+    "cat-sign128": {"kind": "catalyzer-sign", "bits": 128},
+    "cat-lattice": {"kind": "catalyzer-lattice", "bits": 64},
 }
 NPROBES = (4, 8, 16, 32, 64, 128)
 RERANKS = (20, 50, 100, 200)
@@ -65,6 +74,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--variants", nargs="+", default=["cos", "ip"], choices=["cos", "ip"])
     p.add_argument("--queries", type=int, default=500, help="test queries timed (of 5,000)")
     p.add_argument("--quick", action="store_true", help="cos only, fewer grid points")
+    p.add_argument(
+        "--catalyzer-epochs", type=int, default=10, help="training epochs of the catalyzer kinds"
+    )
+    p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(KINDS))
     p.add_argument("--out", type=Path, default=RESULTS / "compressed.json")
     args = p.parse_args(argv)
     if args.quick:
@@ -129,8 +142,14 @@ def engine_rows(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     rows, memory = [], []
     ids = np.arange(len(ds.docs), dtype=np.int64)
-    for name, spec in KINDS.items():
-        q = Quantization.parse(spec, ds.docs.shape[1])
+    for name in args.kinds:
+        q = Quantization.parse(KINDS[name], ds.docs.shape[1])
+        train_s = None
+        if q.kind in CATALYZER_KINDS:
+            started = time.perf_counter()
+            q = q.with_catalyzer(catalyzer_for(q, ds, ds.metric, args))
+            train_s = round(time.perf_counter() - started, 1)
+            print(f"  {name}: catalyzer trained in {train_s}s")
         storages = [ExactStorage.FLOAT32] if not q.compressed else list(ExactStorage)
         for storage in storages:
             gc.collect()
@@ -149,6 +168,7 @@ def engine_rows(
                     "kind": name,
                     "storage": storage.value,
                     "build_seconds": round(build_s, 2),
+                    "catalyzer_train_seconds": train_s,
                     "bytes_per_vector_reported": round(index.bytes_per_vector(), 1),
                     "heap_growth_per_vector": round((heap1 - heap0) / n, 1),
                     "rss_anon_growth_per_vector": round((rss1["RssAnon"] - rss0["RssAnon"]) / n, 1),
@@ -161,6 +181,16 @@ def engine_rows(
                 rows.extend(curve(index, name, storage, routers, queries, truth, args))
             del index
     return rows, memory
+
+
+def catalyzer_for(
+    q: Quantization, ds: debian.Dataset, metric: Metric, args: argparse.Namespace
+) -> Any:
+    """A catalyzer trained as the quantize job trains it (defaults; ``--catalyzer-epochs``)."""
+    quantizer = Quantizer.SIGN if q.kind is CodeKind.CATALYZER_SIGN else Quantizer.LATTICE
+    assert q.bits is not None
+    config = CatalyzerConfig(quantizer=quantizer, bits=q.bits, epochs=args.catalyzer_epochs)
+    return train_catalyzer(prepare(ds.docs, metric, ds.docs.shape[1]), config)
 
 
 def paged_in(index: VectorIndex, queries: np.ndarray) -> float:
@@ -187,8 +217,10 @@ def curve(
 ) -> list[dict[str, Any]]:
     rows = []
     reranks: tuple[int | None, ...] = (None,) if not index.coded else RERANKS
+    if index.quantization.kind in CATALYZER_KINDS:  # coarser codes: deeper re-ranks
+        reranks = (100, 200, 400)
     if args.quick and index.coded:
-        reranks = (50, 100)
+        reranks = (100, 200) if index.quantization.kind in CATALYZER_KINDS else (50, 100)
     nprobes = NPROBES if not args.quick else (8, 16, 32, 64)
     if storage is ExactStorage.MMAP:  # the memory-lean setup: its curve at the default re-rank
         reranks = (None,)
@@ -341,13 +373,15 @@ def print_summary(
         values = (*a, *b, f"{batch['batch_qps']:.0f}" if batch else "-")
         print(f"{label:42s} " + " ".join(f"{v:>16s}" for v in values))
     print(f"\n== {variant}: resident bytes per vector and build time ==")
-    head = ("reported", "heap", "RssAnon", "RssFile", "build s")
-    print(f"{'kind':8s} {'storage':8s} " + " ".join(f"{h:>9s}" for h in head))
+    columns = ("reported", "heap", "RssAnon", "RssFile", "build s", "train s")
+    print(f"{'kind':11s} {'storage':8s} " + " ".join(f"{h:>9s}" for h in columns))
     for m in memory:
+        trained = m.get("catalyzer_train_seconds")
         print(
-            f"{m['kind']:8s} {m['storage']:8s} {m['bytes_per_vector_reported']:9.1f} "
+            f"{m['kind']:11s} {m['storage']:8s} {m['bytes_per_vector_reported']:9.1f} "
             f"{m['heap_growth_per_vector']:8.1f} {m['rss_anon_growth_per_vector']:8.1f} "
-            f"{m['rss_file_growth_per_vector']:8.1f} {m['build_seconds']:8.1f}"
+            f"{m['rss_file_growth_per_vector']:8.1f} {m['build_seconds']:8.1f} "
+            f"{trained if trained is not None else '-':>9}"
         )
     for name, info in others.items():
         print(f"{name}: {info}")

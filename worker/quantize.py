@@ -6,18 +6,27 @@ job, and nothing changes), then records the quantization; every API process rebu
 index with the new codes when it catches up, aside, and swaps it in (searches go on; if
 its rebuild fails, it keeps serving the old index). Codebooks are trained in each process
 from its own exact vectors, so they always fit the lists they encode.
+
+A catalyzer kind is different: its catalyzer (paper 003) is trained here once, with torch
+(``worker/train_catalyzer.py``, progress on the job), and stored as a new version with the
+quantization in one transaction; every API process loads that same catalyzer from the store
+(numpy only) and codes its lists with it.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from app.engine.catalyzer import Catalyzer
 from app.engine.codes import (
+    CATALYZER_KINDS,
     TRAIN_SAMPLE,
+    CodeKind,
     CodeUnavailable,
     Quantization,
     QuantizationError,
@@ -33,14 +42,30 @@ from app.store.versions import load_clustering
 Progress = Callable[[float], None]
 
 
+@dataclass(frozen=True)
+class CatalyzerBudget:
+    """The worker's settings for training catalyzers (``app/settings.py``)."""
+
+    min_points: int = 2000
+    epochs: int = 10
+    hidden: int = 1024
+
+
 class QuantizeError(RuntimeError):
     """The codes cannot be built for this collection; retrying will not help."""
 
     permanent = True
 
 
-def run_quantize(store: Store, collection: str, params: dict[str, Any], progress: Progress) -> dict:
+def run_quantize(
+    store: Store,
+    collection: str,
+    params: dict[str, Any],
+    progress: Progress,
+    budget: CatalyzerBudget | None = None,
+) -> dict:
     started = time.perf_counter()
+    budget = budget or CatalyzerBudget()
     with store.read() as session:
         record = get_collection(session, collection)
         if record is None:
@@ -55,10 +80,25 @@ def run_quantize(store: Store, collection: str, params: dict[str, Any], progress
             if record.clustering_version is not None
             else None
         )
-        wanted = clustering is not None and quantization.compressed
+        catalyzed = quantization.kind in CATALYZER_KINDS
+        wanted = (clustering is not None and quantization.compressed) or catalyzed
         sample = _sample(session, record.id, record.dim, total) if wanted else None
-    progress(0.5)
-    if quantization.compressed and clustering is not None and sample is not None:
+    weights = None
+    if catalyzed:
+        if total < budget.min_points:
+            raise QuantizeError(
+                f"{quantization.kind.value} trains its catalyzer on at least "
+                f"{budget.min_points} points; {collection!r} holds {total}"
+            )
+        assert sample is not None
+        metric = Metric(record.metric)
+        catalyzer = _train_catalyzer(
+            quantization, prepare(sample, metric, record.dim), budget, progress
+        )
+        weights = catalyzer.to_bytes()
+    else:
+        progress(0.5)
+    if not catalyzed and quantization.compressed and clustering is not None and sample is not None:
         needed = min_train_points(quantization)
         if total < needed:
             raise QuantizeError(
@@ -74,7 +114,7 @@ def run_quantize(store: Store, collection: str, params: dict[str, Any], progress
             raise QuantizeError(str(exc)) from None
     progress(0.9)
     stored = quantization.to_dict() if quantization.compressed else None
-    if set_quantization(store, collection, stored) is None:
+    if set_quantization(store, collection, stored, weights) is None:
         raise QuantizeError(f"collection {collection!r} no longer exists")
     return {
         "quantization": quantization.to_dict(),
@@ -82,6 +122,22 @@ def run_quantize(store: Store, collection: str, params: dict[str, Any], progress
         "waits_for_clustering": clustering is None,  # codes come with the first build
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _train_catalyzer(
+    quantization: Quantization, x: np.ndarray, budget: CatalyzerBudget, progress: Progress
+) -> Catalyzer:
+    """Train with torch, imported here only: the job is the only place that needs it."""
+    from worker.train_catalyzer import CatalyzerConfig, Quantizer, train_catalyzer
+
+    quantizer = (
+        Quantizer.SIGN if quantization.kind is CodeKind.CATALYZER_SIGN else Quantizer.LATTICE
+    )
+    assert quantization.bits is not None
+    config = CatalyzerConfig(
+        quantizer=quantizer, bits=quantization.bits, epochs=budget.epochs, hidden=budget.hidden
+    )
+    return train_catalyzer(x, config, lambda f: progress(0.85 * f))
 
 
 def _sample(session: Any, collection_id: int, dim: int, total: int) -> np.ndarray:

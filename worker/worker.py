@@ -18,7 +18,7 @@ from app.store.outage import OutageLog
 from app.store.query_log import prune_queries
 from worker.build import run_build
 from worker.policy import JobKind, Policy
-from worker.quantize import run_quantize
+from worker.quantize import CatalyzerBudget, run_quantize
 from worker.runner import Handler, JobListener, JobRunner
 from worker.scheduler import schedule
 from worker.train_emulator import run_train_emulator
@@ -47,7 +47,14 @@ def job_handlers(settings: Settings) -> dict[str, Handler]:
     return {
         JobKind.BUILD.value: run_build,
         JobKind.TRAIN_ROUTER.value: partial(_train, plan=plan),
-        JobKind.QUANTIZE.value: run_quantize,
+        JobKind.QUANTIZE.value: partial(
+            run_quantize,
+            budget=CatalyzerBudget(
+                min_points=settings.catalyzer_min_points,
+                epochs=settings.catalyzer_epochs,
+                hidden=settings.catalyzer_hidden,
+            ),
+        ),
     }
 
 

@@ -12,8 +12,16 @@ ours (``Router.route``, then faiss's ``search_preassigned``) whatever the codes 
   centre, ``m`` sub-quantizers (bytes per code: m / 2); the scan adds the query's distance
   to the centre, which we compute since our router does not;
 - ``rabitq``: ``IndexIVFRaBitQ``, one bit per dimension of the rotated residual;
-- ``catalyzer-sign`` / ``catalyzer-lattice``: accepted in the description, built only once a
-  catalyzer transform is supplied (``CodeUnavailable`` until then).
+- ``catalyzer-sign``: paper 003's catalyzer (``catalyzer.py``) maps a vector to ``bits``
+  dimensions whose signs are the code, in a ``faiss.IndexBinaryIVF`` (Hamming scan);
+- ``catalyzer-lattice``: the catalyzer's 24-d output rounded to the 64-bit spherical Zn
+  lattice, the decoded point held as 24 int8 values in an ``IndexIVFScalarQuantizer``
+  (``QT_8bit_direct_signed``, inner product); built only once a trained catalyzer is
+  attached (``Quantization.with_catalyzer``; ``CodeUnavailable`` until then).
+
+Catalyzer kinds scan in the catalyzer's space: ``list_codes`` maps vectors to what the lists
+hold and ``query_codes`` queries to what the scan compares; for the other kinds both are the
+prepared vectors themselves. Routing still happens on the raw query.
 
 Codebooks (SQ ranges, PQ centroids) are trained on a sample of the exact vectors whenever
 a code index is built, so a code index always fits its clustering.
@@ -22,13 +30,14 @@ a code index is built, so a code index always fits its clustering.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 import faiss
 import numpy as np
 
+from app.engine.catalyzer import LATTICE_DIM, Catalyzer, LatticeCodec, sign_codes
 from app.engine.clustering import Clustering
 from app.engine.metric import Metric, faiss_metric
 
@@ -56,7 +65,7 @@ class QuantizationError(ValueError):
 
 
 class CodeUnavailable(RuntimeError):
-    """A valid kind that this build cannot construct yet (the catalyzer kinds)."""
+    """A valid kind that cannot be built yet: a catalyzer kind without a trained catalyzer."""
 
 
 _PARAMS: dict[CodeKind, frozenset[str]] = {
@@ -72,11 +81,18 @@ CATALYZER_KINDS = frozenset({CodeKind.CATALYZER_SIGN, CodeKind.CATALYZER_LATTICE
 
 @dataclass(frozen=True)
 class Quantization:
-    """A collection's code kind and its parameters (``m`` for pq, ``bits`` for catalyzers)."""
+    """A collection's code kind and its parameters (``m`` for pq, ``bits`` for catalyzers).
+
+    ``catalyzer``: the trained transform of a catalyzer kind (not part of the description:
+    it is trained by the worker and attached with ``with_catalyzer``; equality compares
+    the description and the catalyzer's stored version, not its weights).
+    """
 
     kind: CodeKind = CodeKind.NONE
     m: int | None = None
     bits: int | None = None
+    catalyzer: Catalyzer | None = field(default=None, repr=False, compare=False)
+    catalyzer_version: int | None = None  # the store's version of ``catalyzer``
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None, dim: int) -> Quantization:
@@ -119,6 +135,29 @@ class Quantization:
             out["bits"] = self.bits
         return out
 
+    def with_catalyzer(
+        self, catalyzer: Catalyzer | None, version: int | None = None
+    ) -> Quantization:
+        """This description with ``catalyzer`` attached; it must output what the kind codes."""
+        if catalyzer is not None:
+            if self.kind not in CATALYZER_KINDS:
+                raise ValueError(f"{self.kind.value} takes no catalyzer")
+            if catalyzer.d_out != self.code_dim(catalyzer.d_in):
+                raise ValueError(
+                    f"{self.kind.value} (bits {self.bits}) needs a catalyzer with "
+                    f"{self.code_dim(catalyzer.d_in)} outputs, not {catalyzer.d_out}"
+                )
+        return replace(self, catalyzer=catalyzer, catalyzer_version=version)
+
+    def code_dim(self, dim: int) -> int:
+        """Dimensions (bits for sign codes) of what the lists hold for ``dim``-d vectors."""
+        if self.kind is CodeKind.CATALYZER_SIGN:
+            assert self.bits is not None
+            return self.bits
+        if self.kind is CodeKind.CATALYZER_LATTICE:
+            return LATTICE_DIM
+        return dim
+
     @property
     def compressed(self) -> bool:
         """Codes in the lists (exact vectors kept aside for re-ranking)."""
@@ -145,22 +184,29 @@ def min_train_points(q: Quantization) -> int:
     return MIN_TRAIN_POINTS.get(q.kind.value, 1)
 
 
+def buildable(q: Quantization, total: int) -> bool:
+    """Code lists can be built for ``total`` points: enough to train the codebooks, and a
+    catalyzer attached for a catalyzer kind (until then the lists stay float32)."""
+    if not q.compressed or total < min_train_points(q):
+        return False
+    return q.kind not in CATALYZER_KINDS or q.catalyzer is not None
+
+
 def train_code_ivf(
     q: Quantization, dim: int, metric: Metric, clustering: Clustering, sample: np.ndarray
-) -> faiss.IndexIVF:
-    """An empty, trained code IVF over ``clustering``'s lists (``sample``: prepared vectors).
+) -> Any:
+    """An empty, trained code IVF over ``clustering``'s lists (``sample``: prepared vectors):
+    a ``faiss.IndexIVF``, or an ``IndexBinaryIVF`` for sign codes.
 
     The quantizer holds the representatives and reproduces the clustering's assignment rule
     (``x.r + b`` with ``b = 0``: inner product; with ``b = -|r|^2 / 2``: nearest in L2), so
     faiss's own ``add`` (the only one fast-scan lists offer) places a vector where
     ``Clustering.assign`` would.
     """
-    if q.kind in CATALYZER_KINDS:
-        raise CodeUnavailable(
-            f"{q.kind.value} needs the catalyzer, which this build does not include yet"
-        )
     if not q.compressed:
         raise ValueError("kind none has no codes")
+    if q.kind in CATALYZER_KINDS:
+        return _catalyzer_ivf(q, dim, clustering)
     reps = clustering.representatives
     quantizer = faiss.IndexFlat(dim, _assignment_metric(clustering))
     quantizer.add(reps)
@@ -183,6 +229,74 @@ def train_code_ivf(
     ivf.train(np.ascontiguousarray(sample, dtype=np.float32))  # the quantizer is kept as is
     ivf.parallel_mode = 3
     return ivf
+
+
+def _catalyzer_ivf(
+    q: Quantization, dim: int, clustering: Clustering
+) -> faiss.IndexIVF | faiss.IndexBinaryIVF:
+    """Empty lists in the catalyzer's space. Their quantizer only fills the slots faiss
+    requires (zero centres): vectors are always added with our list numbers and searched
+    with our probes, so it never assigns."""
+    if q.catalyzer is None:
+        raise CodeUnavailable(f"{q.kind.value} needs a trained catalyzer")
+    if q.catalyzer.d_in != dim:
+        raise ValueError("the catalyzer does not take this dimension")
+    d = q.code_dim(dim)
+    if q.kind is CodeKind.CATALYZER_SIGN:
+        binary_quantizer = faiss.IndexBinaryFlat(d)
+        binary_quantizer.add(np.zeros((clustering.nlist, d // 8), np.uint8))
+        binary = faiss.IndexBinaryIVF(binary_quantizer, d, clustering.nlist)
+        return binary
+    quantizer = faiss.IndexFlat(d, faiss.METRIC_INNER_PRODUCT)
+    quantizer.add(np.zeros((clustering.nlist, d), np.float32))
+    lattice = faiss.IndexIVFScalarQuantizer(
+        quantizer,
+        d,
+        clustering.nlist,
+        faiss.ScalarQuantizer.QT_8bit_direct_signed,
+        faiss.METRIC_INNER_PRODUCT,
+        False,
+    )
+    lattice.train(np.zeros((1, d), np.float32))  # direct codes: nothing to learn
+    lattice.parallel_mode = 3
+    return lattice
+
+
+def list_codes(q: Quantization, x: np.ndarray) -> np.ndarray:
+    """What the lists hold for prepared vectors ``x``: catalyzer codes, else ``x`` itself."""
+    if q.kind not in CATALYZER_KINDS:
+        return x
+    assert q.catalyzer is not None
+    y = q.catalyzer.apply(x)
+    if q.kind is CodeKind.CATALYZER_SIGN:
+        return sign_codes(y)
+    codec = LatticeCodec()
+    return np.ascontiguousarray(codec.decode(codec.encode(y)))
+
+
+def query_codes(q: Quantization, x: np.ndarray) -> np.ndarray:
+    """What the scan compares for prepared queries ``x``: sign codes (Hamming) or the
+    catalyzer's output (inner product with lattice points, all of one norm), else ``x``."""
+    if q.kind not in CATALYZER_KINDS:
+        return x
+    assert q.catalyzer is not None
+    y = q.catalyzer.apply(x)
+    return sign_codes(y) if q.kind is CodeKind.CATALYZER_SIGN else y
+
+
+def is_binary(ivf: object) -> bool:
+    """Sign-code lists: faiss's binary IVF, a separate class family from ``IndexIVF``."""
+    return isinstance(ivf, faiss.IndexBinaryIVF)
+
+
+def code_metric(ivf: faiss.IndexIVF | faiss.IndexBinaryIVF) -> int | None:
+    """The faiss metric an IVF's scan compares with; None for Hamming (binary lists)."""
+    return None if is_binary(ivf) else int(ivf.metric_type)  # type: ignore[union-attr]
+
+
+def clone(ivf: Any) -> Any:
+    lib: Any = faiss  # clone_binary_index is missing from faiss's stubs
+    return lib.clone_binary_index(ivf) if is_binary(ivf) else lib.clone_index(ivf)
 
 
 def is_fast_scan(ivf: faiss.Index) -> bool:
@@ -209,7 +323,15 @@ def _assignment_metric(clustering: Clustering) -> int:
 # Candidates re-scored with exact vectors when a search names none: about the fewest that
 # reached recall@10 0.95 in bench/compressed.py (cos, 60,631 documents; pq at m = dim / 4:
 # 100, rabitq 50, sq8 20-50); re-ranking costs little next to the scan.
-DEFAULT_RERANK = {CodeKind.SQ8: 50, CodeKind.PQ: 100, CodeKind.RABITQ: 50}
+# Catalyzer kinds: 200, from a tiny catalyzer (6 epochs, 3,000 cos documents, nprobe 16:
+# recall@10 sign 64 .62 at 100 / .76 at 200, lattice .73 / .83); not yet measured at scale.
+DEFAULT_RERANK = {
+    CodeKind.SQ8: 50,
+    CodeKind.PQ: 100,
+    CodeKind.RABITQ: 50,
+    CodeKind.CATALYZER_SIGN: 200,
+    CodeKind.CATALYZER_LATTICE: 200,
+}
 
 
 def default_rerank(q: Quantization) -> int:

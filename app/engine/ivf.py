@@ -11,8 +11,10 @@ Placement and routing are ours, scanning is faiss's:
   exact and approximate search share one code path.
 
 With kind ``none`` each vector is held once, as float32 in an ``IndexIVFFlat``'s lists. A
-compressed kind (``codes.py``: sq8, pq fast-scan, rabitq) holds codes in the lists and the
-exact vectors beside them (``exact.py``): a search scans codes, then re-scores its best
+compressed kind (``codes.py``: sq8, pq fast-scan, rabitq, and the catalyzer kinds, whose
+lists live in the catalyzer's space: sign bits in a binary IVF, lattice points) holds codes in
+the lists and the exact vectors beside them (``exact.py``): a search scans codes, then
+re-scores its best
 ``rerank`` candidates exactly under the same read lock, so scores returned are always
 exact; rebuilds, views and snapshots read the exact vectors (codes cannot be decoded). A
 faiss ``Hashtable`` direct map (id -> list, offset) makes removal and replacement O(1) per
@@ -57,9 +59,13 @@ from app.engine.codes import (
     TRAIN_SAMPLE,
     CodeKind,
     Quantization,
+    buildable,
+    clone,
+    code_metric,
     default_rerank,
     is_fast_scan,
-    min_train_points,
+    list_codes,
+    query_codes,
     train_code_ivf,
 )
 from app.engine.exact import ExactStorage, ExactVectors
@@ -92,7 +98,7 @@ class SearchResult:
 class _State:
     """Replaced as a whole: a search pairs lists and exact vectors of one moment."""
 
-    ivf: faiss.IndexIVF  # IndexIVFFlat, or a code IVF (``coded``)
+    ivf: Any  # IndexIVFFlat, or a code IVF (``coded``: an IndexIVF or a binary IndexBinaryIVF)
     clustering: Clustering | None
     router: Router | None  # the default centroid router of ``clustering``
     quantization: Quantization
@@ -160,9 +166,9 @@ class VectorIndex:
         if exact is not None:  # writes and rebuilds keep the vectors where these are
             index.exact_storage, index.exact_dir = exact.storage, exact.directory
         expected = clustering.nlist if clustering is not None else 1
-        if ivf.d != index.dim or ivf.nlist != expected:
+        if ivf.d != q.code_dim(index.dim) or ivf.nlist != expected:
             raise ValueError("the IVF does not match the dimension or the clustering")
-        if ivf.metric_type != faiss_metric(index.metric):
+        if code_metric(ivf) != code_metric_of(q, index.metric):
             raise ValueError("the IVF does not match the metric")
         if not is_fast_scan(ivf) and ivf.direct_map.type != ivf_lists.HASHTABLE:
             raise ValueError("the IVF needs a hashtable direct map")
@@ -291,7 +297,10 @@ class VectorIndex:
         exact_vectors = state.exact
         assert exact_vectors is not None
         with self._rw.read():
-            _, candidates, scored = ivf_lists.scan(state.ivf, q, width, probe, selector, coarse)
+            codes_q = query_codes(state.quantization, q)
+            _, candidates, scored = ivf_lists.scan(
+                state.ivf, codes_q, width, probe, selector, coarse
+            )
             if scored < 0:
                 scored = int(self._list_sizes(state)[probe[probe >= 0]].sum())
             scores = exact_vectors.score(q, candidates, self.metric)
@@ -329,7 +338,7 @@ class VectorIndex:
         """
         state = self._state
         ivf = state.ivf
-        per_vector = 8 if is_fast_scan(ivf) else ivf.code_size + 8
+        per_vector = 8 if is_fast_scan(ivf) else int(ivf.code_size) + 8
         if ivf.direct_map.type == ivf_lists.HASHTABLE:
             per_vector += HASHTABLE_BYTES_PER_ENTRY
         total = int(ivf.ntotal) * per_vector + ivf.nlist * self.dim * 4
@@ -366,7 +375,7 @@ class VectorIndex:
             state = self._state
             # No read lock: holding _mutate, nobody writes the lists; searches only read.
             exact = state.exact.copy_of(state.exact.ids) if state.exact is not None else None
-            return faiss.clone_index(state.ivf), state.clustering, state.quantization, exact
+            return clone(state.ivf), state.clustering, state.quantization, exact
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -500,11 +509,7 @@ class VectorIndex:
         """A filled state: code lists once a clustering and enough points exist, else float32."""
         router = _default_router(clustering)
         total = sum(len(ids) for ids, _ in blocks())
-        if (
-            quantization.compressed
-            and clustering is not None
-            and total >= min_train_points(quantization)
-        ):
+        if clustering is not None and buildable(quantization, total):
             ivf = train_code_ivf(
                 quantization, self.dim, self.metric, clustering, _sample(blocks, total)
             )
@@ -514,9 +519,7 @@ class VectorIndex:
                 for start in range(0, len(ids), WRITE_CHUNK):
                     chunk_ids = np.ascontiguousarray(ids[start : start + WRITE_CHUNK])
                     chunk_x = np.ascontiguousarray(vecs[start : start + WRITE_CHUNK])
-                    ivf_lists.add(
-                        ivf, chunk_x, ivf_lists.assign_lists(clustering, chunk_x), chunk_ids
-                    )
+                    _add_codes(ivf, quantization, clustering, chunk_x, chunk_ids)
             return _State(ivf, clustering, router, quantization, exact)
         flat = ivf_lists.new_ivf(self.dim, self.metric, clustering, hashtable=False)
         ivf_lists.fill_exact(flat, blocks, clustering)
@@ -567,7 +570,7 @@ class VectorIndex:
             ids = exact.ids
             ids = ids[passes[np.minimum(ids, len(passes) - 1)]]
             kept = exact.copy_of(ids)
-            ivf: Any = faiss.clone_index(state.ivf) if state.coded else None
+            ivf: Any = clone(state.ivf) if state.coded else None
         if ivf is None:
             view = VectorIndex(
                 self.dim,
@@ -584,7 +587,7 @@ class VectorIndex:
         else:
             ivf.reset()  # the same trained codebooks, empty lists
             for block_ids, vecs in kept.blocks(WRITE_CHUNK):
-                ivf_lists.add(ivf, vecs, ivf_lists.assign_lists(state.clustering, vecs), block_ids)
+                _add_codes(ivf, state.quantization, state.clustering, vecs, block_ids)
             view = VectorIndex.from_faiss(
                 self.dim, self.metric, ivf, state.clustering, state.quantization, kept
             )
@@ -639,7 +642,9 @@ def _carry_over(
     kept, x = _current_vectors(current, ids)
     if len(kept):
         if shared_exact:
-            ivf_lists.add(new.ivf, x, ivf_lists.assign_lists(new.clustering, x), kept)
+            ivf_lists.add(
+                new.ivf, _codes_of(new, x), ivf_lists.assign_lists(new.clustering, x), kept
+            )
         else:
             _write(new, kept, x, ivf_lists.assign_lists(new.clustering, x))
 
@@ -673,7 +678,29 @@ def _write(state: _State, ids: np.ndarray, x: np.ndarray, assign: np.ndarray | N
         ivf_lists.remove(state.ivf, ids)
     if assign is None:
         assign = ivf_lists.assign_lists(state.clustering, x)
-    ivf_lists.add(state.ivf, x, assign, ids)
+    ivf_lists.add(state.ivf, _codes_of(state, x), assign, ids)
+
+
+def _codes_of(state: _State, x: np.ndarray) -> np.ndarray:
+    """What ``state``'s lists hold for ``x``: catalyzer codes in code lists, else ``x``."""
+    return list_codes(state.quantization, x) if state.coded else x
+
+
+def _add_codes(
+    ivf: Any, q: Quantization, clustering: Clustering | None, x: np.ndarray, ids: np.ndarray
+) -> None:
+    """Add prepared ``x`` to code lists ``ivf`` of kind ``q``, in the clustering's lists."""
+    assign = ivf_lists.assign_lists(clustering, x)
+    ivf_lists.add(ivf, list_codes(q, x), assign, ids)
+
+
+def code_metric_of(q: Quantization, metric: Metric) -> int | None:
+    """The faiss metric code lists of kind ``q`` compare with (None: Hamming)."""
+    if q.kind is CodeKind.CATALYZER_SIGN:
+        return None
+    if q.kind is CodeKind.CATALYZER_LATTICE:
+        return faiss.METRIC_INNER_PRODUCT
+    return faiss_metric(metric)
 
 
 def _erase(state: _State, ids: np.ndarray) -> int:

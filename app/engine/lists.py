@@ -15,7 +15,7 @@ import faiss
 import numpy as np
 
 from app.engine.clustering import Clustering
-from app.engine.codes import is_fast_scan
+from app.engine.codes import is_binary, is_fast_scan
 from app.engine.metric import Metric, faiss_metric
 
 HASHTABLE: int = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]  # missing from stubs
@@ -84,8 +84,10 @@ def fill_exact(
 def parallel_over_queries(ivf: faiss.IndexIVF) -> None:
     # faiss's default mode 0 parallelises in ``search`` around ``search_preassigned``, which
     # then runs single-threaded; mode 3 splits the queries of a preassigned search across
-    # OpenMP threads. Not serialised, so set on every IVF we build or load.
-    ivf.parallel_mode = 3
+    # OpenMP threads. Not serialised, so set on every IVF we build or load. (faiss's binary
+    # IVF has no such switch: it always splits a preassigned search over queries.)
+    if not is_binary(ivf):
+        ivf.parallel_mode = 3
 
 
 def assign_lists(clustering: Clustering | None, x: np.ndarray) -> np.ndarray:
@@ -108,6 +110,8 @@ def scan(
     Per-call parameters and statistics, so concurrent searches never share them.
     ``coarse``: each probed list's centre term, for residual codes that need it.
     """
+    if is_binary(ivf):
+        return _scan_binary(ivf, q, k, probe, selector)
     n, width = probe.shape
     params = faiss.SearchParametersIVF()
     params.nprobe = width
@@ -134,6 +138,64 @@ def scan(
         stats,
     )
     return distances, ids, int(stats.ndis) if stats is not None else -1
+
+
+def _scan_binary(
+    ivf: Any,
+    q: np.ndarray,
+    k: int,
+    probe: np.ndarray,
+    selector: faiss.IDSelector | None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """``scan`` over sign-code lists: packed ``q`` codes, Hamming distances (as float32),
+    -1 statistics (the binary scan keeps none).
+
+    faiss's binary IVF ignores a selector, so a filtered scan ranks every vector of the
+    probed lists and keeps the best ``k`` that pass (the selector must be a bitmap, which
+    is what filters use): still ``k`` results whenever enough pass.
+    """
+    n, width = probe.shape
+    if n == 0:
+        return np.empty((0, k), np.float32), np.empty((0, k), np.int64), 0
+    passes = _bitmap(selector) if selector is not None else None
+    depth = k
+    if passes is not None:
+        sizes = np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)], np.int64)
+        depth = max(k, int(np.where(probe >= 0, sizes[np.maximum(probe, 0)], 0).sum(1).max()))
+    distances = np.empty((n, depth), dtype=np.int32)
+    ids = np.empty((n, depth), dtype=np.int64)
+    params = faiss.SearchParametersIVF()
+    params.nprobe = width
+    codes = np.ascontiguousarray(q, dtype=np.uint8)
+    centre_distances = np.zeros((n, width), dtype=np.int32)  # unused by the scan
+    swig: Any = ivf  # faiss's stubs miss the SWIG-level C entry point
+    swig.search_preassigned_c(
+        n,
+        faiss.swig_ptr(codes),
+        depth,
+        faiss.swig_ptr(probe),
+        faiss.swig_ptr(centre_distances),
+        faiss.swig_ptr(distances),
+        faiss.swig_ptr(ids),
+        False,
+        params,
+    )
+    if passes is None:
+        return distances.astype(np.float32), ids, -1
+    byte = np.clip(ids >> 3, 0, max(len(passes) - 1, 0))
+    kept = (ids >= 0) & (ids >> 3 < len(passes)) & ((passes[byte] >> (ids & 7)) & 1 == 1)
+    order = np.argsort(~kept, axis=1, kind="stable")[:, :k]  # passing first, rank kept
+    rows = np.arange(n)[:, None]
+    top_ids = np.where(kept[rows, order], ids[rows, order], -1)
+    return distances[rows, order].astype(np.float32), top_ids, -1
+
+
+def _bitmap(selector: faiss.IDSelector) -> np.ndarray:
+    """The bytes of a bitmap selector (bit ``id`` of the little-endian bitmap: passes)."""
+    if not isinstance(selector, faiss.IDSelectorBitmap):
+        raise TypeError("sign-code lists filter with a bitmap selector only")
+    bitmap: Any = selector  # faiss's stubs miss the bitmap's fields
+    return faiss.rev_swig_ptr(bitmap.bitmap, bitmap.n).copy()
 
 
 def add(ivf: faiss.IndexIVF, x: np.ndarray, assign: np.ndarray, ids: np.ndarray) -> None:

@@ -3,11 +3,13 @@
 Layout (all of it covered by the checksum except the trailer itself)::
 
     MAGIC | u64 header length | header JSON | representatives .npy | bias .npy | faiss index
-    | exact vectors: (ids .npy, float32 vectors .npy) per block | sha256 of everything
-    before (32 bytes) | END
+    | catalyzer (npz bytes, catalyzer kinds) | exact vectors: (ids .npy, float32 vectors .npy)
+    per block | sha256 of everything before (32 bytes) | END
 
 The header holds the index's dimension, metric and count, the clustering's algorithm,
-metric, version and params, the quantization and the number of exact-vector blocks (a
+metric, version and params, the quantization (a catalyzer kind's catalyzer travels with it:
+the codes mean nothing without it; sign codes are a faiss binary index) and the number of
+exact-vector blocks (a
 compressed kind's codes cannot be decoded, so its exact vectors travel with it), and the
 caller's ``meta`` (e.g. the last applied write seq). Loading puts the exact vectors where
 the loading process keeps them (in memory, half precision, or a memory-mapped file).
@@ -31,16 +33,18 @@ from typing import Any, BinaryIO
 import faiss
 import numpy as np
 
+from app.engine.catalyzer import Catalyzer
 from app.engine.clustering import Algorithm, Clustering
-from app.engine.codes import Quantization
+from app.engine.codes import Quantization, is_binary
 from app.engine.exact import ExactStorage, ExactVectors
 from app.engine.ivf import VectorIndex
 from app.engine.metric import Metric
 
 MAGIC = b"VRSNAP01"
 END = b"VRSNAPOK"
-FORMAT = 2
-READABLE_FORMATS = (1, 2)  # format 1: no quantization, no exact vectors
+FORMAT = 3
+# format 1: no quantization, no exact vectors; 2: no catalyzer, no binary index
+READABLE_FORMATS = (1, 2, 3)
 EXACT_BLOCK = 65536
 _DIGEST = hashlib.sha256().digest_size
 _TRAILER = _DIGEST + len(END)
@@ -96,6 +100,9 @@ def save_snapshot(index: VectorIndex, path: Path, meta: dict[str, Any]) -> None:
             out = _HashingWriter(f)
             ivf, clustering, quantization, exact = index.copy_all()
             n_exact = len(exact) if exact is not None else 0
+            catalyzer = (
+                quantization.catalyzer.to_bytes() if quantization.catalyzer is not None else b""
+            )
             header = {
                 "format": FORMAT,
                 "dim": index.dim,
@@ -103,6 +110,9 @@ def save_snapshot(index: VectorIndex, path: Path, meta: dict[str, Any]) -> None:
                 "count": int(ivf.ntotal),
                 "clustering": _clustering_header(clustering),
                 "quantization": quantization.to_dict(),
+                "binary": is_binary(ivf),
+                "catalyzer_bytes": len(catalyzer),
+                "catalyzer_version": quantization.catalyzer_version,
                 "exact_blocks": None if exact is None else -(-n_exact // EXACT_BLOCK),
                 "meta": meta,
             }
@@ -113,7 +123,12 @@ def save_snapshot(index: VectorIndex, path: Path, meta: dict[str, Any]) -> None:
             if clustering is not None:
                 for array in (clustering.representatives, clustering.bias):
                     np.lib.format.write_array(out, array, allow_pickle=False)
-            faiss.write_index(ivf, faiss.PyCallbackIOWriter(out.write, _IO_BLOCK))  # type: ignore[attr-defined]
+            writer = faiss.PyCallbackIOWriter(out.write, _IO_BLOCK)  # type: ignore[attr-defined]
+            if is_binary(ivf):
+                faiss.write_index_binary(ivf, writer)  # type: ignore[call-overload]
+            else:
+                faiss.write_index(ivf, writer)
+            out.write(catalyzer)
             if exact is not None:
                 for ids, vecs in exact.blocks(EXACT_BLOCK):
                     np.lib.format.write_array(out, ids, allow_pickle=False)
@@ -180,11 +195,22 @@ def _parse(
         metric = Metric(header["metric"])
         clustering = _read_clustering(src, header["clustering"])
         # read_index already returns the concrete class (re-wrapping it would free it twice).
-        ivf = faiss.read_index(faiss.PyCallbackIOReader(src.read, _IO_BLOCK))  # type: ignore[attr-defined]
-        if not isinstance(ivf, faiss.IndexIVF):
-            raise SnapshotError("snapshot does not hold an IVF index")
+        reader = faiss.PyCallbackIOReader(src.read, _IO_BLOCK)  # type: ignore[attr-defined]
+        ivf: Any
+        if header.get("binary", False):
+            ivf = faiss.read_index_binary(reader)
+            if not isinstance(ivf, faiss.IndexBinaryIVF):
+                raise SnapshotError("snapshot does not hold a binary IVF index")
+        else:
+            ivf = faiss.read_index(reader)
+            if not isinstance(ivf, faiss.IndexIVF):
+                raise SnapshotError("snapshot does not hold an IVF index")
         dim = int(header["dim"])
         quantization = Quantization.parse(header.get("quantization"), dim)
+        catalyzer_size = int(header.get("catalyzer_bytes", 0))
+        if catalyzer_size:
+            catalyzer = Catalyzer.from_bytes(src.exact(catalyzer_size))
+            quantization = quantization.with_catalyzer(catalyzer, header.get("catalyzer_version"))
         exact = None
         if header.get("exact_blocks") is not None:
             exact = ExactVectors(dim, exact_storage, exact_dir)

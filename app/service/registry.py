@@ -23,7 +23,7 @@ from app.engine.clustering import Clustering
 from app.engine.codes import Quantization
 from app.engine.views import FilterViews
 from app.service.errors import CollectionNotFound, NotReady
-from app.service.indexes import IndexFactory, quantization_of
+from app.service.indexes import IndexFactory, wanted_codes
 from app.service.live import LiveCollection
 from app.service.snapshots import SnapshotDir
 from app.store.collections import CollectionRecord, list_collections
@@ -162,8 +162,7 @@ class Registry:
             elif live.router is not None:
                 live.set_router(live.router)
             _sync_emulator(session, live, record)
-        wanted_codes = quantization_of(record)
-        requantize = wanted_codes if wanted_codes != live.index.quantization else None
+            requantize = wanted_codes(session, record, live.index.quantization)
         return swap, requantize
 
     def _swap_in(

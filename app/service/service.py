@@ -50,7 +50,7 @@ from app.store import jobs
 from app.store.collections import create_collection, delete_collection
 from app.store.db import Store
 from app.store.jobs import JobRecord, collections_with_pending
-from app.store.points import get_point
+from app.store.points import count_points, get_point
 from app.store.query_log import count_queries
 
 BUILD, TRAIN_ROUTER, QUANTIZE = "build", "train-router", "quantize"
@@ -358,6 +358,16 @@ class Service:
         trained on the collection, then records them; every process swaps its index)."""
         live = self.registry.get(name)
         codes = _checked_codes(quantization, live.record.dim)
+        if codes.kind in CATALYZER_KINDS:
+            with self.store.read() as session:
+                held = count_points(session, live.record.id)
+            needed = self.settings.catalyzer_min_points
+            if held < needed:
+                raise CodesUnavailable(
+                    f"quantization: {codes.kind.value} trains paper 003's catalyzer, which "
+                    f"mines each point's 50th neighbour and holds out 10% of the points: it "
+                    f"needs at least {needed} points; {name!r} holds {held}"
+                )
         job = jobs.enqueue(
             self.store,
             QUANTIZE,
@@ -402,17 +412,11 @@ class Service:
 
 
 def _checked_codes(raw: Mapping[str, Any] | None, dim: int) -> Quantization:
-    """A request's quantization: 422 if malformed, 409 if this build cannot make it."""
+    """A request's quantization: 422 if malformed."""
     try:
-        codes = Quantization.parse(raw, dim)
+        return Quantization.parse(raw, dim)
     except QuantizationError as exc:
         raise InvalidInput(f"quantization: {exc}") from None
-    if codes.kind in CATALYZER_KINDS:
-        raise CodesUnavailable(
-            f"quantization: {codes.kind.value} needs paper 003's catalyzer, which this "
-            "build does not include yet; use none, sq8, pq or rabitq"
-        )
-    return codes
 
 
 def _recall_summary(live: LiveCollection, table: dict[str, Any]) -> dict[str, Any]:

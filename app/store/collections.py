@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.store.db import Store
-from app.store.models import Collection, as_utc
+from app.store.models import CatalyzerRow, Collection, as_utc
 from app.store.seq import next_seq
 
 
@@ -31,6 +31,7 @@ class CollectionRecord:
     recall_table: dict[str, Any] | None
     payload_indexes: dict[str, str]
     quantization: dict[str, Any] | None  # None: {"kind": "none"}
+    catalyzer_version: int | None  # the catalyzer of a catalyzer kind, once trained
     seq: int
     created_at: datetime
 
@@ -49,6 +50,7 @@ class CollectionRecord:
             recall_table=row.recall_table,
             payload_indexes=dict(row.payload_indexes or {}),
             quantization=dict(row.quantization) if row.quantization else None,
+            catalyzer_version=row.catalyzer_version,
             seq=row.seq,
             created_at=as_utc(row.created_at),
         )
@@ -149,15 +151,45 @@ def set_payload_indexes(store: Store, name: str, fields: dict[str, str]) -> int 
         return seq if found is not None else None
 
 
-def set_quantization(store: Store, name: str, quantization: dict[str, Any] | None) -> int | None:
-    """Record what the collection's lists should hold (None: float32); API processes
+def set_quantization(
+    store: Store,
+    name: str,
+    quantization: dict[str, Any] | None,
+    catalyzer: bytes | None = None,
+) -> int | None:
+    """Record what the collection's lists should hold (None: float32) and, for a catalyzer
+    kind, a new version of its catalyzer's weights, in one transaction; API processes
     rebuild their index when they catch up with the write seq. None if no such collection."""
     with store.write() as session:
         seq = next_seq(session)
-        found = session.execute(
+        collection_id = session.execute(
+            select(Collection.id).where(Collection.name == name)
+        ).scalar_one_or_none()
+        if collection_id is None:
+            return None
+        version = None
+        if catalyzer is not None:
+            newest = session.execute(
+                select(func.max(CatalyzerRow.version)).where(
+                    CatalyzerRow.collection_id == collection_id
+                )
+            ).scalar_one()
+            version = (newest or 0) + 1
+            session.add(
+                CatalyzerRow(collection_id=collection_id, version=version, weights=catalyzer)
+            )
+        session.execute(
             update(Collection)
-            .where(Collection.name == name)
-            .values(quantization=quantization, seq=seq)
-            .returning(Collection.id)
-        ).first()
-        return seq if found is not None else None
+            .where(Collection.id == collection_id)
+            .values(quantization=quantization, catalyzer_version=version, seq=seq)
+        )
+        return seq
+
+
+def load_catalyzer(session: Session, collection_id: int, version: int) -> bytes:
+    """The weights of one catalyzer version (``Catalyzer.from_bytes`` reads them)."""
+    return session.execute(
+        select(CatalyzerRow.weights).where(
+            CatalyzerRow.collection_id == collection_id, CatalyzerRow.version == version
+        )
+    ).scalar_one()

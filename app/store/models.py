@@ -57,6 +57,8 @@ class Collection(Base):
     payload_indexes: Mapped[Any] = mapped_column(JSON, nullable=True)
     # What the IVF lists hold, the API's object ({"kind": "pq", "m": 96}); None: float32.
     quantization: Mapped[Any] = mapped_column(JSON, nullable=True)
+    # The catalyzer the lists of a catalyzer kind are coded with (catalyzers.version).
+    catalyzer_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Counters kept in the transaction of every write (app/store/counters.py), so the
@@ -94,6 +96,19 @@ class ClusteringRow(Base):
     arrays: Mapped[bytes] = mapped_column(LargeBinary)
     params: Mapped[Any] = mapped_column(JSON, default=dict)
     n_points: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CatalyzerRow(Base):
+    """Paper 003's trained catalyzer, immutable per version (``Catalyzer.to_bytes``)."""
+
+    __tablename__ = "catalyzers"
+    __table_args__ = (UniqueConstraint("collection_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    weights: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,10 @@ from tests.api.servers import Server
 from tests.waiting import wait_until
 
 N_DOCS = 1200
+# Tiny catalyzers for the tests (the defaults train for minutes): 1,000 points is the least
+# the training accepts (held-out split, 50th neighbour).
+TINY_CATALYZER = {"catalyzer_min_points": 1000, "catalyzer_epochs": 2, "catalyzer_hidden": 128}
+TINY_CATALYZER_ENV = {f"VECROUTE_{key.upper()}": str(v) for key, v in TINY_CATALYZER.items()}
 
 
 @pytest.fixture
@@ -81,16 +87,19 @@ def test_bad_quantizations_are_422_and_create_nothing(manual_client: TestClient)
         )
         assert r.status_code == 422, (bad, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
-    r = manual_client.post(
-        "/collections", json={"name": "bad", "dim": 384, "quantization": {"kind": "catalyzer-sign"}}
-    )
-    assert r.status_code == 409 and "catalyzer" in r.json()["detail"], r.text
     assert manual_client.get("/collections/bad").status_code == 404
     # PATCH: same checks, nothing enqueued, nothing changed.
     create(manual_client, {"kind": "sq8"})
-    for bad in ({"kind": "zip"}, {"kind": "pq", "m": 5}, {"kind": "catalyzer-lattice"}):
+    for bad in ({"kind": "zip"}, {"kind": "pq", "m": 5}, {"kind": "catalyzer-sign", "bits": 32}):
         r = manual_client.patch("/collections/docs", json={"quantization": bad})
-        assert r.status_code in (409, 422), r.text
+        assert r.status_code == 422, r.text
+    # Too few points to train a catalyzer: 409 that says how many it needs.
+    r = manual_client.patch(
+        "/collections/docs", json={"quantization": {"kind": "catalyzer-lattice"}}
+    )
+    assert r.status_code == 409, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert "at least 2000 points" in r.json()["detail"] and "holds 0" in r.json()["detail"]
     assert (
         manual_client.patch("/collections/nope", json={"quantization": {"kind": "sq8"}}).status_code
         == 404
@@ -204,12 +213,14 @@ def test_patch_rebuilds_while_searches_go_on_and_survives_a_restart(
         server.stop()
 
 
+@pytest.mark.parametrize("kind", ["sq8", "catalyzer-lattice"])
 def test_a_replica_rebuilds_when_it_catches_up(
-    settings: Settings, tmp_path: Path, data: debian.Dataset
+    settings: Settings, tmp_path: Path, data: debian.Dataset, kind: str
 ) -> None:
     """Two API processes on one store (in-process here): the PATCH through one is recorded
-    by the worker, and the other rebuilds its index with the new codes on catch-up."""
-    update = {"auto_policy": False, "max_body_bytes": 8 << 20}
+    by the worker, and the other rebuilds its index with the new codes on catch-up (for a
+    catalyzer kind, with the catalyzer the worker stored: both answer alike)."""
+    update = {"auto_policy": False, "max_body_bytes": 8 << 20, **TINY_CATALYZER}
     primary = settings.model_copy(update=update)
     replica = settings.model_copy(
         update={**update, "data_dir": tmp_path / "replica", "embedded_worker": False}
@@ -218,20 +229,101 @@ def test_a_replica_rebuilds_when_it_catches_up(
         wait_ready(a)
         wait_ready(b)
         create(a, None)
-        upload(a, data.docs[:600])
+        upload(a, data.docs)
         served_build(a, start_build(a, nlist=8))
         wait_until(
             lambda: collection(b)["index"]["state"] == "ivf", what="the replica's clustering"
         )
-        r = a.patch("/collections/docs", json={"quantization": {"kind": "sq8"}})
+        r = a.patch("/collections/docs", json={"quantization": {"kind": kind}})
         succeeded_job(a, r.json()["job_id"])
         for client in (a, b):  # the primary rebuilds on its own catch-up too
             info = wait_until(
                 lambda c=client: (
-                    (i := collection(c))["index"]["quantization"]["kind"] == "sq8" and i
+                    (i := collection(c))["index"]["quantization"]["kind"] == kind and i
                 ),
-                what="both processes to serve sq8 lists",
+                what=f"both processes to serve {kind} lists",
             )
-            assert info["count"] == 600
+            assert info["count"] == N_DOCS
+        for q in data.test_queries[:5]:
+            assert search(b, q, nprobe=8) == search(a, q, nprobe=8)
         q = data.test_queries[0]
-        assert search(b, q, nprobe=8, rerank=600) == search(a, q, nprobe=8, rerank=600)
+        assert search(b, q, nprobe=8, rerank=N_DOCS) == search(a, q, nprobe=8, rerank=N_DOCS)
+
+
+def test_a_catalyzer_kind_is_created_as_float_lists(manual_client: TestClient) -> None:
+    """POST with a catalyzer kind records it; the lists stay float32 until a PATCH has the
+    worker train the catalyzer (there is nothing to train it on yet)."""
+    create(manual_client, {"kind": "catalyzer-sign", "bits": 128})
+    info = collection(manual_client)
+    assert info["index"]["quantization"] == {"kind": "catalyzer-sign", "bits": 128}
+    assert json_of(manual_client.get("/jobs"))["jobs"] == []
+
+
+def test_patch_to_catalyzer_codes_while_searches_go_on_and_survives_a_restart(
+    database_url: str, tmp_path: Path, data: debian.Dataset
+) -> None:
+    """The worker trains the catalyzer (torch), stores it; the API process loads it, codes
+    its lists with sign bits and swaps with zero failed searches; a restart (snapshot)
+    serves the same answers."""
+    env = {"VECROUTE_AUTO_POLICY": "false", **TINY_CATALYZER_ENV}
+    server = Server(database_url, tmp_path / "api", **env).start()
+    failures: list[str] = []
+    searches = [0]
+    stop = threading.Event()
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            create(client, None)
+            upload(client, data.docs)
+            served_build(client, start_build(client))
+
+            def search_loop() -> None:
+                with httpx.Client(base_url=server.url, timeout=60) as c:
+                    while not stop.is_set():
+                        q = data.test_queries[searches[0] % len(data.test_queries)]
+                        body = {"collection": "docs", "vector": q.tolist(), "k": 10, "log": False}
+                        r = c.post("/search", json=body)
+                        searches[0] += 1
+                        if r.status_code != 200 or len(r.json()["hits"]) != 10:
+                            failures.append(f"{r.status_code}: {r.text[:200]}")
+
+            loop = threading.Thread(target=search_loop, daemon=True)
+            loop.start()
+            wanted = {"kind": "catalyzer-sign", "bits": 64}
+            r = client.patch("/collections/docs", json={"quantization": wanted})
+            assert r.status_code == 202, r.text
+            job = succeeded_job(client, r.json()["job_id"])
+            assert job["progress"] == 1.0
+            info = wait_until(
+                lambda: (i := collection(client))["index"]["quantization"] == wanted and i,
+                what="the catalyzer-sign index to be served",
+            )
+            seen = searches[0]
+            wait_until(lambda: searches[0] > seen + 20, what="searches on the new index")
+            stop.set()
+            loop.join()
+            assert failures == [] and searches[0] > 20
+            # 8 code bytes, 8 list-id bytes, the id map, then the exact float32 vectors.
+            assert 384 * 4 + 16 < info["index"]["bytes_per_vector"] < 384 * 4 + 80
+            for q in data.test_queries[:5]:
+                every = search(client, q, nprobe=16, rerank=N_DOCS)
+                exact = search(client, q, routing="exact")
+                assert [h["id"] for h in every["hits"]] == [h["id"] for h in exact["hits"]]
+            before = [search(client, q, nprobe=4) for q in data.test_queries[:5]]
+        server.stop()  # writes the snapshot (with the catalyzer)
+        server.start()
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            assert collection(client)["index"]["quantization"] == wanted
+            assert [search(client, q, nprobe=4) for q in data.test_queries[:5]] == before
+    finally:
+        stop.set()
+        server.stop()
+
+
+def test_serving_catalyzer_codes_never_loads_torch() -> None:
+    """The API process applies and loads catalyzers with numpy; only training uses torch
+    (imported by the quantize job when it trains one)."""
+    code = (
+        "import sys, app.main, app.engine.catalyzer, app.engine.snapshot, app.service.indexes, "
+        "worker.quantize, worker.worker; sys.exit('torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

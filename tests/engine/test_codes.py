@@ -1,7 +1,10 @@
-"""Code lists (sq8, pq, rabitq) with exact re-ranking, against exact search and float IVF."""
+"""Code lists (sq8, pq, rabitq, catalyzer sign/lattice) with exact re-ranking, against exact
+search and float IVF. The catalyzer kinds use tiny catalyzers (6 epochs on the 3,000-document
+slice, a few seconds each)."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import pytest
 
 from app.engine import ivf as ivf_module
 from app.engine.allowed import AllowedIds
+from app.engine.catalyzer import Catalyzer
 from app.engine.clustering import Algorithm, Clustering, auto_nlist, train_clustering
 from app.engine.codes import CodeKind, Quantization, QuantizationError, default_pq_m
 from app.engine.evaluation import recall_at_k
@@ -18,16 +22,36 @@ from app.engine.ivf import HASHTABLE_BYTES_PER_ENTRY, VectorIndex
 from app.engine.metric import Metric, prepare
 from app.engine.routing import Router, RouterKind
 from app.engine.snapshot import load_snapshot, save_snapshot
+from bench import debian
 from bench.debian import Dataset
 from tests.engine.conftest import brute_force, true_scores
+from worker.train_catalyzer import CatalyzerConfig, Quantizer, train_catalyzer
 
 K = 10
 NPROBE = 16
-KINDS = [CodeKind.SQ8, CodeKind.PQ, CodeKind.RABITQ]
+CODEBOOK_KINDS = [CodeKind.SQ8, CodeKind.PQ, CodeKind.RABITQ]
+CATALYZED = [CodeKind.CATALYZER_SIGN, CodeKind.CATALYZER_LATTICE]
+KINDS = CODEBOOK_KINDS + CATALYZED
+# Stated thresholds for tiny catalyzers at nprobe 16 and the default re-rank (measured:
+# sign .76, lattice .83; float lists .88): far from float lists' recall, as paper 003's
+# 64-bit codes are at this training budget (README, "The catalyzer").
+CATALYZER_RECALL = {CodeKind.CATALYZER_SIGN: 0.65, CodeKind.CATALYZER_LATTICE: 0.72}
 
 
 def codes(kind: CodeKind, dim: int) -> Quantization:
-    return Quantization.parse({"kind": kind.value}, dim)
+    q = Quantization.parse({"kind": kind.value}, dim)
+    return q.with_catalyzer(tiny_catalyzer(kind)) if kind in CATALYZED else q
+
+
+@functools.cache
+def tiny_catalyzer(kind: CodeKind) -> Catalyzer:
+    """Trained once per kind on the slice ``debian_cos`` serves (same documents)."""
+    x = prepare(debian.load("cos", n_docs=3000, n_train=500, n_test=200).docs, Metric.COSINE)
+    quantizer = Quantizer.SIGN if kind is CodeKind.CATALYZER_SIGN else Quantizer.LATTICE
+    config = CatalyzerConfig(
+        quantizer=quantizer, hidden=256, epochs=6, batch_size=128, koleo_weight=0.2, threads=1
+    )
+    return train_catalyzer(x, config)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +92,8 @@ def test_each_kind_keeps_the_recall_of_float_lists(
     debian_cos: Dataset,
 ) -> None:
     """Stated threshold: recall@10 at nprobe 16 within 0.02 of the float32 lists' (which
-    measures about 0.87 on this slice), and at least 0.8, with the kind's default re-rank."""
+    measures about 0.87 on this slice), and at least 0.8, with the kind's default re-rank;
+    for the catalyzer kinds ``CATALYZER_RECALL``."""
     x, ids, _ = world
     q = debian_cos.test_queries
     _, truth = brute_force(x, ids, q, K, Metric.COSINE)
@@ -77,7 +102,8 @@ def test_each_kind_keeps_the_recall_of_float_lists(
     base = recall_at_k(floats.search(q, K, nprobe=NPROBE).ids, truth, K)
     result = coded.search(q, K, nprobe=NPROBE)
     got = recall_at_k(result.ids, truth, K)
-    assert got >= max(0.8, base - 0.02), (kind, got, base)
+    wanted = CATALYZER_RECALL.get(kind, max(0.8, base - 0.02))
+    assert got >= wanted, (kind, got, base)
     # Scores are the exact similarities of the returned ids, whatever the codes estimated.
     found = true_scores(x, ids, q, result.ids, Metric.COSINE)
     np.testing.assert_allclose(result.scores, found, rtol=1e-5, atol=1e-5)
@@ -208,6 +234,9 @@ def test_snapshot_round_trip_gives_identical_results(
     save_snapshot(index, path, {"seq": 3})
     loaded, meta = load_snapshot(path, ExactStorage.MMAP, tmp_path)
     assert meta == {"seq": 3} and loaded.quantization == index.quantization and loaded.coded
+    catalyzer, reloaded = index.quantization.catalyzer, loaded.quantization.catalyzer
+    if catalyzer is not None:  # the codes mean nothing without the same catalyzer
+        assert reloaded is not None and reloaded.to_bytes() == catalyzer.to_bytes()
     q = debian_cos.test_queries[:50]
     a, b = index.search(q, K, nprobe=NPROBE), loaded.search(q, K, nprobe=NPROBE)
     np.testing.assert_array_equal(a.ids, b.ids)
@@ -307,7 +336,7 @@ def test_quantization_descriptions_are_checked() -> None:
 
 
 @pytest.mark.parametrize("metric", [Metric.L2, Metric.IP])
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", CODEBOOK_KINDS)
 def test_other_metrics_rerank_to_the_float_lists_answers(
     kind: CodeKind, metric: Metric, random_vectors: np.ndarray, random_queries: np.ndarray
 ) -> None:
@@ -342,3 +371,25 @@ def test_vectors_of_held_ids_are_the_exact_ones(
     found, vectors = built[kind].vectors(asked)
     assert found.tolist() == [ids[5], ids[0]]
     np.testing.assert_array_equal(vectors, x[[5, 0]])
+
+
+def test_a_catalyzer_kind_keeps_float_lists_until_its_catalyzer_is_attached(
+    world: tuple[np.ndarray, np.ndarray, Clustering], debian_cos: Dataset
+) -> None:
+    """The description alone (as a collection records it before the worker trained one)
+    serves float lists; attaching the trained catalyzer rebuilds the lists as sign codes,
+    and a catalyzer of the wrong output size is refused."""
+    x, ids, _ = world
+    described = Quantization.parse({"kind": "catalyzer-sign", "bits": 64}, x.shape[1])
+    index = build(world, described)
+    assert not index.coded and index.quantization == described
+    q = debian_cos.test_queries[:20]
+    scores, _ = brute_force(x, ids, q, K, Metric.COSINE)
+    np.testing.assert_allclose(index.search(q, K, exact=True).scores, scores, atol=1e-5)
+    index.set_quantization(described.with_catalyzer(tiny_catalyzer(CodeKind.CATALYZER_SIGN)))
+    assert index.coded and index._state.ivf.code_size == 8  # 64 bits
+    np.testing.assert_allclose(index.search(q, K, exact=True).scores, scores, atol=1e-5)
+    with pytest.raises(ValueError, match="outputs"):
+        Quantization.parse({"kind": "catalyzer-sign", "bits": 128}, x.shape[1]).with_catalyzer(
+            tiny_catalyzer(CodeKind.CATALYZER_SIGN)
+        )
