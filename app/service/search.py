@@ -28,6 +28,8 @@ class SearchOptions:
     with_payload: bool
     target_recall: float | None = None
     filter: Filter | None = None
+    # A sharded collection with a shard down answers from the others, flagged (else 503).
+    allow_partial: bool = False
 
 
 @dataclass(frozen=True)

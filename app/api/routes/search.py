@@ -53,6 +53,7 @@ def _options(params: SearchParams, settings: Settings) -> SearchOptions:
         params.with_payload,
         params.target_recall,
         _filter(params),
+        params.allow_partial,
     )
 
 
