@@ -45,6 +45,8 @@ from app.store.versions import load_clustering, load_router
 
 log = logging.getLogger(__name__)
 
+# How long stopping waits for a placement in progress (its actors die with this driver).
+STOP_WAIT_S = 5.0
 # What a placement was made for: (clustering version, router version or None).
 Placed = tuple[int, int | None]
 
@@ -88,8 +90,8 @@ class Coordinator:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self._ready_timeout_s)
+        if self._thread is not None:  # a rebalance under way is abandoned with its actors
+            self._thread.join(timeout=STOP_WAIT_S)
         with self._lock:
             sharded, self._sharded = list(self._sharded.values()), {}
         for collection in sharded:
@@ -152,7 +154,9 @@ class Coordinator:
         """The merged top-``k`` of the shards (see ``ShardedCollection.search``); a shard
         with no live replica is ``ShardDown`` unless ``partial``."""
         with self._lock:
-            sharded = self._sharded[collection_id]
+            sharded = self._sharded.get(collection_id)
+        if sharded is None:  # dropped since the caller looked
+            raise ShardDown(f"collection {collection_id} is no longer served by shards")
         try:
             return sharded.search(
                 queries, k, nprobe, router=router, lists=lists, min_seq=min_seq, partial=partial

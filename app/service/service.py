@@ -304,6 +304,8 @@ class Service:
         live = self.registry.get(name)
         index = live.index
         route = plan_route(live, opts, self.settings.default_nprobe)
+        if self.cluster is not None and self.cluster.serving_clustering(live.record.id) is not None:
+            return route, False  # the shards answer over the network: never on the loop
         if opts.filter is None:
             if route.nprobe is None or route.clustering is None:
                 read = index.count

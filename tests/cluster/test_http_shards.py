@@ -22,6 +22,10 @@ import numpy as np
 import pytest
 from ray.cluster_utils import Cluster
 
+from app.store.collections import get_collection
+from app.store.db import Store
+from app.store.placements import active_placement
+from app.store.query_log import count_queries
 from tests.api.servers import Server
 from tests.conftest import reset_pg
 from tests.waiting import wait_until
@@ -196,6 +200,76 @@ def test_a_shard_without_a_live_replica_is_503_or_partial_when_asked(server: Ser
     for got, want in zip(short, full, strict=True):
         kept = [h for h in want if h in set(got)]
         assert got[: len(kept)] == kept
+
+
+def _active_placement(database_url: str) -> tuple[int, str]:
+    placement, _ = _in_store(database_url)
+    return placement
+
+
+def _in_store(database_url: str) -> tuple[tuple[int, str], int]:
+    """The sharded collection's active placement (epoch, method) and its logged queries."""
+    store = Store(database_url)
+    try:
+        with store.read() as session:
+            record = get_collection(session, "sharded")
+            assert record is not None
+            placement = active_placement(session, record.id)
+            logged = count_queries(session, record.id)
+    finally:
+        store.dispose()
+    assert placement is not None
+    return (placement[0].epoch, placement[0].method), logged
+
+
+def test_a_reclustering_is_placed_by_co_probes_under_a_search_loop(
+    server: Server, pg_database: str
+) -> None:
+    """Both collections rebuilt alike: the API process answers from its own index while the
+    shards still serve the old clustering, then the shards of the new placement answer."""
+    before, _ = _active_placement(pg_database)
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        assert _search(c, "sharded", _points(3, 300), log=True).status_code == 200
+        wait_until(lambda: _in_store(pg_database)[1] >= 300, what="the queries logged")
+        old = _hits(_search(c, "sharded", QUERIES))
+        stop, failures, answers = threading.Event(), [], []
+
+        def loop() -> None:
+            with httpx.Client(base_url=server.url, timeout=60) as lc:
+                while not stop.is_set():
+                    response = _search(lc, "sharded", QUERIES)
+                    if response.status_code != 200:
+                        failures.append(response.text)
+                    else:
+                        answers.append((_hits(response), "shards_probed" in response.json()))
+
+        thread = threading.Thread(target=loop)
+        thread.start()
+        try:
+            wait_until(lambda: len(answers) >= 3, what="searches before the rebuild")
+            for name in ("sharded", "twin"):
+                rebuilt = c.post(f"/collections/{name}/build", json={"seed": 11, "nlist": 16})
+                assert rebuilt.status_code == 202
+            wait_until(
+                lambda: _active_placement(pg_database)[0] > before and _all_ready(c),
+                what="the new clustering's placement serving",
+            )
+            wait_until(lambda: _rebuilt(c), what="both collections on the new clustering")
+            after = len(answers)
+            wait_until(lambda: len(answers) >= after + 3, what="searches on the new epoch")
+        finally:
+            stop.set()
+            thread.join()
+        new = _hits(_search(c, "twin", QUERIES))
+    assert _active_placement(pg_database)[1] == "coprobe"
+    assert failures == [] and old != new
+    assert all(hits in (old, new) for hits, _ in answers)
+    assert answers[-1] == (new, True)  # the new epoch's shards answer
+
+
+def _rebuilt(c: httpx.Client) -> bool:
+    infos = c.get("/collections").json()["collections"]
+    return all(i["index"]["nlist"] == 16 for i in infos)
 
 
 def test_kill_9_of_the_api_process_while_writing_loses_nothing_acknowledged(
