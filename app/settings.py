@@ -33,6 +33,9 @@ class Settings(BaseSettings):
 
     # Search defaults and read-your-writes.
     default_nprobe: int = Field(default=8, ge=1)
+    # routing "emulator" (paper 002): level 2's best members proposed per probed list, each
+    # re-scored exactly.
+    emulator_candidates_per_list: int = Field(default=10, ge=1)
     min_seq_timeout_s: float = Field(default=2.0, ge=0)
     # Searches scanning fewer vectors run on the event loop (a thread hop costs ~100 us).
     inline_search_max_vectors: int = Field(default=20_000, ge=0)

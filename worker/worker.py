@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from functools import partial
+from typing import Any
 
 from app.settings import Settings
 from app.store.db import Store
@@ -19,7 +20,8 @@ from worker.build import run_build
 from worker.policy import JobKind, Policy
 from worker.runner import Handler, JobListener, JobRunner
 from worker.scheduler import schedule
-from worker.train_router import TrainingPlan, run_train_router
+from worker.train_emulator import run_train_emulator
+from worker.train_router import Progress, TrainingPlan, run_train_router
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,16 @@ def job_handlers(settings: Settings) -> dict[str, Handler]:
     )
     return {
         JobKind.BUILD.value: run_build,
-        JobKind.TRAIN_ROUTER.value: partial(run_train_router, plan=plan),
+        JobKind.TRAIN_ROUTER.value: partial(_train, plan=plan),
     }
+
+
+def _train(
+    store: Store, collection: str, params: dict[str, Any], progress: Progress, plan: TrainingPlan
+) -> dict[str, Any]:
+    """A train-router job: a learned router, or with ``"kind": "emulator"`` paper 002's."""
+    run = run_train_emulator if params.get("kind") == "emulator" else run_train_router
+    return run(store, collection, params, progress, plan)
 
 
 class Worker:

@@ -15,7 +15,7 @@ from app.api.filter_models import FilterMatches, PayloadIndexes, SearchFilter, S
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="1-64 of [A-Za-z0-9_-]")]
 PointId = Annotated[str | int, Field(description="string of 1-256 chars, or an int")]
-Routing = Literal["auto", "learned", "centroid", "exact"]
+Routing = Literal["auto", "learned", "centroid", "exact", "emulator"]
 # Bounds the store's 32-bit integer columns and faiss's C int seed can hold.
 MAX_NLIST = 1 << 20
 MAX_SEED = (1 << 31) - 1
@@ -240,15 +240,21 @@ Scanned = Annotated[
     float, Field(description="Vectors scored per query in the probed lists (mean).")
 ]
 
+Candidates = Annotated[
+    float | None,
+    Field(description="Candidates re-scored exactly per query (mean); null when none are."),
+]
+
 
 class SearchResponse(BaseModel):
     hits: list[Hit]
     nprobe: Probes
-    routing: Literal["learned", "centroid", "exact"]
+    routing: Literal["learned", "centroid", "exact", "emulator"]
     router_version: int | None
     plan: SearchPlan
     matches: FilterMatches = None
     scanned: Scanned
+    candidates: Candidates = None
     shards_probed: ShardsProbed = None
     partial: Partial = None
     missing_shards: MissingShards = None
@@ -261,11 +267,12 @@ class BatchResult(BaseModel):
 class BatchSearchResponse(BaseModel):
     results: list[BatchResult]
     nprobe: Probes
-    routing: Literal["learned", "centroid", "exact"]
+    routing: Literal["learned", "centroid", "exact", "emulator"]
     router_version: int | None
     plan: SearchPlan
     matches: FilterMatches = None
     scanned: Scanned
+    candidates: Candidates = None
     shards_probed: ShardsProbed = None
     partial: Partial = None
     missing_shards: MissingShards = None
@@ -278,7 +285,16 @@ class BuildRequest(Strict):
 
 class TrainRouterRequest(Strict):
     collection: Name
-    kind: Literal["linear", "mlp"] = "linear"
+    kind: Literal["linear", "mlp", "emulator"] = Field(
+        default="linear",
+        description="linear | mlp: a learned router of the lists; emulator: paper 002's "
+        "two-level emulator, searched with routing 'emulator'.",
+    )
+    architecture: Literal["linear", "paper"] | None = Field(
+        default=None,
+        description="emulator only: 'linear' (default: a linear router, then learned "
+        "per-point representatives) or 'paper' (the paper's 1-D convolutional networks).",
+    )
     objective: Literal["top1", "topk", "mixed", "graded"] = Field(
         default="top1",
         description="top1: rank first the list of the exact nearest neighbour (the papers); "

@@ -133,6 +133,23 @@ class VectorIndex:
                 return False
         return True
 
+    def vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, stored vectors) of those of ``ids`` held now, in order: for re-scoring
+        candidates another model proposed; an id removed meanwhile is simply absent."""
+        found: list[int] = []
+        rows: list[np.ndarray] = []
+        ivf = self._state.ivf
+        with self._rw.read():
+            for i in np.asarray(ids, dtype=np.int64).tolist():
+                try:
+                    rows.append(np.asarray(ivf.reconstruct(i), dtype=np.float32))
+                except RuntimeError:  # faiss's hashtable lookup throws on a missing key
+                    continue
+                found.append(i)
+        if not rows:
+            return np.empty(0, np.int64), np.empty((0, self.dim), np.float32)
+        return np.asarray(found, np.int64), np.vstack(rows).astype(np.float32, copy=False)
+
     def search(
         self,
         queries: np.ndarray,

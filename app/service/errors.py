@@ -75,6 +75,10 @@ class NoCluster(Conflict):
     slug = "no-cluster"
 
 
+class NoEmulator(Conflict):
+    slug = "no-emulator"
+
+
 class Unavailable(DomainError):
     status = 503
     title = "Service unavailable"

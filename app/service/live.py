@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 
 from app.engine.adaptive import AdaptiveCalibration
 from app.engine.allowed import AllowedCache
+from app.engine.emulator import Emulator
 from app.engine.ivf import SearchResult, VectorIndex
 from app.engine.metric import Metric
 from app.engine.payload_index import PayloadIndex
@@ -38,6 +40,11 @@ class LiveCollection:
     # The active router's adaptive calibration, parsed once; one tuple, so a search never
     # pairs a router with another router's calibration.
     _adaptive: tuple[Router | None, AdaptiveCalibration | None] = (None, None)
+    # Paper 002's emulator (newest version) and the ids written since its training seq,
+    # which it never saw: searched exactly beside its proposals. ``_fresh_lock`` guards the
+    # set (writers add, searches copy); the pair is replaced as one tuple.
+    _emulator: tuple[Emulator | None, set[int]] = field(default_factory=lambda: (None, set()))
+    _fresh_lock: threading.Lock = field(default_factory=threading.Lock)
     changed_seq: int = 0  # newest write applied here (to skip unchanged snapshots)
     snapshot_seq: int = -1
     # Shared by the process's collections: filter bitmaps, copies of matching vectors.
@@ -73,11 +80,18 @@ class LiveCollection:
         for pid, label in zip(pids, labels, strict=True):
             self.labels[pid] = label
         self.payloads.upsert(pids, [payload for _, payload in labels])
+        emulator, fresh = self._emulator
+        if emulator is not None:
+            with self._fresh_lock:
+                fresh.update(pids)
         self.index.upsert(ids, vectors)
 
     def apply_remove(self, ids: np.ndarray) -> None:
         self.index.remove(ids)
         pids = ids.tolist()
+        _, fresh = self._emulator
+        with self._fresh_lock:
+            fresh.difference_update(pids)
         self.payloads.remove(pids)
         for pid in pids:
             self.labels.pop(pid, None)
@@ -106,6 +120,22 @@ class LiveCollection:
         if router is not None and router.clustering_version != self.clustering_version:
             router = None
         self.router = router
+
+    @property
+    def emulator(self) -> Emulator | None:
+        return self._emulator[0]
+
+    def set_emulator(self, emulator: Emulator, written_since: np.ndarray) -> None:
+        """Serve ``emulator``; ``written_since``: live ids written after its training seq
+        (under the apply lock, so every later write adds itself)."""
+        self._emulator = (emulator, set(written_since.tolist()))
+
+    def emulator_state(self) -> tuple[Emulator | None, np.ndarray]:
+        """The emulator and a copy of the ids it never saw, taken together."""
+        emulator, fresh = self._emulator
+        with self._fresh_lock:
+            ids = np.fromiter(fresh, dtype=np.int64, count=len(fresh))
+        return emulator, ids
 
     def adaptive_for(self, router: Router) -> AdaptiveCalibration | None:
         """``router``'s calibration for target_recall, if its training stored one."""

@@ -16,6 +16,8 @@ import threading
 import time
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from app.engine.allowed import AllowedCache
 from app.engine.clustering import Clustering
 from app.engine.ivf import VectorIndex
@@ -26,6 +28,7 @@ from app.service.live import LiveCollection
 from app.service.snapshots import SnapshotDir
 from app.store.collections import CollectionRecord, list_collections
 from app.store.db import Store
+from app.store.emulators import load_emulator, newest_emulator_version, written_since
 from app.store.points import changes_since, get_labels, iter_live_points
 from app.store.seq import current_seq
 from app.store.versions import load_clustering, load_router
@@ -151,6 +154,7 @@ class Registry:
                 live.set_router(router)  # kept only once the clustering it fits is swapped in
             elif live.router is not None:
                 live.set_router(live.router)
+            _sync_emulator(session, live, record)
         return swap
 
     def _swap_in(self, live: LiveCollection, clustering: Clustering) -> None:
@@ -240,3 +244,12 @@ class Registry:
         for live, clustering in swaps:
             self._swap_in(live, clustering)
         return head
+
+
+def _sync_emulator(session: Session, live: LiveCollection, record: CollectionRecord) -> None:
+    """Adopt the newest emulator version (under the apply lock, see ``set_emulator``)."""
+    wanted = newest_emulator_version(session, record.id)
+    held = live.emulator
+    if wanted is not None and (held is None or held.version != wanted):
+        emulator = load_emulator(session, record.id, wanted)
+        live.set_emulator(emulator, written_since(session, record.id, emulator.trained_seq))

@@ -10,13 +10,15 @@ import numpy as np
 from app.engine.adaptive import AdaptiveCalibration, AdaptiveLevel
 from app.engine.allowed import AllowedIds
 from app.engine.clustering import Clustering
+from app.engine.emulator import Emulator
 from app.engine.filtered import Plan, filtered_search
 from app.engine.filters import Filter, FilterError
 from app.engine.ivf import RouterMismatchError, SearchResult
 from app.engine.metric import prepare
 from app.engine.recall_table import RecallTable
 from app.engine.routing import Router
-from app.service.errors import InvalidInput, NoLearnedRouter, NoRecallTable
+from app.service.emulator_search import emulator_search
+from app.service.errors import InvalidInput, NoEmulator, NoLearnedRouter, NoRecallTable
 from app.service.live import LiveCollection
 
 
@@ -28,6 +30,7 @@ class SearchOptions:
     with_payload: bool
     target_recall: float | None = None
     filter: Filter | None = None
+    emulator_per_list: int = 10  # routing "emulator": members proposed per probed list
     # A sharded collection with a shard down answers from the others, flagged (else 503).
     allow_partial: bool = False
 
@@ -41,6 +44,7 @@ class Route:
     router: Router | None
     nprobe: int | None  # with ``adaptive``, the most lists a query may probe
     adaptive: tuple[AdaptiveCalibration, AdaptiveLevel] | None = None
+    emulator: tuple[Emulator, np.ndarray] | None = None  # with the ids it never saw
 
 
 def plan_route(live: LiveCollection, opts: SearchOptions, default_nprobe: int) -> Route:
@@ -54,6 +58,8 @@ def plan_route(live: LiveCollection, opts: SearchOptions, default_nprobe: int) -
         router = None  # caught mid-swap: the router belongs to another clustering
     if opts.routing == "learned" and router is None:
         raise NoLearnedRouter("no learned router is active for the current clustering")
+    if opts.routing == "emulator":
+        return _emulator_route(live, opts, default_nprobe)
     if clustering is None or opts.routing == "exact":
         return Route(clustering, None, None)
     chosen = router if opts.routing in ("auto", "learned") else None
@@ -83,7 +89,15 @@ def run_search(
     allowed = _allowed(live, opts.filter) if opts.filter is not None else None
     plan: str = "exact"
     nprobe: float | None
-    if route.nprobe is None:
+    candidates: float | None = None
+    if route.emulator is not None and route.nprobe is not None:
+        emulator, fresh = route.emulator
+        per_list = max(opts.k, opts.emulator_per_list)
+        result, candidates = emulator_search(
+            live, emulator, fresh, queries, opts.k, route.nprobe, per_list
+        )
+        used, version, nprobe, plan = "emulator", emulator.version, route.nprobe, "ivf"
+    elif route.nprobe is None:
         result = _exact(live, queries, opts.k, allowed)
         used, version, nprobe = "exact", None, None
     elif route.adaptive is not None and route.router is not None:
@@ -113,7 +127,26 @@ def run_search(
     }
     if allowed is not None:
         out["matches"] = allowed.count
+    if candidates is not None:
+        out["candidates"] = round(candidates, 1)
     return out
+
+
+def _emulator_route(live: LiveCollection, opts: SearchOptions, default_nprobe: int) -> Route:
+    """The emulator's lists (``nprobe`` of them), or a 409 before one is trained."""
+    emulator, fresh = live.emulator_state()
+    if emulator is None:
+        raise NoEmulator(
+            "no emulator is trained for this collection: POST /train-router with "
+            '"kind": "emulator" first'
+        )
+    if opts.filter is not None or opts.target_recall is not None:
+        raise InvalidInput("routing 'emulator' takes neither a filter nor target_recall")
+    nlist = emulator.nlist
+    if opts.nprobe is not None and opts.nprobe > nlist:
+        raise InvalidInput(f"nprobe must be in [1, {nlist}] for this collection's emulator")
+    wanted = opts.nprobe or live.record.default_nprobe or default_nprobe
+    return Route(live.index.clustering, None, min(wanted, nlist), emulator=(emulator, fresh))
 
 
 def _adaptive(

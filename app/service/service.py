@@ -364,6 +364,8 @@ class Service:
     def train_router(self, name: str, params: dict[str, Any]) -> JobRecord:
         if params.get("k", 1) > self.settings.max_k:
             raise InvalidInput(f"k must be in [1, {self.settings.max_k}]")
+        if "architecture" in params and params.get("kind") != "emulator":
+            raise InvalidInput("architecture applies to kind 'emulator' only")
         live = self.registry.get(name)
         self.query_log.flush()
         with self.store.read() as session:

@@ -4,9 +4,9 @@ never imports ray.
 
 The API process routes as it does for any collection (``plan_route``: learned or centroid
 router, adaptive probing) and the shards scan only their probed lists; their top-k merged
-is the single-process answer. Exact and filtered searches, and any search while the shards
-still serve another clustering than the API's (a rebalance in progress), are answered by
-the API process's own index, which holds the whole collection.
+is the single-process answer. Exact, filtered and emulator searches, and any search while
+the shards still serve another clustering than the API's (a rebalance in progress), are
+answered by the API process's own index, which holds the whole collection.
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ def search_shards(
     API's own index would (read-your-writes across shards).
     """
     if route.nprobe is None or route.clustering is None or opts.filter is not None:
+        return None
+    if route.emulator is not None:  # the emulator proposes members, not lists to scan
         return None
     serving = coordinator.serving_clustering(live.record.id)
     if serving is None or serving.version != route.clustering.version:

@@ -130,6 +130,26 @@ class PlacementRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class EmulatorRow(Base):
+    """Paper 002's emulator (app/engine/emulator.py); the newest version serves."""
+
+    __tablename__ = "emulators"
+    __table_args__ = (UniqueConstraint("collection_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    clustering_version: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(Integer)
+    # Every point written at or before this seq was seen by training; later ones are fresh.
+    trained_seq: Mapped[int] = mapped_column(BigInteger)
+    arrays: Mapped[bytes] = mapped_column(LargeBinary)
+    params: Mapped[Any] = mapped_column(JSON, nullable=True)
+    metrics: Mapped[Any] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=utcnow, nullable=True
+    )
+
+
 class QueryLogRow(Base):
     __tablename__ = "query_log"
     __table_args__ = (Index("ix_query_log_collection_id", "collection_id", "id"),)

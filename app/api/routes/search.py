@@ -53,7 +53,8 @@ def _options(params: SearchParams, settings: Settings) -> SearchOptions:
         params.with_payload,
         params.target_recall,
         _filter(params),
-        params.allow_partial,
+        settings.emulator_candidates_per_list,
+        allow_partial=params.allow_partial,
     )
 
 

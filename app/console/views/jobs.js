@@ -124,7 +124,7 @@ function trainForm(names, collection, poll) {
     "form",
     { id: "train-router", class: "inline-form" },
     h("label", {}, "Collection", select("collection", names, collection || names[0])),
-    h("label", {}, "Kind", select("kind", ["linear", "mlp"])),
+    h("label", {}, "Kind", select("kind", ["linear", "mlp", "emulator"])),
     h("label", {}, "Objective", select("objective", ["top1", "topk", "mixed", "graded"])),
     h("button", { class: "primary" }, "Train"),
     errors,

@@ -60,7 +60,7 @@ function searchForm(info, pointId, results) {
     vectorInput,
     h("div", { class: "row" },
       field("k", h("input", { name: "k", type: "number", min: 1, value: 10 })),
-      field("Routing", select("routing", ["auto", "learned", "centroid", "exact"])),
+      field("Routing", select("routing", ["auto", "learned", "centroid", "exact", "emulator"])),
       field("Probing", probing),
       field("Value", probe),
       field("", h("span", {}, h("input", { name: "with_payload", type: "checkbox", checked: true }), " payloads")),
