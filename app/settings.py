@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,13 @@ class Settings(BaseSettings):
     # Copies of repeated filters' matching vectors (all collections), built when they pay
     # for themselves, valid until a write (0: off). A 50% filter's copy is half the index.
     filter_view_mib: int = Field(default=256, ge=0)
+
+    # Compressed lists (quantization kinds): where the exact vectors that re-rank code
+    # candidates live: "float32" or "float16" in memory, or "mmap": float32 in a local file
+    # under data_dir/vectors, paged in on demand (resident memory per point far below the
+    # vector's size). Re-ranking defaults: the kind's measured default (README).
+    exact_vectors: Literal["float32", "float16", "mmap"] = "float32"
+    max_rerank: int = Field(default=10_000, ge=1)
 
     # Replication and snapshots.
     catchup_interval_s: float = Field(default=0.2, gt=0, le=0.5)
@@ -108,6 +116,10 @@ class Settings(BaseSettings):
     @property
     def snapshot_dir(self) -> Path:
         return self.data_dir / "snapshots"
+
+    @property
+    def exact_vectors_dir(self) -> Path:
+        return self.data_dir / "vectors"
 
 
 def _keys(value: str | None) -> tuple[str, ...]:

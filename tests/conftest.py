@@ -13,6 +13,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+# As `vecroute serve` does (app/cli.py), before faiss loads: OpenMP threads that spin while
+# idle starve each other on a small shared machine (a 4-bit codebook trained 8x slower).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -35,6 +39,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     patch, workdir = config.stash[_HERMETIC]
     patch.undo()
     workdir.cleanup()
+
 
 PG_BASE_URL = os.environ.get(
     "VECROUTE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -22,6 +22,7 @@ from enum import StrEnum
 class JobKind(StrEnum):
     BUILD = "build"
     TRAIN_ROUTER = "train-router"
+    QUANTIZE = "quantize"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The worker: runs jobs (build, train-router) and schedules them by the automatic policy.
+"""The worker: runs jobs (build, train-router, quantize) and schedules them by the automatic policy.
 
 One object, embedded in ``vecroute serve`` or alone in ``vecroute worker``; several may run
 on one PostgreSQL store (job claims never collide). It reads and writes only the store, so
@@ -18,6 +18,7 @@ from app.store.outage import OutageLog
 from app.store.query_log import prune_queries
 from worker.build import run_build
 from worker.policy import JobKind, Policy
+from worker.quantize import run_quantize
 from worker.runner import Handler, JobListener, JobRunner
 from worker.scheduler import schedule
 from worker.train_emulator import run_train_emulator
@@ -46,6 +47,7 @@ def job_handlers(settings: Settings) -> dict[str, Handler]:
     return {
         JobKind.BUILD.value: run_build,
         JobKind.TRAIN_ROUTER.value: partial(_train, plan=plan),
+        JobKind.QUANTIZE.value: run_quantize,
     }
 
 

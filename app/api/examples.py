@@ -16,7 +16,14 @@ _INFO: dict[str, Any] = {
     "clustering": "kmeans",
     "nlist_requested": None,
     "default_nprobe": None,
-    "index": {"state": "ivf", "nlist": 256, "clustering_version": 3, "building": False},
+    "index": {
+        "state": "ivf",
+        "nlist": 256,
+        "clustering_version": 3,
+        "building": False,
+        "quantization": {"kind": "sq8"},
+        "bytes_per_vector": 42.0,
+    },
     "router": {"kind": "linear", "version": 2},
     "recall_table": None,
     "created_at": "2026-11-01T12:00:00+00:00",
@@ -38,7 +45,14 @@ _JOB: dict[str, Any] = {
 }
 
 EXAMPLES: dict[str, dict[str, Any]] = {
-    "CollectionCreate": {"name": "docs", "dim": 2, "metric": "ip", "clustering": "kmeans"},
+    "CollectionCreate": {
+        "name": "docs",
+        "dim": 384,
+        "metric": "cosine",
+        "clustering": "kmeans",
+        "quantization": {"kind": "pq", "m": 96},
+    },
+    "CollectionPatch": {"quantization": {"kind": "sq8"}},
     "CollectionInfo": _INFO,
     "CollectionList": {"collections": [_INFO]},
     "IndexRequest": {
@@ -64,6 +78,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "router_version": 2,
         "plan": "ivf",
         "scanned": 241.0,
+        "candidates": 100.0,
     },
     "BatchSearchRequest": {"collection": "docs", "vectors": [[0.1, 0.2], [0.3, 0.1]], "k": 2},
     "BatchSearchResponse": {
@@ -73,6 +88,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "router_version": None,
         "plan": "ivf",
         "scanned": 496.5,
+        "candidates": 0.0,
     },
     "BuildRequest": {"nlist": 256, "seed": 0},
     "TrainRouterRequest": {"collection": "docs", "kind": "linear", "objective": "top1"},

@@ -25,6 +25,26 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+QuantizationKind = Literal["none", "sq8", "pq", "rabitq", "catalyzer-sign", "catalyzer-lattice"]
+
+
+class QuantizationSpec(Strict):
+    """What the IVF lists hold; codes are scanned, then the best ``rerank`` candidates are
+    re-scored with exact vectors (scores returned are always exact)."""
+
+    kind: QuantizationKind = Field(
+        description="none: float32 lists; sq8: 8-bit scalar codes; pq: 4-bit fast-scan "
+        "product codes; rabitq: RaBitQ; catalyzer-sign / catalyzer-lattice: paper 003's "
+        "catalyzer then sign bits / a spherical lattice code (409 until available)."
+    )
+    m: int | None = Field(
+        default=None, ge=1, description="pq only: sub-quantizers (must divide dim)"
+    )
+    bits: int | None = Field(
+        default=None, ge=1, description="catalyzer-sign: 64, 128 or 256; catalyzer-lattice: 64"
+    )
+
+
 class CollectionCreate(Strict):
     name: Name
     dim: int = Field(ge=1, le=65536)
@@ -44,6 +64,13 @@ class CollectionCreate(Strict):
         ge=1,
         description="Copies of each shard over a Ray cluster; without one, above 1 is 409",
     )
+    quantization: QuantizationSpec | None = None
+
+
+class CollectionPatch(Strict):
+    """Changes that rebuild the index: answered 202 with the job that does it."""
+
+    quantization: QuantizationSpec
 
 
 class ShardReplicaInfo(BaseModel):
@@ -91,6 +118,11 @@ class IndexState(BaseModel):
     nlist: int | None
     clustering_version: int | None
     building: bool
+    quantization: QuantizationSpec = Field(description="What the serving index's lists hold")
+    bytes_per_vector: float = Field(
+        description="Resident bytes per point of the serving index: codes (or float32 "
+        "vectors), list ids, id maps, and re-rank vectors where they are held in memory"
+    )
 
 
 class RouterInfo(BaseModel):
@@ -204,6 +236,12 @@ class SearchParams(Strict):
         "confidence bound) reaches this; the response says which nprobe was used.",
     )
     routing: Routing = "auto"
+    rerank: int | None = Field(
+        default=None,
+        ge=1,
+        description="Compressed lists: the best code candidates re-scored with the exact "
+        "vectors (absent: the collection's default for its kind; ignored for float lists).",
+    )
     with_payload: bool = True
     log: bool = True
     min_seq: int | None = Field(default=None, ge=0)
@@ -239,10 +277,14 @@ Probes = Annotated[
 Scanned = Annotated[
     float, Field(description="Vectors scored per query in the probed lists (mean).")
 ]
-
 Candidates = Annotated[
-    float | None,
-    Field(description="Candidates re-scored exactly per query (mean); null when none are."),
+    float,
+    Field(
+        description=(
+            "Candidates re-scored with exact vectors per query (mean): the best code "
+            "candidates, or the emulator's proposals; 0 for float lists."
+        )
+    ),
 ]
 
 
@@ -254,7 +296,7 @@ class SearchResponse(BaseModel):
     plan: SearchPlan
     matches: FilterMatches = None
     scanned: Scanned
-    candidates: Candidates = None
+    candidates: Candidates
     shards_probed: ShardsProbed = None
     partial: Partial = None
     missing_shards: MissingShards = None
@@ -272,7 +314,7 @@ class BatchSearchResponse(BaseModel):
     plan: SearchPlan
     matches: FilterMatches = None
     scanned: Scanned
-    candidates: Candidates = None
+    candidates: Candidates
     shards_probed: ShardsProbed = None
     partial: Partial = None
     missing_shards: MissingShards = None

@@ -93,13 +93,15 @@ def filtered_search(
     router: Router | None = None,
     plan: Plan | None = None,
     views: FilterViews | None = None,
+    rerank: int | None = None,
 ) -> FilteredResult:
     """Top-``k`` among the allowed ids; ``plan`` forces one (benchmarks), else it is chosen.
 
     ``router`` None routes by the clustering's centroids. A forced IVF plan without a
     clustering is exact (there is nothing to route). With ``views``, the plan runs on the
     filter's view when one is built (same lists, no selector, same results), else through
-    the selector, and the time it took counts towards building one.
+    the selector, and the time it took counts towards building one. ``rerank``: code
+    candidates re-scored exactly (compressed kinds; the exact plan re-scores every match).
     """
     queries = as_matrix(queries, index.dim)
     clustering = index.clustering
@@ -118,7 +120,7 @@ def filtered_search(
         result = target.search(queries, k, exact=True, selector=selector)
     else:
         need = min(k, allowed.count)
-        result, widest = _widening(target, queries, k, need, selector, width, nlist, router)
+        result, widest = _widening(target, queries, k, need, selector, width, nlist, router, rerank)
     if views is not None and view is None:
         views.charge(index, allowed, time.perf_counter() - started)
     return FilteredResult(result, chosen, widest, view=view is not None)
@@ -133,23 +135,31 @@ def _widening(
     width: int,
     nlist: int,
     router: Router | None,
+    rerank: int | None,
 ) -> tuple[SearchResult, int]:
     """The IVF plan: search again, with doubled nprobe, the queries short of ``need`` hits."""
-    first = index.search(queries, k, nprobe=width, router=router, selector=selector)
+    first = index.search(queries, k, nprobe=width, router=router, selector=selector, rerank=rerank)
     scores, ids = first.scores, first.ids
     # Hits come first, -1 pads the rest: the need-th column tells who is short.
     if need == 0 or bool((ids[:, need - 1] >= 0).all()):
         return first, width
     widths = np.full(len(ids), width, dtype=np.int64)
     scanned = first.scanned * len(ids)  # every pass's vectors count
+    rescored = first.candidates * len(ids)
     short = np.flatnonzero(ids[:, need - 1] < 0)
     while len(short) and width < nlist:
         width = min(2 * width, nlist)
-        again = index.search(queries[short], k, nprobe=width, router=router, selector=selector)
+        again = index.search(
+            queries[short], k, nprobe=width, router=router, selector=selector, rerank=rerank
+        )
         scores[short], ids[short] = again.scores, again.ids
         widths[short] = width
         scanned += again.scanned * len(short)
+        rescored += again.candidates * len(short)
         short = short[again.ids[:, need - 1] < 0]
     n = len(widths)
     probes = float(widths.mean()) if n else 0.0
-    return SearchResult(scores, ids, probes, scanned / n if n else 0.0), int(widths.max(initial=0))
+    result = SearchResult(
+        scores, ids, probes, scanned / n if n else 0.0, rescored / n if n else 0.0
+    )
+    return result, int(widths.max(initial=0))

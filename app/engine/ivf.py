@@ -1,4 +1,4 @@
-"""The in-memory ANN index: one faiss ``IndexIVFFlat`` whose lists we fill and probe ourselves.
+"""The in-memory ANN index: one faiss IVF whose lists we fill and probe ourselves.
 
 Placement and routing are ours, scanning is faiss's:
 
@@ -10,8 +10,14 @@ Placement and routing are ours, scanning is faiss's:
 - before a clustering exists the index has one list, and exact search probes every list, so
   exact and approximate search share one code path.
 
-Each vector is held once, in the IVF lists. A faiss ``Hashtable`` direct map (id -> list,
-offset) makes removal and replacement O(1) per id.
+With kind ``none`` each vector is held once, as float32 in an ``IndexIVFFlat``'s lists. A
+compressed kind (``codes.py``: sq8, pq fast-scan, rabitq) holds codes in the lists and the
+exact vectors beside them (``exact.py``): a search scans codes, then re-scores its best
+``rerank`` candidates exactly under the same read lock, so scores returned are always
+exact; rebuilds, views and snapshots read the exact vectors (codes cannot be decoded). A
+faiss ``Hashtable`` direct map (id -> list, offset) makes removal and replacement O(1) per
+id; fast-scan lists have none (faiss does not offer it) and remove in one pass over the
+lists, and only ids the exact vectors say are held.
 
 Concurrency (which lock guards what):
 
@@ -21,9 +27,11 @@ Concurrency (which lock guards what):
 - ``_mutate`` (mutex): serialises writers (upsert, remove, set_clustering, copy).
   Whoever holds it knows nobody else changes the index, so it may read the lists without
   ``_rw`` (searches only read) and compute assignments outside the exclusive section.
-- ``_state`` (ivf, clustering, default router) is replaced as a whole, under ``_rw``
-  exclusive, and read by a single attribute load. An IVF swapped out is never written
-  again, so a search that picked it up before the swap still finishes consistently.
+- ``_state`` (ivf, clustering, default router, quantization, exact vectors) is replaced
+  as a whole, under ``_rw`` exclusive, and read by a single attribute load. An IVF
+  swapped out is never written again, so a search that picked it up before the swap still
+  finishes consistently. (Exact vectors kept across a requantization are shared by the
+  old and new state; both are written under ``_rw``.)
 - ``generation`` counts the exclusive sections: equal before and after a copy (``subset``),
   no write landed in between.
 
@@ -35,13 +43,26 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
+from app.engine import lists as ivf_lists
+from app.engine import rerank as reranking
 from app.engine.clustering import Clustering
+from app.engine.codes import (
+    TRAIN_SAMPLE,
+    CodeKind,
+    Quantization,
+    default_rerank,
+    is_fast_scan,
+    min_train_points,
+    train_code_ivf,
+)
+from app.engine.exact import ExactStorage, ExactVectors
 from app.engine.locks import RWLock
 from app.engine.metric import Metric, faiss_metric, prepare, to_scores
 from app.engine.routing import Router, centroid_router
@@ -52,7 +73,6 @@ WRITE_CHUNK = 2000
 DEFAULT_NPROBE = 8
 # libstdc++ unordered_map<int64, int64>: a 32-byte node plus about one 8-byte bucket per entry.
 HASHTABLE_BYTES_PER_ENTRY = 40
-_HASHTABLE: int = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]  # missing from stubs
 
 
 class RouterMismatchError(ValueError):
@@ -65,49 +85,95 @@ class SearchResult:
     ids: np.ndarray  # (n, k) int64 internal ids, padding -1
     nprobe: float  # lists probed per query (mean); nlist for exact search
     scanned: float = 0.0  # vectors scored per query in the probed lists (mean)
+    candidates: float = 0.0  # candidates re-scored with exact vectors per query (mean)
 
 
 @dataclass(frozen=True)
 class _State:
-    ivf: faiss.IndexIVFFlat
+    """Replaced as a whole: a search pairs lists and exact vectors of one moment."""
+
+    ivf: faiss.IndexIVF  # IndexIVFFlat, or a code IVF (``coded``)
     clustering: Clustering | None
     router: Router | None  # the default centroid router of ``clustering``
+    quantization: Quantization
+    exact: ExactVectors | None  # the exact vectors of a compressed kind, else None
+
+    @property
+    def coded(self) -> bool:
+        """The lists hold codes: scores are estimates, re-ranked with ``exact``."""
+        return not isinstance(self.ivf, faiss.IndexIVFFlat)
 
 
 class VectorIndex:
-    """Vectors by int64 id in IVF lists; searched by any router of the current clustering."""
+    """Vectors by int64 id in IVF lists; searched by any router of the current clustering.
 
-    def __init__(self, dim: int, metric: Metric, clustering: Clustering | None = None) -> None:
+    ``quantization``: what the lists hold once a clustering exists (``none``: float32; a
+    compressed kind: codes, with exact vectors kept aside in ``exact_storage``). Before a
+    clustering, or with too few points to train a codebook, the lists stay float32.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        metric: Metric,
+        clustering: Clustering | None = None,
+        quantization: Quantization | None = None,
+        exact_storage: ExactStorage = ExactStorage.FLOAT32,
+        exact_dir: Path | None = None,
+    ) -> None:
         if dim < 1:
             raise ValueError("dim must be positive")
         self.dim = int(dim)
         self.metric = Metric(metric)
         self._check_clustering(clustering)
+        self.exact_storage = ExactStorage(exact_storage)
+        self.exact_dir = exact_dir
         self._rw = RWLock()
         self._mutate = threading.Lock()
         # set_clustering: one at a time, and the ids written while it builds (under _mutate).
         self._rebuilding = threading.Lock()
         self._touched: set[int] | None = None
         self.generation = 0  # bumped in every exclusive section (under ``_rw`` write)
+        q = quantization or Quantization()
         self._state = _State(
-            _new_ivf(self.dim, self.metric, clustering), clustering, _default_router(clustering)
+            ivf_lists.new_ivf(self.dim, self.metric, clustering),
+            clustering,
+            _default_router(clustering),
+            q,
+            self._new_exact() if q.compressed else None,
         )
 
     @classmethod
     def from_faiss(
-        cls, dim: int, metric: Metric, ivf: faiss.IndexIVFFlat, clustering: Clustering | None
+        cls,
+        dim: int,
+        metric: Metric,
+        ivf: faiss.IndexIVF,
+        clustering: Clustering | None,
+        quantization: Quantization | None = None,
+        exact: ExactVectors | None = None,
     ) -> VectorIndex:
-        """Adopt a filled IVF (e.g. read from a snapshot) built by an index of this class."""
+        """Adopt a filled IVF (e.g. read from a snapshot) built by an index of this class,
+        with the exact vectors of a compressed kind."""
+        q = quantization or Quantization()
         index = cls(dim, metric, clustering)
+        if exact is not None:  # writes and rebuilds keep the vectors where these are
+            index.exact_storage, index.exact_dir = exact.storage, exact.directory
         expected = clustering.nlist if clustering is not None else 1
         if ivf.d != index.dim or ivf.nlist != expected:
             raise ValueError("the IVF does not match the dimension or the clustering")
         if ivf.metric_type != faiss_metric(index.metric):
             raise ValueError("the IVF does not match the metric")
-        if ivf.direct_map.type != _HASHTABLE:
+        if not is_fast_scan(ivf) and ivf.direct_map.type != ivf_lists.HASHTABLE:
             raise ValueError("the IVF needs a hashtable direct map")
-        _parallel_over_queries(ivf)
-        index._state = _State(ivf, clustering, index._state.router)
+        if q.compressed != (exact is not None):
+            raise ValueError("exact vectors go with a compressed kind, and only with one")
+        if exact is not None and len(exact) != ivf.ntotal:
+            raise ValueError("the exact vectors do not match the lists")
+        if not isinstance(ivf, faiss.IndexIVFFlat) and not q.compressed:
+            raise ValueError("a code IVF needs a compressed kind")
+        ivf_lists.parallel_over_queries(ivf)
+        index._state = replace(index._state, ivf=ivf, quantization=q, exact=exact)
         return index
 
     # -- reading ----------------------------------------------------------------------------
@@ -115,6 +181,14 @@ class VectorIndex:
     @property
     def clustering(self) -> Clustering | None:
         return self._state.clustering
+
+    @property
+    def quantization(self) -> Quantization:
+        return self._state.quantization
+
+    @property
+    def coded(self) -> bool:
+        return self._state.coded
 
     @property
     def count(self) -> int:
@@ -127,6 +201,9 @@ class VectorIndex:
         if not isinstance(id, int | np.integer) or id < 0:
             return False
         with self._rw.read():
+            exact = self._state.exact
+            if exact is not None:
+                return bool(exact.contains(np.array([id], np.int64))[0])
             try:
                 self._state.ivf.direct_map.get(int(id))
             except RuntimeError:  # faiss's hashtable lookup throws on a missing key
@@ -136,11 +213,17 @@ class VectorIndex:
     def vectors(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ids, stored vectors) of those of ``ids`` held now, in order: for re-scoring
         candidates another model proposed; an id removed meanwhile is simply absent."""
+        ids = np.asarray(ids, dtype=np.int64)
         found: list[int] = []
         rows: list[np.ndarray] = []
-        ivf = self._state.ivf
         with self._rw.read():
-            for i in np.asarray(ids, dtype=np.int64).tolist():
+            state = self._state
+            if state.exact is not None:  # code lists: the exact vectors are held beside them
+                held = state.exact.rows_of(ids)
+                keep = held >= 0
+                return ids[keep], state.exact.take(held[keep])
+            ivf = state.ivf
+            for i in ids.tolist():
                 try:
                     rows.append(np.asarray(ivf.reconstruct(i), dtype=np.float32))
                 except RuntimeError:  # faiss's hashtable lookup throws on a missing key
@@ -160,6 +243,7 @@ class VectorIndex:
         exact: bool = False,
         lists: np.ndarray | None = None,
         selector: faiss.IDSelector | None = None,
+        rerank: int | None = None,
     ) -> SearchResult:
         """Top-``k`` ids of raw ``queries``, best first.
 
@@ -168,6 +252,10 @@ class VectorIndex:
         chose them), or ``router`` (default: the clustering's centroid router) with
         ``nprobe`` lists. ``selector`` filters ids during
         the scan, so a filtered search still returns ``k`` results when enough pass.
+
+        On code lists the best ``rerank`` candidates (default: the kind's) are re-scored with
+        the exact vectors, so returned scores are always exact; ``exact`` re-scores every
+        candidate of every list, which is exact search.
         """
         if k < 1:
             raise ValueError("k must be at least 1")
@@ -187,31 +275,79 @@ class VectorIndex:
             wanted = DEFAULT_NPROBE if nprobe is None else nprobe
             probe = chosen.route(q, min(wanted, nlist))
         probe = np.ascontiguousarray(probe, dtype=np.int64)
-        with self._rw.read():
-            distances, ids, scored = _scan(state.ivf, q, k, probe, selector)
-        scores = to_scores(distances, self.metric)
-        scores[ids < 0] = -np.inf
         n = q.shape[0]
-        probes = np.count_nonzero(probe >= 0) / n if n else 0.0
-        return SearchResult(
-            scores.astype(np.float32, copy=False), ids, probes, scored / n if n else 0.0
+        if not state.coded:
+            with self._rw.read():
+                distances, ids, scored = ivf_lists.scan(state.ivf, q, k, probe, selector)
+            scores = to_scores(distances, self.metric)
+            scores[ids < 0] = -np.inf
+            probes = np.count_nonzero(probe >= 0) / n if n else 0.0
+            return SearchResult(
+                scores.astype(np.float32, copy=False), ids, probes, scored / n if n else 0.0
+            )
+        width = int(state.ivf.ntotal) if exact else (rerank or default_rerank(state.quantization))
+        width = max(k, width, 1)
+        coarse = reranking.centre_terms(state.ivf, state.clustering, q, probe)
+        exact_vectors = state.exact
+        assert exact_vectors is not None
+        with self._rw.read():
+            _, candidates, scored = ivf_lists.scan(state.ivf, q, width, probe, selector, coarse)
+            if scored < 0:
+                scored = int(self._list_sizes(state)[probe[probe >= 0]].sum())
+            scores = exact_vectors.score(q, candidates, self.metric)
+        top_scores, top_ids = reranking.best(scores, candidates, k)
+        probes = (
+            (probe.shape[1] if lists is None else np.count_nonzero(probe >= 0) / n) if n else 0.0
         )
+        rescored = np.count_nonzero(candidates >= 0) / n if n else 0.0
+        return SearchResult(top_scores, top_ids, probes, scored / n if n else 0.0, rescored)
 
     def list_sizes(self) -> np.ndarray:
-        ivf = self._state.ivf
+        state = self._state
         with self._rw.read():
-            invlists: Any = ivf.invlists
-            return np.array([invlists.list_size(i) for i in range(ivf.nlist)], np.int64)
+            return self._list_sizes(state).copy()
+
+    def _list_sizes(self, state: _State) -> np.ndarray:
+        """Sizes of ``state``'s lists (caller holds the read lock), kept per generation."""
+        cached = self._sizes
+        if cached is not None and cached[0] == self.generation and cached[1] is state.ivf:
+            return cached[2]
+        invlists: Any = state.ivf.invlists
+        sizes = np.array([invlists.list_size(i) for i in range(state.ivf.nlist)], np.int64)
+        self._sizes = (self.generation, state.ivf, sizes)
+        return sizes
+
+    _sizes: tuple[int, faiss.IndexIVF, np.ndarray] | None = None
 
     def memory_bytes(self) -> int:
-        """Estimated payload: vectors and ids in the lists, the id hashtable, representatives.
+        """Estimated payload: codes (or vectors) and ids in the lists, the id map, the exact
+        vectors held in memory, representatives.
 
-        Excludes the lists' spare vector capacity (allocator slack); bench/engine.py compares
-        this estimate with the process's measured growth.
+        Fast-scan lists store codes in blocks of ``bbs``, so a list's last block counts
+        whole. Excludes the lists' spare capacity (allocator slack); bench/engine.py and
+        bench/compressed.py compare this estimate with the process's measured growth.
         """
-        ivf = self._state.ivf
-        per_vector = ivf.code_size + 8 + HASHTABLE_BYTES_PER_ENTRY
-        return int(ivf.ntotal) * per_vector + ivf.nlist * self.dim * 4
+        state = self._state
+        ivf = state.ivf
+        per_vector = 8 if is_fast_scan(ivf) else ivf.code_size + 8
+        if ivf.direct_map.type == ivf_lists.HASHTABLE:
+            per_vector += HASHTABLE_BYTES_PER_ENTRY
+        total = int(ivf.ntotal) * per_vector + ivf.nlist * self.dim * 4
+        if is_fast_scan(ivf):
+            bbs = int(ivf.bbs)  # type: ignore[attr-defined]
+            with self._rw.read():
+                blocks = int(((self._list_sizes(state) + bbs - 1) // bbs).sum())
+            total += blocks * bbs * ivf.code_size
+        if state.exact is not None:
+            total += len(state.exact) * state.exact.bytes_per_vector()
+        return total
+
+    def bytes_per_vector(self) -> float:
+        """Resident bytes per point (``memory_bytes`` without the representatives)."""
+        count = self.count
+        if not count:
+            return 0.0
+        return (self.memory_bytes() - self._state.ivf.nlist * self.dim * 4) / count
 
     def copy(self) -> tuple[faiss.Index, Clustering | None]:
         """A copy of the IVF and its clustering as they are now, e.g. for a snapshot.
@@ -219,10 +355,18 @@ class VectorIndex:
         Writers are held off only while the lists are copied (memory speed), not while the
         caller serialises the copy; searches go on throughout.
         """
+        ivf, clustering, _, _ = self.copy_all()
+        return ivf, clustering
+
+    def copy_all(
+        self,
+    ) -> tuple[faiss.Index, Clustering | None, Quantization, ExactVectors | None]:
+        """``copy`` with the quantization and a copy of the exact vectors (same storage)."""
         with self._mutate:
             state = self._state
             # No read lock: holding _mutate, nobody writes the lists; searches only read.
-            return faiss.clone_index(state.ivf), state.clustering
+            exact = state.exact.copy_of(state.exact.ids) if state.exact is not None else None
+            return faiss.clone_index(state.ivf), state.clustering, state.quantization, exact
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -240,22 +384,27 @@ class VectorIndex:
             state = self._state
             if state.ivf.ntotal == 0:
                 # First load: build aside with exact list capacities, swap in at once.
-                new = _new_ivf(self.dim, self.metric, state.clustering, hashtable=False)
-                _fill_exact(new, lambda: iter([(ids, x)]), state.clustering)
+                exact = self._new_exact() if state.quantization.compressed else None
+                if exact is not None:
+                    exact.put(ids, x)
+                new = self._build(
+                    state.clustering, state.quantization, exact, lambda: iter([(ids, x)])
+                )
                 with self._rw.write():
-                    self._state = _State(new, state.clustering, state.router)
+                    self._state = new
                     self.generation += 1
                 return
-            assign = _assign(state.clustering, x)
+            assign = (
+                ivf_lists.assign_lists(state.clustering, x) if not is_fast_scan(state.ivf) else None
+            )
             for start in range(0, len(ids), WRITE_CHUNK):
                 chunk = slice(start, start + WRITE_CHUNK)
                 chunk_ids = np.ascontiguousarray(ids[chunk])
                 chunk_x = np.ascontiguousarray(x[chunk])
-                chunk_assign = np.ascontiguousarray(assign[chunk])
+                chunk_assign = np.ascontiguousarray(assign[chunk]) if assign is not None else None
                 with self._rw.write():
                     # Remove and re-add in one section: no search sees the id missing.
-                    _remove(state.ivf, chunk_ids)
-                    _add(state.ivf, chunk_x, chunk_assign, chunk_ids)
+                    _write(state, chunk_ids, chunk_x, chunk_assign)
                     self.generation += 1
 
     def remove(self, ids: np.ndarray) -> int:
@@ -264,52 +413,114 @@ class VectorIndex:
         removed = 0
         with self._mutate:
             self._note_written(ids)
-            ivf = self._state.ivf
+            state = self._state
             for start in range(0, len(ids), WRITE_CHUNK):
                 chunk_ids = np.ascontiguousarray(ids[start : start + WRITE_CHUNK])
                 with self._rw.write():
-                    removed += _remove(ivf, chunk_ids)
+                    removed += _erase(state, chunk_ids)
                     self.generation += 1
         return removed
 
     def set_clustering(self, clustering: Clustering | None) -> None:
         """Re-assign every held vector to the lists of ``clustering`` (None: one list).
 
-        The new IVF is built aside while searches *and writes* go on: the lists are copied
-        one at a time under the read lock, the ids written meanwhile are noted, and only the
-        last step holds writers off: it carries those ids over from the current lists and
-        swaps the new IVF in (milliseconds, however large the index).
+        The new IVF is built aside while searches *and writes* go on: the lists (or the
+        exact vectors of a compressed kind) are copied a block at a time under the read lock,
+        the ids written meanwhile are noted, and only the last step holds writers off: it
+        carries those ids over from the current index and swaps the new IVF in
+        (milliseconds, however large the index).
         """
         self._check_clustering(clustering)
+        self._rebuild(lambda state: (clustering, state.quantization))
+
+    def set_quantization(self, quantization: Quantization) -> None:
+        """Rebuild the lists with ``quantization``'s codes (codebooks trained anew), as
+        ``set_clustering`` does: searches and writes go on, the swap is atomic; if building
+        fails, the current index keeps serving and the error is raised."""
+        self._rebuild(lambda state: (state.clustering, quantization))
+
+    def _rebuild(self, target: Callable[[_State], tuple[Clustering | None, Quantization]]) -> None:
         with self._rebuilding:
             with self._mutate:
                 self._touched = set()
+                source = self._state
+            clustering, quantization = target(source)
             try:
-                source = self._state.ivf
-                blocks = []
-                for list_no in range(source.nlist):
-                    with self._rw.read():
-                        blocks.append(_read_list(source, list_no))
+                blocks = self._read_all(source)
                 with self._mutate:
                     # An id written during the copy may have been read twice or not at all:
                     # it is left out here, and the carry-over reads its current vector.
                     moved = np.fromiter(self._touched, np.int64, len(self._touched))
                 if moved.size:
                     blocks = [_without(block, moved) for block in blocks]
-                new = _new_ivf(self.dim, self.metric, clustering, hashtable=False)
-                _fill_exact(new, lambda: iter(blocks), clustering)
+                shared = source.exact if quantization.compressed else None
+                exact = shared
+                if quantization.compressed and exact is None:
+                    exact = self._new_exact()
+                    for ids, vecs in blocks:
+                        exact.put(ids, vecs)
+                new = self._build(clustering, quantization, exact, lambda: iter(blocks))
                 blocks.clear()
                 with self._mutate:
-                    _carry_over(self._state.ivf, new, clustering, self._touched)
-                    state = _State(new, clustering, _default_router(clustering))
+                    _carry_over(self._state, new, self._touched, shared_exact=shared is not None)
                     with self._rw.write():
-                        self._state = state
+                        self._state = new
                         self.generation += 1
                     self._touched = None
             finally:
                 if self._touched is not None:  # the build failed: stop noting writes
                     with self._mutate:
                         self._touched = None
+
+    def _read_all(self, state: _State) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every (ids, prepared vectors) of ``state``, a block at a time under the read lock."""
+        blocks = []
+        if state.exact is not None:
+            with self._rw.read():
+                ids = state.exact.ids.copy()
+            for start in range(0, len(ids), WRITE_CHUNK):
+                chunk = ids[start : start + WRITE_CHUNK]
+                with self._rw.read():
+                    rows = state.exact.rows_of(chunk)
+                    held = rows >= 0  # removed meanwhile: noted, and left to the carry-over
+                    blocks.append((chunk[held], state.exact.take(rows[held])))
+            return blocks
+        for list_no in range(state.ivf.nlist):
+            with self._rw.read():
+                blocks.append(ivf_lists.read_list(state.ivf, list_no))
+        return blocks
+
+    def _build(
+        self,
+        clustering: Clustering | None,
+        quantization: Quantization,
+        exact: ExactVectors | None,
+        blocks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
+    ) -> _State:
+        """A filled state: code lists once a clustering and enough points exist, else float32."""
+        router = _default_router(clustering)
+        total = sum(len(ids) for ids, _ in blocks())
+        if (
+            quantization.compressed
+            and clustering is not None
+            and total >= min_train_points(quantization)
+        ):
+            ivf = train_code_ivf(
+                quantization, self.dim, self.metric, clustering, _sample(blocks, total)
+            )
+            if not is_fast_scan(ivf):
+                ivf.set_direct_map_type(ivf_lists.HASHTABLE)
+            for ids, vecs in blocks():
+                for start in range(0, len(ids), WRITE_CHUNK):
+                    chunk_ids = np.ascontiguousarray(ids[start : start + WRITE_CHUNK])
+                    chunk_x = np.ascontiguousarray(vecs[start : start + WRITE_CHUNK])
+                    ivf_lists.add(
+                        ivf, chunk_x, ivf_lists.assign_lists(clustering, chunk_x), chunk_ids
+                    )
+            return _State(ivf, clustering, router, quantization, exact)
+        flat = ivf_lists.new_ivf(self.dim, self.metric, clustering, hashtable=False)
+        ivf_lists.fill_exact(flat, blocks, clustering)
+        return _State(flat, clustering, router, quantization, exact)
 
     def subset(self, allowed: np.ndarray, generation: int) -> VectorIndex | None:
         """A copy of the vectors whose ids ``allowed`` lets through, in the same lists.
@@ -318,20 +529,23 @@ class VectorIndex:
         the copy reads only those vectors, where a selector on this index reads them all
         (a memory-bound scan skips distances, not memory). The lists are copied one at a
         time under the read lock, so writers are not held off; the copy is returned only
-        if this index was at ``generation`` throughout (else None: a write landed).
+        if this index was at ``generation`` throughout (else None: a write landed). Code
+        lists are encoded anew with the same codebooks, so the copy scores alike.
         """
         # One bool per id the bitmap covers, then False for every id beyond it.
         passes = np.append(np.unpackbits(allowed, bitorder="little").view(bool), False)
         state = self._state
+        if state.exact is not None:
+            return self._coded_subset(state, passes, generation)
         ivf = state.ivf
-        copy = _new_ivf(self.dim, self.metric, state.clustering, hashtable=False)
+        copy = ivf_lists.new_ivf(self.dim, self.metric, state.clustering, hashtable=False)
         invlists: Any = copy.invlists
         total = 0
         for list_no in range(ivf.nlist):
             with self._rw.read():
                 if self.generation != generation:
                     return None
-                ids, vecs = _read_list(ivf, list_no, passes)
+                ids, vecs = ivf_lists.read_list(ivf, list_no, passes)
             if len(ids):
                 codes = faiss.swig_ptr(vecs.view(np.uint8))
                 invlists.add_entries(list_no, len(ids), faiss.swig_ptr(ids), codes)
@@ -339,8 +553,47 @@ class VectorIndex:
         if self.generation != generation:
             return None
         copy.ntotal = total
-        copy.set_direct_map_type(_HASHTABLE)
+        copy.set_direct_map_type(ivf_lists.HASHTABLE)
         return VectorIndex.from_faiss(self.dim, self.metric, copy, state.clustering)
+
+    def _coded_subset(
+        self, state: _State, passes: np.ndarray, generation: int
+    ) -> VectorIndex | None:
+        exact = state.exact
+        assert exact is not None
+        with self._rw.read():
+            if self.generation != generation:
+                return None
+            ids = exact.ids
+            ids = ids[passes[np.minimum(ids, len(passes) - 1)]]
+            kept = exact.copy_of(ids)
+            ivf: Any = faiss.clone_index(state.ivf) if state.coded else None
+        if ivf is None:
+            view = VectorIndex(
+                self.dim,
+                self.metric,
+                state.clustering,
+                state.quantization,
+                exact.storage,
+                self.exact_dir,
+            )
+            view._state = view._build(
+                state.clustering, Quantization(CodeKind.NONE), kept, kept.blocks
+            )
+            view._state = replace(view._state, quantization=state.quantization)
+        else:
+            ivf.reset()  # the same trained codebooks, empty lists
+            for block_ids, vecs in kept.blocks(WRITE_CHUNK):
+                ivf_lists.add(ivf, vecs, ivf_lists.assign_lists(state.clustering, vecs), block_ids)
+            view = VectorIndex.from_faiss(
+                self.dim, self.metric, ivf, state.clustering, state.quantization, kept
+            )
+        if self.generation != generation:
+            return None
+        return view
+
+    def _new_exact(self) -> ExactVectors:
+        return ExactVectors(self.dim, self.exact_storage, self.exact_dir)
 
     def _note_written(self, ids: np.ndarray) -> None:
         """Under ``_mutate``: while set_clustering builds, remember which ids changed."""
@@ -365,105 +618,81 @@ def scan_serially_on_this_thread() -> None:
     faiss.omp_set_num_threads(1)
 
 
-def _new_ivf(
-    dim: int, metric: Metric, clustering: Clustering | None, *, hashtable: bool = True
-) -> faiss.IndexIVFFlat:
-    """An empty, trained IVF whose quantizer holds the representatives (one zero list if none).
-
-    ``hashtable=False`` leaves the id map to ``_fill_exact``, which builds it once at the end.
-    """
-    reps = clustering.representatives if clustering is not None else np.zeros((1, dim), np.float32)
-    quantizer = faiss.IndexFlat(dim, faiss_metric(metric))
-    quantizer.add(reps)
-    # faiss's Python wrapper keeps ``quantizer`` alive as long as the IVF.
-    ivf = faiss.IndexIVFFlat(quantizer, dim, reps.shape[0], faiss_metric(metric))
-    if hashtable:
-        ivf.set_direct_map_type(_HASHTABLE)
-    _parallel_over_queries(ivf)
-    return ivf
-
-
-def _fill_exact(
-    ivf: faiss.IndexIVFFlat,
-    blocks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
-    clustering: Clustering | None,
-) -> None:
-    """Bulk-fill an empty IVF (without id map) from ``blocks()`` of (ids, prepared vectors).
-
-    faiss's ``add`` appends entry by entry, so each list's vector grows geometrically and
-    ends up to twice its size (about +40% memory on average). Here every list is sized
-    once to its final length, then written in place: two passes over ``blocks()`` (the
-    first only assigns), never a second copy of the whole collection.
-    """
-    assigns = [_assign(clustering, vecs) for _, vecs in blocks()]
-    total = sum(len(a) for a in assigns)
-    invlists: Any = ivf.invlists
-    if total:
-        counts = np.bincount(np.concatenate(assigns), minlength=ivf.nlist)
-        for list_no in np.flatnonzero(counts):
-            invlists.resize(int(list_no), int(counts[list_no]))
-    filled = np.zeros(ivf.nlist, dtype=np.int64)
-    for (ids, vecs), assign in zip(blocks(), assigns, strict=True):
-        if not len(assign):
-            continue
-        order = np.argsort(assign, kind="stable")
-        lists, ids, vecs = assign[order], ids[order], vecs[order]
-        targets, starts = np.unique(lists, return_index=True)
-        ends = np.append(starts[1:], len(lists))
-        for list_no, start, end in zip(
-            targets.tolist(), starts.tolist(), ends.tolist(), strict=True
-        ):
-            invlists.update_entries(
-                list_no,
-                int(filled[list_no]),
-                end - start,
-                faiss.swig_ptr(ids[start:end]),
-                faiss.swig_ptr(vecs[start:end].view(np.uint8)),
-            )
-            filled[list_no] += end - start
-    ivf.ntotal = total
-    ivf.set_direct_map_type(_HASHTABLE)  # built from the lists, sized once for ``total`` ids
-
-
-def _parallel_over_queries(ivf: faiss.IndexIVFFlat) -> None:
-    # faiss's default mode 0 parallelises in ``search`` around ``search_preassigned``, which
-    # then runs single-threaded; mode 3 splits the queries of a preassigned search across
-    # OpenMP threads. Not serialised, so set on every IVF we build or load.
-    ivf.parallel_mode = 3
-
-
 def _default_router(clustering: Clustering | None) -> Router | None:
     return centroid_router(clustering) if clustering is not None else None
 
 
-def _assign(clustering: Clustering | None, x: np.ndarray) -> np.ndarray:
-    if clustering is None:
-        return np.zeros(x.shape[0], dtype=np.int64)
-    return clustering.assign(x)
-
-
 def _carry_over(
-    current: faiss.IndexIVFFlat,
-    new: faiss.IndexIVFFlat,
-    clustering: Clustering | None,
-    written: set[int],
+    current: _State, new: _State, written: set[int] | None, *, shared_exact: bool
 ) -> None:
-    """Give ``new`` the current vector of every id in ``written`` (none if it was removed)."""
+    """Give ``new`` the current vector of every id in ``written`` (none if it was removed).
+
+    ``shared_exact``: ``new`` holds the current exact vectors, written all along.
+    """
     if not written:
         return
     ids = np.fromiter(written, np.int64, len(written))
-    _remove(new, ids)
+    if shared_exact:
+        ivf_lists.remove(new.ivf, ids)
+    else:
+        _erase(new, ids)
+    kept, x = _current_vectors(current, ids)
+    if len(kept):
+        if shared_exact:
+            ivf_lists.add(new.ivf, x, ivf_lists.assign_lists(new.clustering, x), kept)
+        else:
+            _write(new, kept, x, ivf_lists.assign_lists(new.clustering, x))
+
+
+def _current_vectors(state: _State, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ids still held, their prepared vectors) as ``state`` holds them."""
+    if state.exact is not None:
+        rows = state.exact.rows_of(ids)
+        held = rows >= 0
+        return ids[held], state.exact.take(rows[held])
     kept: list[int] = []
     vecs: list[np.ndarray] = []
     for pid in ids.tolist():
         try:
-            vecs.append(np.asarray(current.reconstruct(pid)))
+            vecs.append(np.asarray(state.ivf.reconstruct(pid)))
         except RuntimeError:  # faiss's hashtable lookup throws on a missing key: removed
             continue
         kept.append(pid)
-    if kept:
-        x = np.ascontiguousarray(np.vstack(vecs), dtype=np.float32)
-        _add(new, x, _assign(clustering, x), np.array(kept, np.int64))
+    if not kept:
+        return np.empty(0, np.int64), np.empty((0, state.ivf.d), np.float32)
+    return np.array(kept, np.int64), np.ascontiguousarray(np.vstack(vecs), dtype=np.float32)
+
+
+def _write(state: _State, ids: np.ndarray, x: np.ndarray, assign: np.ndarray | None) -> None:
+    """Replace or add ``ids`` in the lists and the exact vectors (caller: exclusive)."""
+    if state.exact is not None:
+        present = ids[state.exact.contains(ids)]
+        ivf_lists.remove(state.ivf, present)
+        state.exact.put(ids, x)
+    else:
+        ivf_lists.remove(state.ivf, ids)
+    if assign is None:
+        assign = ivf_lists.assign_lists(state.clustering, x)
+    ivf_lists.add(state.ivf, x, assign, ids)
+
+
+def _erase(state: _State, ids: np.ndarray) -> int:
+    """Remove ``ids`` from the lists and the exact vectors; how many were held."""
+    if state.exact is not None:
+        present = ids[state.exact.contains(ids)]
+        ivf_lists.remove(state.ivf, present)
+        return state.exact.remove(present)
+    return ivf_lists.remove(state.ivf, ids)
+
+
+def _sample(
+    blocks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]], total: int
+) -> np.ndarray:
+    """About ``TRAIN_SAMPLE`` vectors drawn evenly from ``blocks()``, for codebooks."""
+    share = min(1.0, TRAIN_SAMPLE / max(total, 1))
+    rng = np.random.default_rng(0)
+    picked = [vecs[rng.random(len(vecs)) < share] if share < 1 else vecs for _, vecs in blocks()]
+    return np.ascontiguousarray(np.concatenate(picked), dtype=np.float32)
 
 
 def _without(
@@ -509,76 +738,3 @@ def _check_router(router: Router, clustering: Clustering) -> None:
             f"router is for clustering version {router.clustering_version}, "
             f"index holds version {clustering.version}"
         )
-
-
-def _scan(
-    ivf: faiss.IndexIVFFlat,
-    q: np.ndarray,
-    k: int,
-    probe: np.ndarray,
-    selector: faiss.IDSelector | None,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """faiss's preassigned search: (distances, ids, vectors scored in the probed lists).
-
-    Per-call parameters and statistics, so concurrent searches never share them.
-    """
-    n, width = probe.shape
-    params = faiss.SearchParametersIVF()
-    params.nprobe = width
-    if selector is not None:
-        params.sel = selector
-    distances = np.empty((n, k), dtype=np.float32)
-    ids = np.empty((n, k), dtype=np.int64)
-    if n == 0:
-        return distances, ids, 0
-    stats = faiss.IndexIVFStats()
-    coarse = np.zeros((n, width), dtype=np.float32)  # unused by a flat, non-residual IVF
-    swig: Any = ivf  # faiss's stubs miss the SWIG-level C entry point
-    swig.search_preassigned_c(
-        n,
-        faiss.swig_ptr(q),
-        k,
-        faiss.swig_ptr(probe),
-        faiss.swig_ptr(coarse),
-        faiss.swig_ptr(distances),
-        faiss.swig_ptr(ids),
-        False,
-        params,
-        stats,
-    )
-    return distances, ids, int(stats.ndis)
-
-
-def _add(ivf: faiss.IndexIVFFlat, x: np.ndarray, assign: np.ndarray, ids: np.ndarray) -> None:
-    ivf.add_core(len(ids), faiss.swig_ptr(x), faiss.swig_ptr(ids), faiss.swig_ptr(assign))
-
-
-def _remove(ivf: faiss.IndexIVFFlat, ids: np.ndarray) -> int:
-    if len(ids) == 0:
-        return 0
-    # The hashtable direct map removes in O(1) per id, but only through an IDSelectorArray.
-    return int(ivf.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))))
-
-
-def _read_list(
-    ivf: faiss.IndexIVFFlat, list_no: int, passes: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Copies of one list's ids and vectors; with ``passes`` (bools by id, the last one
-    standing for every id beyond), of those whose id passes only, and only those are read."""
-    invlists: Any = ivf.invlists  # faiss's stubs type it Optional and miss release_*
-    size = invlists.list_size(list_no)
-    if not size:
-        return np.empty(0, np.int64), np.empty((0, ivf.d), np.float32)
-    id_ptr = invlists.get_ids(list_no)
-    code_ptr = invlists.get_codes(list_no)
-    try:
-        ids = faiss.rev_swig_ptr(id_ptr, size)  # views of faiss's memory, copied below
-        codes = faiss.rev_swig_ptr(code_ptr, size * ivf.code_size)
-        vecs = codes.view(np.float32).reshape(size, ivf.d)
-        if passes is None:
-            return ids.copy(), vecs.copy()
-        keep = passes[np.minimum(ids, len(passes) - 1)]
-        return ids[keep], vecs[keep]  # boolean indexing copies
-    finally:
-        invlists.release_ids(list_no, id_ptr)
-        invlists.release_codes(list_no, code_ptr)

@@ -3,10 +3,14 @@
 Layout (all of it covered by the checksum except the trailer itself)::
 
     MAGIC | u64 header length | header JSON | representatives .npy | bias .npy | faiss index
-    | sha256 of everything before (32 bytes) | END
+    | exact vectors: (ids .npy, float32 vectors .npy) per block | sha256 of everything
+    before (32 bytes) | END
 
 The header holds the index's dimension, metric and count, the clustering's algorithm,
-metric, version and params, and the caller's ``meta`` (e.g. the last applied write seq).
+metric, version and params, the quantization and the number of exact-vector blocks (a
+compressed kind's codes cannot be decoded, so its exact vectors travel with it), and the
+caller's ``meta`` (e.g. the last applied write seq). Loading puts the exact vectors where
+the loading process keeps them (in memory, half precision, or a memory-mapped file).
 Writing streams through the hash (faiss writes via a callback), so a large index is never
 held twice in memory. Loading hashes the file first and parses only if it matches: a
 truncated, partial or bit-flipped file raises ``SnapshotError`` and nothing is built from it.
@@ -28,12 +32,16 @@ import faiss
 import numpy as np
 
 from app.engine.clustering import Algorithm, Clustering
+from app.engine.codes import Quantization
+from app.engine.exact import ExactStorage, ExactVectors
 from app.engine.ivf import VectorIndex
 from app.engine.metric import Metric
 
 MAGIC = b"VRSNAP01"
 END = b"VRSNAPOK"
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)  # format 1: no quantization, no exact vectors
+EXACT_BLOCK = 65536
 _DIGEST = hashlib.sha256().digest_size
 _TRAILER = _DIGEST + len(END)
 _IO_BLOCK = 1 << 20
@@ -86,13 +94,16 @@ def save_snapshot(index: VectorIndex, path: Path, meta: dict[str, Any]) -> None:
     try:
         with open(tmp, "wb") as f:
             out = _HashingWriter(f)
-            ivf, clustering = index.copy()
+            ivf, clustering, quantization, exact = index.copy_all()
+            n_exact = len(exact) if exact is not None else 0
             header = {
                 "format": FORMAT,
                 "dim": index.dim,
                 "metric": str(index.metric),
                 "count": int(ivf.ntotal),
                 "clustering": _clustering_header(clustering),
+                "quantization": quantization.to_dict(),
+                "exact_blocks": None if exact is None else -(-n_exact // EXACT_BLOCK),
                 "meta": meta,
             }
             encoded = json.dumps(header, sort_keys=True).encode()
@@ -103,6 +114,10 @@ def save_snapshot(index: VectorIndex, path: Path, meta: dict[str, Any]) -> None:
                 for array in (clustering.representatives, clustering.bias):
                     np.lib.format.write_array(out, array, allow_pickle=False)
             faiss.write_index(ivf, faiss.PyCallbackIOWriter(out.write, _IO_BLOCK))  # type: ignore[attr-defined]
+            if exact is not None:
+                for ids, vecs in exact.blocks(EXACT_BLOCK):
+                    np.lib.format.write_array(out, ids, allow_pickle=False)
+                    np.lib.format.write_array(out, vecs, allow_pickle=False)
             f.write(out.hash.digest())
             f.write(END)
             f.flush()
@@ -113,14 +128,21 @@ def save_snapshot(index: VectorIndex, path: Path, meta: dict[str, Any]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def load_snapshot(path: Path) -> tuple[VectorIndex, dict[str, Any]]:
-    """The index and meta saved at ``path``; ``SnapshotError`` unless the file is intact."""
+def load_snapshot(
+    path: Path,
+    exact_storage: ExactStorage = ExactStorage.FLOAT32,
+    exact_dir: Path | None = None,
+) -> tuple[VectorIndex, dict[str, Any]]:
+    """The index and meta saved at ``path``; ``SnapshotError`` unless the file is intact.
+
+    A compressed kind's exact vectors are loaded into ``exact_storage``.
+    """
     path = Path(path)
     try:
         with open(path, "rb") as f:
             payload = _verified_payload_size(f)
             f.seek(0)
-            return _parse(_BoundedReader(f, payload))
+            return _parse(_BoundedReader(f, payload), exact_storage, exact_dir)
     except OSError as exc:
         raise SnapshotError(f"cannot read snapshot {path}: {exc}") from exc
 
@@ -145,21 +167,31 @@ def _verified_payload_size(f: BinaryIO) -> int:
     return payload
 
 
-def _parse(src: _BoundedReader) -> tuple[VectorIndex, dict[str, Any]]:
+def _parse(
+    src: _BoundedReader, exact_storage: ExactStorage, exact_dir: Path | None
+) -> tuple[VectorIndex, dict[str, Any]]:
     if src.exact(len(MAGIC)) != MAGIC:
         raise SnapshotError("not a vecroute snapshot")
     (header_len,) = struct.unpack("<Q", src.exact(8))
     try:
         header = json.loads(src.exact(header_len))
-        if header["format"] != FORMAT:
+        if header["format"] not in READABLE_FORMATS:
             raise SnapshotError(f"unsupported snapshot format {header['format']}")
         metric = Metric(header["metric"])
         clustering = _read_clustering(src, header["clustering"])
         # read_index already returns the concrete class (re-wrapping it would free it twice).
         ivf = faiss.read_index(faiss.PyCallbackIOReader(src.read, _IO_BLOCK))  # type: ignore[attr-defined]
-        if not isinstance(ivf, faiss.IndexIVFFlat):
-            raise SnapshotError("snapshot does not hold an IVF-flat index")
-        index = VectorIndex.from_faiss(int(header["dim"]), metric, ivf, clustering)
+        if not isinstance(ivf, faiss.IndexIVF):
+            raise SnapshotError("snapshot does not hold an IVF index")
+        dim = int(header["dim"])
+        quantization = Quantization.parse(header.get("quantization"), dim)
+        exact = None
+        if header.get("exact_blocks") is not None:
+            exact = ExactVectors(dim, exact_storage, exact_dir)
+            for _ in range(int(header["exact_blocks"])):
+                ids = np.lib.format.read_array(src, allow_pickle=False)
+                exact.put(ids, np.lib.format.read_array(src, allow_pickle=False))
+        index = VectorIndex.from_faiss(dim, metric, ivf, clustering, quantization, exact)
     except SnapshotError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:

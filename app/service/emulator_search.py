@@ -26,9 +26,9 @@ def emulator_search(
     k: int,
     nprobe: int,
     per_list: int,
-) -> tuple[SearchResult, float]:
-    """(result, candidates re-scored per query, mean); ``scanned`` counts the members level
-    2 scored plus the fresh points, per query."""
+) -> SearchResult:
+    """``scanned`` counts the members level 2 scored plus the fresh points, per query;
+    ``candidates`` those re-scored exactly (mean per query)."""
     index = live.index
     q = prepare(queries, index.metric, index.dim)
     proposed, scored = emulator.propose(q, nprobe, per_list)
@@ -44,8 +44,8 @@ def emulator_search(
         scores[i, : len(top)] = s[top]
         ids[i, : len(top)] = found[top]
     probes = min(nprobe, emulator.nlist)
-    result = SearchResult(scores, ids, float(probes), (scored + n * len(fresh)) / n)
-    return result, candidates / n
+    scanned = (scored + n * len(fresh)) / n
+    return SearchResult(scores, ids, float(probes), scanned, candidates / n)
 
 
 def exact_scores(vectors: np.ndarray, q: np.ndarray, metric: Metric) -> np.ndarray:

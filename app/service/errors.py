@@ -79,6 +79,10 @@ class NoEmulator(Conflict):
     slug = "no-emulator"
 
 
+class CodesUnavailable(Conflict):
+    slug = "codes-unavailable"
+
+
 class Unavailable(DomainError):
     status = 503
     title = "Service unavailable"

@@ -13,7 +13,6 @@ from app.engine.adaptive import AdaptiveCalibration
 from app.engine.allowed import AllowedCache
 from app.engine.emulator import Emulator
 from app.engine.ivf import SearchResult, VectorIndex
-from app.engine.metric import Metric
 from app.engine.payload_index import PayloadIndex
 from app.engine.routing import Router
 from app.engine.views import FilterViews
@@ -55,12 +54,13 @@ class LiveCollection:
     def empty(
         cls,
         record: CollectionRecord,
+        index: VectorIndex,
         filter_cache: AllowedCache | None = None,
         filter_views: FilterViews | None = None,
     ) -> LiveCollection:
         return cls(
             record,
-            VectorIndex(record.dim, Metric(record.metric)),
+            index,
             payloads=PayloadIndex(record.payload_indexes, filter_cache),
             filter_cache=filter_cache,
             filter_views=filter_views,

@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session
 
 from app.engine.allowed import AllowedCache
 from app.engine.clustering import Clustering
-from app.engine.ivf import VectorIndex
-from app.engine.metric import Metric
+from app.engine.codes import Quantization
 from app.engine.views import FilterViews
 from app.service.errors import CollectionNotFound, NotReady
+from app.service.indexes import IndexFactory, quantization_of
 from app.service.live import LiveCollection
 from app.service.snapshots import SnapshotDir
 from app.store.collections import CollectionRecord, list_collections
@@ -43,8 +43,10 @@ class Registry:
         snapshots: SnapshotDir,
         filter_cache: AllowedCache,
         filter_views: FilterViews,
+        indexes: IndexFactory | None = None,
     ) -> None:
         self.store = store
+        self.indexes = indexes or IndexFactory()
         self.snapshots = snapshots
         self.filter_cache = filter_cache
         self.filter_views = filter_views
@@ -102,7 +104,7 @@ class Registry:
         self.ready = True
 
     def _load(self, record: CollectionRecord) -> LiveCollection:
-        snap = self.snapshots.load(record)
+        snap = self.snapshots.load(record, self.indexes)
         if snap is not None:
             index, seq = snap
             live = LiveCollection(
@@ -115,10 +117,12 @@ class Registry:
                     live.index.remove(change.removed_ids)
         else:
             live = self._rebuild(record)
-        clustering = self._sync_versions(live, record)
+        clustering, quantization = self._sync_versions(live, record)
         if clustering is not None:  # the snapshot predates the active clustering
             live.index.set_clustering(clustering)
             self._sync_versions(live, record)  # now the router fits
+        if quantization is not None:  # ... or the quantization
+            self._requantize(live, quantization)
         return live
 
     def _rebuild(self, record: CollectionRecord) -> LiveCollection:
@@ -128,7 +132,7 @@ class Registry:
                 if record.clustering_version is not None
                 else None
             )
-            index = VectorIndex(record.dim, Metric(record.metric), clustering)
+            index = self.indexes.new(record, clustering)
             live = LiveCollection(
                 record, index, filter_cache=self.filter_cache, filter_views=self.filter_views
             )
@@ -137,9 +141,12 @@ class Registry:
             live.load_labels(get_labels(session, record.id))
         return live
 
-    def _sync_versions(self, live: LiveCollection, record: CollectionRecord) -> Clustering | None:
-        """Adopt the record's router and payload indexes; returns its clustering if the
-        index holds another one, for ``_swap_in`` (outside the apply lock when serving)."""
+    def _sync_versions(
+        self, live: LiveCollection, record: CollectionRecord
+    ) -> tuple[Clustering | None, Quantization | None]:
+        """Adopt the record's router and payload indexes; returns its clustering and its
+        quantization where the index holds others, for ``_swap_in`` (outside the apply lock
+        when serving)."""
         live.record = record
         live.declare_payload_indexes(record.payload_indexes)
         with self.store.read() as session:
@@ -155,18 +162,37 @@ class Registry:
             elif live.router is not None:
                 live.set_router(live.router)
             _sync_emulator(session, live, record)
-        return swap
+        wanted_codes = quantization_of(record)
+        requantize = wanted_codes if wanted_codes != live.index.quantization else None
+        return swap, requantize
 
-    def _swap_in(self, live: LiveCollection, clustering: Clustering) -> None:
-        """Re-assign ``live``'s vectors to a new clustering, then adopt its router.
+    def _swap_in(
+        self, live: LiveCollection, clustering: Clustering | None, codes: Quantization | None
+    ) -> None:
+        """Re-assign ``live``'s vectors to a new clustering, then adopt its router; rebuild
+        its lists with new codes.
 
         Writes (to this collection and all others) go on during the re-assignment; only its
         last step holds this collection's writers off (VectorIndex.set_clustering).
         """
-        live.index.set_clustering(clustering)
-        with self.apply_lock:
-            if self._by_name.get(live.name) is live:
-                self._sync_versions(live, live.record)
+        if clustering is not None:
+            live.index.set_clustering(clustering)
+            with self.apply_lock:
+                if self._by_name.get(live.name) is live:
+                    self._sync_versions(live, live.record)
+        if codes is not None:
+            self._requantize(live, codes)
+
+    def _requantize(self, live: LiveCollection, codes: Quantization) -> None:
+        """Rebuild with ``codes``; if that fails the current index keeps serving (logged)."""
+        try:
+            live.index.set_quantization(codes)
+        except Exception:
+            log.exception(
+                "rebuilding with new codes failed; the current index keeps serving",
+                extra={"collection": live.name, "quantization": codes.to_dict()},
+            )
+            return
 
     # -- local changes ---------------------------------------------------------------------
 
@@ -232,17 +258,17 @@ class Registry:
                 live.changed_seq = head
                 live.apply_upsert(change.upsert_ids, change.upsert_vectors, change.upsert_labels)
                 live.apply_remove(change.removed_ids)
-            swaps: list[tuple[LiveCollection, Clustering]] = []
+            swaps: list[tuple[LiveCollection, Clustering | None, Quantization | None]] = []
             for name, live in list(self._by_name.items()):
                 if records[name].seq != live.record.seq:
-                    clustering = self._sync_versions(live, records[name])
-                    if clustering is not None:
-                        swaps.append((live, clustering))
+                    clustering, codes = self._sync_versions(live, records[name])
+                    if clustering is not None or codes is not None:
+                        swaps.append((live, clustering, codes))
             for record in fresh:
                 self._by_name[record.name] = self._rebuild(record)
             self._advance(head)
-        for live, clustering in swaps:
-            self._swap_in(live, clustering)
+        for live, clustering, codes in swaps:
+            self._swap_in(live, clustering, codes)
         return head
 
 

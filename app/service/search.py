@@ -31,6 +31,7 @@ class SearchOptions:
     target_recall: float | None = None
     filter: Filter | None = None
     emulator_per_list: int = 10  # routing "emulator": members proposed per probed list
+    rerank: int | None = None  # code candidates re-scored exactly (None: the kind's default)
     # A sharded collection with a shard down answers from the others, flagged (else 503).
     allow_partial: bool = False
 
@@ -89,29 +90,26 @@ def run_search(
     allowed = _allowed(live, opts.filter) if opts.filter is not None else None
     plan: str = "exact"
     nprobe: float | None
-    candidates: float | None = None
     if route.emulator is not None and route.nprobe is not None:
         emulator, fresh = route.emulator
         per_list = max(opts.k, opts.emulator_per_list)
-        result, candidates = emulator_search(
-            live, emulator, fresh, queries, opts.k, route.nprobe, per_list
-        )
+        result = emulator_search(live, emulator, fresh, queries, opts.k, route.nprobe, per_list)
         used, version, nprobe, plan = "emulator", emulator.version, route.nprobe, "ivf"
     elif route.nprobe is None:
-        result = _exact(live, queries, opts.k, allowed)
+        result = _exact(live, queries, opts.k, allowed, opts.rerank)
         used, version, nprobe = "exact", None, None
     elif route.adaptive is not None and route.router is not None:
-        result, learned = _adaptive(live, queries, opts.k, route.router, *route.adaptive)
+        result, learned = _adaptive(live, queries, opts, route.router, *route.adaptive)
         used = "learned" if learned else "centroid"
         version = route.router.version if learned else None
         nprobe, plan = result.nprobe, "ivf"
     else:
         chosen = route.router
         try:
-            result, plan, nprobe = _scan(live, queries, opts.k, route.nprobe, chosen, allowed)
+            result, plan, nprobe = _scan(live, queries, opts, route.nprobe, chosen, allowed)
         except RouterMismatchError:  # the clustering was swapped since we read it
             chosen = None
-            result, plan, nprobe = _scan(live, queries, opts.k, route.nprobe, None, allowed)
+            result, plan, nprobe = _scan(live, queries, opts, route.nprobe, None, allowed)
         used = "learned" if chosen is not None else "centroid"
         version = chosen.version if chosen is not None else None
         if plan == "exact":  # the filter is selective enough to search its matches exactly
@@ -124,11 +122,10 @@ def run_search(
         "router_version": version,
         "plan": plan,
         "scanned": round(result.scanned, 1),
+        "candidates": round(result.candidates, 1),
     }
     if allowed is not None:
         out["matches"] = allowed.count
-    if candidates is not None:
-        out["candidates"] = round(candidates, 1)
     return out
 
 
@@ -152,7 +149,7 @@ def _emulator_route(live: LiveCollection, opts: SearchOptions, default_nprobe: i
 def _adaptive(
     live: LiveCollection,
     queries: np.ndarray,
-    k: int,
+    opts: SearchOptions,
     router: Router,
     calibration: AdaptiveCalibration,
     level: AdaptiveLevel,
@@ -161,10 +158,11 @@ def _adaptive(
     the learned router's lists were used: not if the clustering was swapped meanwhile)."""
     index = live.index
     lists = calibration.probe_lists(router, level, prepare(queries, index.metric, index.dim))
+    k, rerank = opts.k, opts.rerank
     try:
-        return index.search(queries, k, lists=lists, router=router), True
+        return index.search(queries, k, lists=lists, router=router, rerank=rerank), True
     except RouterMismatchError:  # the lists belong to the old clustering: centroids, widely
-        return index.search(queries, k, nprobe=calibration.max_nprobe), False
+        return index.search(queries, k, nprobe=calibration.max_nprobe, rerank=rerank), False
 
 
 def _allowed(live: LiveCollection, f: Filter) -> AllowedIds:
@@ -175,13 +173,24 @@ def _allowed(live: LiveCollection, f: Filter) -> AllowedIds:
 
 
 def _exact(
-    live: LiveCollection, queries: np.ndarray, k: int, allowed: AllowedIds | None
+    live: LiveCollection,
+    queries: np.ndarray,
+    k: int,
+    allowed: AllowedIds | None,
+    rerank: int | None,
 ) -> SearchResult:
     """Exact search; with a filter, of its matches (on the filter's view once it has one)."""
     if allowed is None:
         return live.index.search(queries, k, exact=True)
     out = filtered_search(
-        live.index, queries, k, allowed, nprobe=1, plan=Plan.EXACT, views=live.filter_views
+        live.index,
+        queries,
+        k,
+        allowed,
+        nprobe=1,
+        plan=Plan.EXACT,
+        views=live.filter_views,
+        rerank=rerank,
     )
     return out.result
 
@@ -189,16 +198,25 @@ def _exact(
 def _scan(
     live: LiveCollection,
     queries: np.ndarray,
-    k: int,
+    opts: SearchOptions,
     nprobe: int,
     router: Router | None,
     allowed: AllowedIds | None,
 ) -> tuple[SearchResult, str, int | None]:
     """(result, plan, nprobe used): routed IVF search, or the filtered planner's choice."""
+    k, rerank = opts.k, opts.rerank
     if allowed is None:
-        return live.index.search(queries, k, nprobe=nprobe, router=router), "ivf", nprobe
+        result = live.index.search(queries, k, nprobe=nprobe, router=router, rerank=rerank)
+        return result, "ivf", nprobe
     out = filtered_search(
-        live.index, queries, k, allowed, nprobe=nprobe, router=router, views=live.filter_views
+        live.index,
+        queries,
+        k,
+        allowed,
+        nprobe=nprobe,
+        router=router,
+        views=live.filter_views,
+        rerank=rerank,
     )
     return out.result, str(out.plan), out.nprobe
 

@@ -13,12 +13,19 @@ import numpy as np
 from sqlalchemy import text
 
 from app.engine.allowed import AllowedCache
+from app.engine.codes import (
+    CATALYZER_KINDS,
+    Quantization,
+    QuantizationError,
+)
+from app.engine.exact import ExactStorage
 from app.engine.recall_table import RecallTable
 from app.engine.views import FilterViews
 from app.service import browse
 from app.service import payload_indexes as payload_indexes_service
 from app.service import points as point_writes
 from app.service.errors import (
+    CodesUnavailable,
     CollectionExists,
     CollectionNotFound,
     InvalidInput,
@@ -29,6 +36,7 @@ from app.service.errors import (
     TooFewQueries,
     TooManyCollections,
 )
+from app.service.indexes import IndexFactory
 from app.service.live import LiveCollection
 from app.service.query_log import QueryLogBuffer
 from app.service.registry import Registry
@@ -46,7 +54,7 @@ from app.store.jobs import JobRecord, collections_with_pending
 from app.store.points import get_point
 from app.store.query_log import count_queries
 
-BUILD, TRAIN_ROUTER = "build", "train-router"
+BUILD, TRAIN_ROUTER, QUANTIZE = "build", "train-router", "quantize"
 
 
 class Service:
@@ -67,6 +75,7 @@ class Service:
             SnapshotDir(settings.snapshot_dir),
             AllowedCache(settings.filter_cache_mib << 20),
             FilterViews(settings.filter_view_mib << 20),
+            IndexFactory(ExactStorage(settings.exact_vectors), settings.exact_vectors_dir),
         )
         self.query_log = QueryLogBuffer(
             store, max_buffer=settings.query_log_max_buffer, flush_s=settings.query_log_flush_s
@@ -138,6 +147,7 @@ class Service:
         payload_indexes: Mapping[str, str] | None = None,
         shards: int = 1,
         replicas: int = 1,
+        quantization: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         sharded = shards > 1 or replicas > 1
         if sharded and self.cluster is None:
@@ -148,6 +158,7 @@ class Service:
         declared = payload_indexes_service.checked(payload_indexes or {})
         if dim > self.settings.max_dim:
             raise InvalidInput(f"dim must be at most {self.settings.max_dim}")
+        codes = _checked_codes(quantization, dim)
         with self.registry.apply_lock:
             # Counted here, not in the store: replicas may briefly overshoot together.
             if len(self.registry.all()) >= self.settings.max_collections:
@@ -163,11 +174,15 @@ class Service:
                 algorithm=algorithm,
                 default_nprobe=default_nprobe,
                 payload_indexes=declared,
+                quantization=codes.to_dict() if codes.compressed else None,
             )
             if record is None:
                 raise CollectionExists(f"collection {name!r} already exists")
             live = LiveCollection.empty(
-                record, self.registry.filter_cache, self.registry.filter_views
+                record,
+                self.registry.indexes.new(record),
+                self.registry.filter_cache,
+                self.registry.filter_views,
             )
             if sharded and self.cluster is not None:
                 self.cluster.request(record.id, shards, replicas)
@@ -219,6 +234,8 @@ class Service:
                 "nlist": clustering.nlist if clustering is not None else None,
                 "clustering_version": clustering.version if clustering is not None else None,
                 "building": building,
+                "quantization": live.index.quantization.to_dict(),
+                "bytes_per_vector": round(live.index.bytes_per_vector(), 1),
             },
             "router": {
                 "kind": str(router.kind) if router is not None else "centroid",
@@ -361,6 +378,22 @@ class Service:
             self.worker.wake()
         return job
 
+    def set_quantization(self, name: str, quantization: Mapping[str, Any]) -> JobRecord:
+        """Check the codes asked for and enqueue the rebuild (the worker checks they can be
+        trained on the collection, then records them; every process swaps its index)."""
+        live = self.registry.get(name)
+        codes = _checked_codes(quantization, live.record.dim)
+        job = jobs.enqueue(
+            self.store,
+            QUANTIZE,
+            name,
+            {"quantization": codes.to_dict()},
+            max_attempts=self.settings.job_max_attempts,
+        )
+        if self.worker is not None:
+            self.worker.wake()
+        return job
+
     def train_router(self, name: str, params: dict[str, Any]) -> JobRecord:
         if params.get("k", 1) > self.settings.max_k:
             raise InvalidInput(f"k must be in [1, {self.settings.max_k}]")
@@ -391,6 +424,20 @@ class Service:
     def list_jobs(self, collection: str | None, status: str | None, limit: int) -> list[JobRecord]:
         """The newest jobs first, optionally of one collection and status."""
         return browse.jobs_page(self.store, collection, status, limit)
+
+
+def _checked_codes(raw: Mapping[str, Any] | None, dim: int) -> Quantization:
+    """A request's quantization: 422 if malformed, 409 if this build cannot make it."""
+    try:
+        codes = Quantization.parse(raw, dim)
+    except QuantizationError as exc:
+        raise InvalidInput(f"quantization: {exc}") from None
+    if codes.kind in CATALYZER_KINDS:
+        raise CodesUnavailable(
+            f"quantization: {codes.kind.value} needs paper 003's catalyzer, which this "
+            "build does not include yet; use none, sq8, pq or rabitq"
+        )
+    return codes
 
 
 def _recall_summary(live: LiveCollection, table: dict[str, Any]) -> dict[str, Any]:

@@ -4,9 +4,10 @@ never imports ray.
 
 The API process routes as it does for any collection (``plan_route``: learned or centroid
 router, adaptive probing) and the shards scan only their probed lists; their top-k merged
-is the single-process answer. Exact, filtered and emulator searches, and any search while
-the shards still serve another clustering than the API's (a rebalance in progress), are
-answered by the API process's own index, which holds the whole collection.
+is the single-process answer. Exact, filtered and emulator searches, searches of a
+collection whose lists hold codes (sq8, pq, ...: the shards hold float lists), and any
+search while the shards still serve another clustering than the API's (a rebalance in
+progress), are answered by the API process's own index, which holds the whole collection.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ def search_shards(
         return None
     if route.emulator is not None:  # the emulator proposes members, not lists to scan
         return None
+    if live.index.quantization.compressed:  # the shards hold float lists only
+        return None
     serving = coordinator.serving_clustering(live.record.id)
     if serving is None or serving.version != route.clustering.version:
         return None
@@ -116,6 +119,7 @@ def search_shards(
         "router_version": route.router.version if route.router is not None else None,
         "plan": "ivf",
         "scanned": round(hits.scanned, 1),
+        "candidates": 0.0,  # float lists: nothing to re-score
         "shards_probed": round(hits.shards_probed, 3),
     }
     if opts.allow_partial:

@@ -15,6 +15,7 @@ from typing import Any
 
 from app.engine.ivf import VectorIndex
 from app.engine.snapshot import SnapshotError, load_snapshot, save_snapshot
+from app.service.indexes import IndexFactory
 from app.store.collections import CollectionRecord
 
 log = logging.getLogger(__name__)
@@ -46,13 +47,16 @@ class SnapshotDir:
             if path.name.endswith(".staged") or (path.suffix == ".snap" and path.stem not in names):
                 path.unlink(missing_ok=True)
 
-    def load(self, record: CollectionRecord) -> tuple[VectorIndex, int] | None:
-        """The snapshot's index and the seq it reflects, if it belongs to this row."""
+    def load(
+        self, record: CollectionRecord, indexes: IndexFactory
+    ) -> tuple[VectorIndex, int] | None:
+        """The snapshot's index and the seq it reflects, if it belongs to this row (exact
+        vectors of a compressed kind go where ``indexes`` keeps them)."""
         path = self.path(record.name)
         if not path.exists():
             return None
         try:
-            index, meta = load_snapshot(path)
+            index, meta = load_snapshot(path, indexes.exact_storage, indexes.exact_dir)
         except (SnapshotError, OSError, ValueError) as exc:
             log.warning(
                 "snapshot unusable, rebuilding", extra={"path": str(path), "error": str(exc)}

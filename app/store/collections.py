@@ -30,6 +30,7 @@ class CollectionRecord:
     router_version: int | None
     recall_table: dict[str, Any] | None
     payload_indexes: dict[str, str]
+    quantization: dict[str, Any] | None  # None: {"kind": "none"}
     seq: int
     created_at: datetime
 
@@ -47,6 +48,7 @@ class CollectionRecord:
             router_version=row.router_version,
             recall_table=row.recall_table,
             payload_indexes=dict(row.payload_indexes or {}),
+            quantization=dict(row.quantization) if row.quantization else None,
             seq=row.seq,
             created_at=as_utc(row.created_at),
         )
@@ -62,6 +64,7 @@ def create_collection(
     algorithm: str,
     default_nprobe: int | None = None,
     payload_indexes: dict[str, str] | None = None,
+    quantization: dict[str, Any] | None = None,
 ) -> CollectionRecord | None:
     """The new collection, or None if the name is taken."""
     try:
@@ -74,6 +77,7 @@ def create_collection(
                 algorithm=algorithm,
                 default_nprobe=default_nprobe,
                 payload_indexes=payload_indexes or None,
+                quantization=quantization,
                 seq=next_seq(session),
             )
             session.add(row)
@@ -140,6 +144,20 @@ def set_payload_indexes(store: Store, name: str, fields: dict[str, str]) -> int 
             update(Collection)
             .where(Collection.name == name)
             .values(payload_indexes=fields or None, seq=seq)
+            .returning(Collection.id)
+        ).first()
+        return seq if found is not None else None
+
+
+def set_quantization(store: Store, name: str, quantization: dict[str, Any] | None) -> int | None:
+    """Record what the collection's lists should hold (None: float32); API processes
+    rebuild their index when they catch up with the write seq. None if no such collection."""
+    with store.write() as session:
+        seq = next_seq(session)
+        found = session.execute(
+            update(Collection)
+            .where(Collection.name == name)
+            .values(quantization=quantization, seq=seq)
             .returning(Collection.id)
         ).first()
         return seq if found is not None else None

@@ -55,6 +55,8 @@ class Collection(Base):
     recall_table: Mapped[Any] = mapped_column(JSON, nullable=True)
     # Declared payload indexes, {key: "keyword" | "integer" | "float" | "bool"}, or None.
     payload_indexes: Mapped[Any] = mapped_column(JSON, nullable=True)
+    # What the IVF lists hold, the API's object ({"kind": "pq", "m": 96}); None: float32.
+    quantization: Mapped[Any] = mapped_column(JSON, nullable=True)
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Counters kept in the transaction of every write (app/store/counters.py), so the

@@ -1,7 +1,7 @@
 """Paper 002's emulators: immutable versions per collection, the newest one serves.
 
 Revision ID: 0008
-Revises: 0006 (becomes 0007 once issue 15's migration lands before it)
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

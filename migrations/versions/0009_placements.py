@@ -9,7 +9,7 @@ Numbered 0009 while 0007/0008 are taken on other branches; it revises 0006, the 
 main when written: renumber and re-chain at merge.
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 """
 
 from __future__ import annotations

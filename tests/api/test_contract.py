@@ -158,6 +158,7 @@ def test_operations(client: TestClient) -> None:
         "create_collection",
         "list_collections",
         "get_collection",
+        "update_collection",
         "delete_collection",
         "build_collection",
         "set_payload_indexes",

@@ -35,6 +35,7 @@ def test_answers_errors_and_metrics(client: TestClient) -> None:
         "router_version": None,
         "plan": "exact",
         "scanned": 2.0,  # an exact search scores both points
+        "candidates": 0.0,  # float lists: nothing re-ranked
     }
     cases = [
         ("/search", b"{not json", 400, "malformed-body"),

@@ -13,7 +13,7 @@ from faiss.contrib.ivf_tools import add_preassigned
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.engine import ivf as ivf_module
+from app.engine import lists as lists_module
 from app.engine.allowed import AllowedIds
 from app.engine.clustering import Algorithm, auto_nlist, train_clustering
 from app.engine.evaluation import recall_at_k
@@ -42,7 +42,7 @@ def filled(x: np.ndarray, metric: Metric, nlist: int | None = None) -> VectorInd
 def held_lists(index: VectorIndex) -> list[tuple[np.ndarray, np.ndarray]]:
     """(ids, stored vectors) of each list, in list order: what the index really holds."""
     ivf = index._state.ivf
-    return [ivf_module._read_list(ivf, list_no) for list_no in range(ivf.nlist)]
+    return [lists_module.read_list(ivf, list_no) for list_no in range(ivf.nlist)]
 
 
 def assert_exact(

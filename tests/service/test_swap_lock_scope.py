@@ -31,9 +31,9 @@ def test_writes_to_any_collection_go_on_while_a_clustering_is_swapped_in(
                 name=name, dim=8, metric="ip", nlist=4, algorithm="kmeans", default_nprobe=4
             )
             service.index_points(name, _points(name, 400, seed=ord(name)))
-        run_build(service.store, "a", {}, lambda _: None)  # published; the swap is catch-up's
-
+        # Held before publishing: the runtime's own catch-up loop may be the one to swap.
         building, release = hold_ivf_builds(monkeypatch)
+        run_build(service.store, "a", {}, lambda _: None)  # published; the swap is catch-up's
         swap = threading.Thread(target=service.registry.catch_up, daemon=True)
         swap.start()
         building.wait()

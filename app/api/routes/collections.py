@@ -1,4 +1,4 @@
-"""Collections: create, list, read, delete, (re)build the IVF."""
+"""Collections: create, list, read, delete, (re)build the IVF, change its codes."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from app.api.schemas import (
     CollectionCreate,
     CollectionInfo,
     CollectionList,
+    CollectionPatch,
     JobAccepted,
     Name,
     PayloadIndexesUpdate,
@@ -38,6 +39,9 @@ def create_collection(body: CollectionCreate, service: ServiceDep) -> Response:
         payload_indexes=body.payload_indexes,
         shards=body.shards,
         replicas=body.replicas,
+        quantization=body.quantization.model_dump(exclude_none=True)
+        if body.quantization is not None
+        else None,
     )
     return OrjsonResponse(info, status_code=201)
 
@@ -83,4 +87,18 @@ def build_collection(
 ) -> Response:
     params = body.model_dump(exclude_none=True) if body is not None else {}
     job = service.build(name, params)
+    return OrjsonResponse({"job_id": job.id}, status_code=202)
+
+
+@router.patch(
+    "/collections/{name}",
+    status_code=202,
+    response_model=JobAccepted,
+    operation_id="update_collection",
+)
+def update_collection(name: Name, body: CollectionPatch, service: ServiceDep) -> Response:
+    """Rebuild the index with new codes (``quantization``): the job checks they can be
+    trained on this collection, then every API process rebuilds aside and swaps the new
+    index in; searches keep working, and a failed rebuild leaves the old index serving."""
+    job = service.set_quantization(name, body.quantization.model_dump(exclude_none=True))
     return OrjsonResponse({"job_id": job.id}, status_code=202)

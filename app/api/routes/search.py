@@ -46,6 +46,8 @@ def _options(params: SearchParams, settings: Settings) -> SearchOptions:
         raise InvalidInput("give nprobe or target_recall, not both")
     if params.target_recall is not None and params.routing == "exact":
         raise InvalidInput("target_recall does not apply to exact search")
+    if params.rerank is not None and params.rerank > settings.max_rerank:
+        raise InvalidInput(f"rerank must be in [1, {settings.max_rerank}]")
     return SearchOptions(
         params.k,
         params.nprobe,
@@ -54,6 +56,7 @@ def _options(params: SearchParams, settings: Settings) -> SearchOptions:
         params.target_recall,
         _filter(params),
         settings.emulator_candidates_per_list,
+        params.rerank,
         allow_partial=params.allow_partial,
     )
 

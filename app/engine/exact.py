@@ -1,0 +1,191 @@
+"""Exact vectors kept beside the code lists: what re-ranking scores and what rebuilds read.
+
+Codes cannot be decoded back to the vectors they came from, so a compressed index keeps
+every prepared vector here, by id, in one of three places (``VECROUTE_EXACT_VECTORS``):
+
+- ``float32``: in memory, 4 bytes per dimension; re-ranked scores are the exact ones;
+- ``float16``: in memory, 2 bytes per dimension; scores are exact for the half-precision
+  vectors (relative error ~1e-3);
+- ``mmap``: float32 in a private file mapped into memory (unlinked at creation, so it goes
+  with the process), paged in by the kernel on demand: only the few hundred rows a query
+  re-ranks are touched, and resident memory holds the page cache's choice, not the whole.
+
+Ids map to rows through two sorted int64 arrays (16 bytes per vector, no Python objects);
+freed rows are reused. Not thread-safe on its own: ``VectorIndex`` guards it with the same
+reader-writer lock as its lists, so a search never re-ranks an id whose row was freed.
+"""
+
+from __future__ import annotations
+
+import mmap
+import tempfile
+from collections.abc import Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.engine.metric import Metric
+
+_GROWTH = 1.5
+_MIN_CAPACITY = 64
+
+
+class ExactStorage(StrEnum):
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+    MMAP = "mmap"
+
+
+class ExactVectors:
+    """Prepared vectors by int64 id, in memory (float32/float16) or memory-mapped."""
+
+    def __init__(self, dim: int, storage: ExactStorage, directory: Path | None = None) -> None:
+        self.dim = int(dim)
+        self.storage = ExactStorage(storage)
+        self.directory = directory
+        self._dtype = np.float16 if self.storage is ExactStorage.FLOAT16 else np.float32
+        self._keys = np.empty(0, np.int64)  # sorted ids
+        self._rows = np.empty(0, np.int64)  # row of each key
+        self._free = np.empty(0, np.int64)  # rows released by removals, reused first
+        self._high = 0  # rows handed out so far
+        self._file: Any = None
+        self._data = self._allocate(_MIN_CAPACITY)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Every id held, sorted (a read-only view)."""
+        view = self._keys.view()
+        view.flags.writeable = False
+        return view
+
+    def bytes_per_vector(self) -> int:
+        """Resident bytes per vector: the id map, and the row itself unless memory-mapped."""
+        row = 0 if self.storage is ExactStorage.MMAP else self.dim * self._dtype().itemsize
+        return 16 + row
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """The row of each id, -1 where it is not held (nor padding -1)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        keys = self._keys
+        if not len(keys):
+            return np.full(ids.shape, -1, np.int64)
+        pos = np.searchsorted(keys, ids)
+        np.minimum(pos, len(keys) - 1, out=pos)
+        return np.where(keys[pos] == ids, self._rows[pos], -1)
+
+    def contains(self, ids: np.ndarray) -> np.ndarray:
+        return self.rows_of(ids) >= 0
+
+    def get(self, ids: np.ndarray) -> np.ndarray:
+        """float32 (len(ids), dim) of ids that must all be held."""
+        rows = self.rows_of(ids)
+        if (rows < 0).any():
+            raise KeyError("some ids are not held")
+        return self.take(rows)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        return np.take(self._data, rows, axis=0).astype(np.float32, copy=False)
+
+    def put(self, ids: np.ndarray, x: np.ndarray) -> None:
+        """Store ``x`` under distinct ``ids`` (replacing those held)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if x.shape != (len(ids), self.dim):
+            raise ValueError(f"expected ({len(ids)}, {self.dim}) vectors, got {x.shape}")
+        rows = self.rows_of(ids)
+        new = rows < 0
+        n_new = int(new.sum())
+        if n_new:
+            reused = self._free[len(self._free) - min(n_new, len(self._free)) :]
+            self._free = self._free[: len(self._free) - len(reused)]
+            fresh = np.arange(self._high, self._high + n_new - len(reused), dtype=np.int64)
+            self._high += len(fresh)
+            self._ensure(self._high)
+            rows[new] = np.concatenate([reused, fresh])
+            order = np.argsort(ids[new], kind="stable")
+            new_ids, new_rows = ids[new][order], rows[new][order]
+            at = np.searchsorted(self._keys, new_ids)
+            self._keys = np.insert(self._keys, at, new_ids)
+            self._rows = np.insert(self._rows, at, new_rows)
+        self._data[rows] = x
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Forget ``ids``; returns how many were held."""
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        if not len(ids) or not len(self._keys):
+            return 0
+        pos = np.minimum(np.searchsorted(self._keys, ids), len(self._keys) - 1)
+        held = pos[self._keys[pos] == ids]
+        if not len(held):
+            return 0
+        self._free = np.concatenate([self._free, self._rows[held]])
+        self._keys = np.delete(self._keys, held)
+        self._rows = np.delete(self._rows, held)
+        return len(held)
+
+    def blocks(self, size: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, float32 vectors) in id order; read while no writer runs (caller's lock)."""
+        for start in range(0, len(self._keys), size):
+            ids = self._keys[start : start + size].copy()
+            yield ids, self.take(self._rows[start : start + size])
+
+    def score(self, q: np.ndarray, candidates: np.ndarray, metric: Metric) -> np.ndarray:
+        """Exact scores (higher is better) of each query's candidate ids; -inf where an id is
+        padding or no longer held. ``q``: (n, d) prepared, ``candidates``: (n, c)."""
+        rows = self.rows_of(candidates)
+        if rows.size and rows.min() >= 0:  # the common case: one gather, one product
+            x = self.take(rows.reshape(-1)).reshape(*rows.shape, self.dim)
+            if metric is Metric.L2:
+                diff = x - q[:, None, :]
+                return -np.einsum("ncd,ncd->nc", diff, diff)
+            return np.einsum("ncd,nd->nc", x, q)
+        held = rows >= 0
+        scores = np.full(candidates.shape, -np.inf, np.float32)
+        if not held.any():
+            return scores
+        which = np.nonzero(held)
+        x = self.take(rows[which])
+        qq = q[which[0]]
+        if metric is Metric.L2:
+            diff = qq - x
+            scores[which] = -np.einsum("ij,ij->i", diff, diff)
+        else:
+            scores[which] = np.einsum("ij,ij->i", qq, x)
+        return scores
+
+    def copy_of(self, ids: np.ndarray) -> ExactVectors:
+        """A new store holding ``ids`` (all held here), same storage."""
+        out = ExactVectors(self.dim, self.storage, self.directory)
+        for start in range(0, len(ids), 8192):
+            chunk = ids[start : start + 8192]
+            out.put(chunk, self.get(chunk))
+        return out
+
+    def _ensure(self, rows: int) -> None:
+        if rows <= len(self._data):
+            return
+        old = self._data
+        grown = self._allocate(max(rows, int(len(old) * _GROWTH)))
+        if self.storage is not ExactStorage.MMAP:  # a mapping of the grown file has them
+            grown[: len(old)] = old
+        self._data = grown
+
+    def _allocate(self, capacity: int) -> np.ndarray:
+        if self.storage is not ExactStorage.MMAP:
+            return np.empty((capacity, self.dim), self._dtype)
+        if self._file is None:
+            if self.directory is not None:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            # Unlinked at once (O_TMPFILE where available): the rows live as long as we do.
+            self._file = tempfile.TemporaryFile(dir=self.directory)  # noqa: SIM115 (kept open)
+        nbytes = capacity * self.dim * 4
+        self._file.truncate(nbytes)
+        # A new mapping of the grown file; the old one stays valid for whoever holds it.
+        mapped = mmap.mmap(self._file.fileno(), nbytes)
+        # Re-ranking reads scattered rows: no read-ahead of neighbouring pages on a fault.
+        mapped.madvise(mmap.MADV_RANDOM)
+        return np.ndarray((capacity, self.dim), np.float32, buffer=mapped)

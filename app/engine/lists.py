@@ -1,0 +1,179 @@
+"""faiss IVF list plumbing: build, fill, scan, add to, remove from and read an IVF's lists.
+
+Plain functions over one faiss IVF; what the lists mean (which clustering, which codes,
+which locks) is ``ivf.VectorIndex``'s business. Every IVF here has its quantizer filled
+with the clustering's representatives and is searched through ``search_preassigned``, so
+routing stays the caller's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import faiss
+import numpy as np
+
+from app.engine.clustering import Clustering
+from app.engine.codes import is_fast_scan
+from app.engine.metric import Metric, faiss_metric
+
+HASHTABLE: int = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]  # missing from stubs
+
+
+def new_ivf(
+    dim: int, metric: Metric, clustering: Clustering | None, *, hashtable: bool = True
+) -> faiss.IndexIVFFlat:
+    """An empty, trained IVF whose quantizer holds the representatives (one zero list if none).
+
+    ``hashtable=False`` leaves the id map to ``_fill_exact``, which builds it once at the end.
+    """
+    reps = clustering.representatives if clustering is not None else np.zeros((1, dim), np.float32)
+    quantizer = faiss.IndexFlat(dim, faiss_metric(metric))
+    quantizer.add(reps)
+    # faiss's Python wrapper keeps ``quantizer`` alive as long as the IVF.
+    ivf = faiss.IndexIVFFlat(quantizer, dim, reps.shape[0], faiss_metric(metric))
+    if hashtable:
+        ivf.set_direct_map_type(HASHTABLE)
+    parallel_over_queries(ivf)
+    return ivf
+
+
+def fill_exact(
+    ivf: faiss.IndexIVFFlat,
+    blocks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
+    clustering: Clustering | None,
+) -> None:
+    """Bulk-fill an empty IVF (without id map) from ``blocks()`` of (ids, prepared vectors).
+
+    faiss's ``add`` appends entry by entry, so each list's vector grows geometrically and
+    ends up to twice its size (about +40% memory on average). Here every list is sized
+    once to its final length, then written in place: two passes over ``blocks()`` (the
+    first only assigns), never a second copy of the whole collection.
+    """
+    assigns = [assign_lists(clustering, vecs) for _, vecs in blocks()]
+    total = sum(len(a) for a in assigns)
+    invlists: Any = ivf.invlists
+    if total:
+        counts = np.bincount(np.concatenate(assigns), minlength=ivf.nlist)
+        for list_no in np.flatnonzero(counts):
+            invlists.resize(int(list_no), int(counts[list_no]))
+    filled = np.zeros(ivf.nlist, dtype=np.int64)
+    for (ids, vecs), assign in zip(blocks(), assigns, strict=True):
+        if not len(assign):
+            continue
+        order = np.argsort(assign, kind="stable")
+        lists, ids, vecs = assign[order], ids[order], vecs[order]
+        targets, starts = np.unique(lists, return_index=True)
+        ends = np.append(starts[1:], len(lists))
+        for list_no, start, end in zip(
+            targets.tolist(), starts.tolist(), ends.tolist(), strict=True
+        ):
+            invlists.update_entries(
+                list_no,
+                int(filled[list_no]),
+                end - start,
+                faiss.swig_ptr(ids[start:end]),
+                faiss.swig_ptr(vecs[start:end].view(np.uint8)),
+            )
+            filled[list_no] += end - start
+    ivf.ntotal = total
+    ivf.set_direct_map_type(HASHTABLE)  # built from the lists, sized once for ``total`` ids
+
+
+def parallel_over_queries(ivf: faiss.IndexIVF) -> None:
+    # faiss's default mode 0 parallelises in ``search`` around ``search_preassigned``, which
+    # then runs single-threaded; mode 3 splits the queries of a preassigned search across
+    # OpenMP threads. Not serialised, so set on every IVF we build or load.
+    ivf.parallel_mode = 3
+
+
+def assign_lists(clustering: Clustering | None, x: np.ndarray) -> np.ndarray:
+    if clustering is None:
+        return np.zeros(x.shape[0], dtype=np.int64)
+    return clustering.assign(x)
+
+
+def scan(
+    ivf: faiss.IndexIVF,
+    q: np.ndarray,
+    k: int,
+    probe: np.ndarray,
+    selector: faiss.IDSelector | None,
+    coarse: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """faiss's preassigned search: (distances, ids, vectors scored in the probed lists;
+    -1 where the index keeps no statistics: fast-scan lists).
+
+    Per-call parameters and statistics, so concurrent searches never share them.
+    ``coarse``: each probed list's centre term, for residual codes that need it.
+    """
+    n, width = probe.shape
+    params = faiss.SearchParametersIVF()
+    params.nprobe = width
+    if selector is not None:
+        params.sel = selector
+    distances = np.empty((n, k), dtype=np.float32)
+    ids = np.empty((n, k), dtype=np.int64)
+    if n == 0:
+        return distances, ids, 0
+    stats = None if is_fast_scan(ivf) else faiss.IndexIVFStats()
+    if coarse is None:
+        coarse = np.zeros((n, width), dtype=np.float32)  # unused without residual codes
+    swig: Any = ivf  # faiss's stubs miss the SWIG-level C entry point
+    swig.search_preassigned_c(
+        n,
+        faiss.swig_ptr(q),
+        k,
+        faiss.swig_ptr(probe),
+        faiss.swig_ptr(coarse),
+        faiss.swig_ptr(distances),
+        faiss.swig_ptr(ids),
+        False,
+        params,
+        stats,
+    )
+    return distances, ids, int(stats.ndis) if stats is not None else -1
+
+
+def add(ivf: faiss.IndexIVF, x: np.ndarray, assign: np.ndarray, ids: np.ndarray) -> None:
+    if is_fast_scan(ivf):
+        # Packed lists take entries only through faiss's add, which assigns with the
+        # quantizer: it reproduces the clustering's rule (codes.train_code_ivf).
+        ivf.add_with_ids(x, ids)
+        return
+    ivf.add_core(len(ids), faiss.swig_ptr(x), faiss.swig_ptr(ids), faiss.swig_ptr(assign))
+
+
+def remove(ivf: faiss.IndexIVF, ids: np.ndarray) -> int:
+    if len(ids) == 0:
+        return 0
+    if is_fast_scan(ivf):
+        # No id map on packed lists: one pass over the lists, ids tested in a hash set.
+        return int(ivf.remove_ids(faiss.IDSelectorBatch(len(ids), faiss.swig_ptr(ids))))
+    # The hashtable direct map removes in O(1) per id, but only through an IDSelectorArray.
+    return int(ivf.remove_ids(faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids))))
+
+
+def read_list(
+    ivf: faiss.IndexIVF, list_no: int, passes: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of one list's ids and vectors; with ``passes`` (bools by id, the last one
+    standing for every id beyond), of those whose id passes only, and only those are read."""
+    invlists: Any = ivf.invlists  # faiss's stubs type it Optional and miss release_*
+    size = invlists.list_size(list_no)
+    if not size:
+        return np.empty(0, np.int64), np.empty((0, ivf.d), np.float32)
+    id_ptr = invlists.get_ids(list_no)
+    code_ptr = invlists.get_codes(list_no)
+    try:
+        ids = faiss.rev_swig_ptr(id_ptr, size)  # views of faiss's memory, copied below
+        codes = faiss.rev_swig_ptr(code_ptr, size * ivf.code_size)
+        vecs = codes.view(np.float32).reshape(size, ivf.d)
+        if passes is None:
+            return ids.copy(), vecs.copy()
+        keep = passes[np.minimum(ids, len(passes) - 1)]
+        return ids[keep], vecs[keep]  # boolean indexing copies
+    finally:
+        invlists.release_ids(list_no, id_ptr)
+        invlists.release_codes(list_no, code_ptr)

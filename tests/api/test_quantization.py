@@ -1,0 +1,237 @@
+"""Quantization kinds over HTTP: creation, bad input, re-ranked search, PATCH rebuilds, restart."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.engine.metric import Metric, prepare
+from app.main import create_app
+from app.settings import Settings
+from bench import debian
+from tests.api.checked import json_of
+from tests.api.conftest import wait_ready
+from tests.api.progress import collection, finished_job, served_build, start_build, succeeded_job
+from tests.api.servers import Server
+from tests.waiting import wait_until
+
+N_DOCS = 1200
+
+
+@pytest.fixture
+def manual_client(settings: Settings) -> Iterator[TestClient]:
+    """No automatic jobs; bodies large enough for 100 384-d points."""
+    update = {"auto_policy": False, "max_body_bytes": 8 << 20}
+    with TestClient(create_app(settings.model_copy(update=update))) as c:
+        wait_ready(c)
+        yield c
+
+
+@pytest.fixture(scope="module")
+def data() -> debian.Dataset:
+    return debian.load("cos", n_docs=N_DOCS, n_train=10, n_test=40)
+
+
+def create(client: httpx.Client, quantization: dict[str, Any] | None, name: str = "docs") -> None:
+    body: dict[str, Any] = {"name": name, "dim": 384, "metric": "cosine", "nlist": 16}
+    if quantization is not None:
+        body["quantization"] = quantization
+    json_of(client.post("/collections", json=body), 201)
+
+
+def upload(client: httpx.Client, docs: np.ndarray, name: str = "docs", start: int = 0) -> None:
+    for lo in range(0, len(docs), 100):
+        points = [
+            {"id": f"d{start + i}", "vector": docs[i].tolist()}
+            for i in range(lo, min(lo + 100, len(docs)))
+        ]
+        json_of(client.post("/index", json={"collection": name, "points": points}))
+
+
+def search(client: httpx.Client, q: np.ndarray, **extra: Any) -> dict[str, Any]:
+    body = {"collection": "docs", "vector": q.tolist(), "k": 10, "log": False, **extra}
+    return dict(json_of(client.post("/search", json=body)))
+
+
+def exact_scores(docs: np.ndarray, q: np.ndarray, hits: list[dict[str, Any]]) -> np.ndarray:
+    x = prepare(docs, Metric.COSINE)
+    qq = prepare(q, Metric.COSINE)[0]
+    return np.array([x[int(h["id"][1:])] @ qq for h in hits], np.float32)
+
+
+def test_bad_quantizations_are_422_and_create_nothing(manual_client: TestClient) -> None:
+    for bad in (
+        {"kind": "zip"},
+        {"kind": "pq", "m": 7},  # does not divide 384
+        {"kind": "sq8", "m": 4},  # not a parameter of sq8
+        {"kind": "pq", "nbits": 8},
+        {"kind": "catalyzer-sign", "bits": 32},  # bits not offered
+        {"kind": "catalyzer-lattice", "bits": 128},
+        {"m": 4},
+    ):
+        r = manual_client.post(
+            "/collections", json={"name": "bad", "dim": 384, "quantization": bad}
+        )
+        assert r.status_code == 422, (bad, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+    r = manual_client.post(
+        "/collections", json={"name": "bad", "dim": 384, "quantization": {"kind": "catalyzer-sign"}}
+    )
+    assert r.status_code == 409 and "catalyzer" in r.json()["detail"], r.text
+    assert manual_client.get("/collections/bad").status_code == 404
+    # PATCH: same checks, nothing enqueued, nothing changed.
+    create(manual_client, {"kind": "sq8"})
+    for bad in ({"kind": "zip"}, {"kind": "pq", "m": 5}, {"kind": "catalyzer-lattice"}):
+        r = manual_client.patch("/collections/docs", json={"quantization": bad})
+        assert r.status_code in (409, 422), r.text
+    assert (
+        manual_client.patch("/collections/nope", json={"quantization": {"kind": "sq8"}}).status_code
+        == 404
+    )
+    assert json_of(manual_client.get("/jobs"))["jobs"] == []
+    assert collection(manual_client)["index"]["quantization"] == {"kind": "sq8"}
+    r = manual_client.post(
+        "/search", json={"collection": "docs", "vector": [0.0] * 384, "rerank": 0}
+    )
+    assert r.status_code == 422
+
+
+@pytest.mark.parametrize("kind", ["sq8", "pq", "rabitq"])
+def test_searches_on_codes_return_exact_scores(
+    manual_client: TestClient, data: debian.Dataset, kind: str
+) -> None:
+    create(manual_client, {"kind": kind})
+    upload(manual_client, data.docs)
+    info = served_build(manual_client, start_build(manual_client))
+    assert info["index"]["quantization"]["kind"] == kind
+    # Exact float32 vectors in memory (the default) plus their id map, plus the codes.
+    assert 384 * 4 + 16 < info["index"]["bytes_per_vector"] < 2 * (384 * 4 + 16)
+    found = 0
+    for q in data.test_queries[:10]:
+        out = search(manual_client, q, nprobe=4)
+        assert out["candidates"] > 10 and out["scanned"] > 0
+        got = np.array([h["score"] for h in out["hits"]], np.float32)
+        np.testing.assert_allclose(got, exact_scores(data.docs, q[None], out["hits"]), atol=1e-5)
+        # Re-ranking every candidate of every list is exact search.
+        every = search(manual_client, q, nprobe=16, rerank=N_DOCS)
+        exact = search(manual_client, q, routing="exact")
+        assert [h["id"] for h in every["hits"]] == [h["id"] for h in exact["hits"]]
+        found += len(out["hits"])
+    assert found == 100
+    batch = json_of(
+        manual_client.post(
+            "/search/batch",
+            json={"collection": "docs", "vectors": data.test_queries[:5].tolist(), "rerank": 30},
+        )
+    )
+    assert batch["candidates"] == 30 and len(batch["results"]) == 5
+
+
+def test_a_failed_rebuild_keeps_the_old_index(
+    manual_client: TestClient, data: debian.Dataset
+) -> None:
+    create(manual_client, None)
+    upload(manual_client, data.docs[:100])  # too few points for 4-bit codebooks (256)
+    served_build(manual_client, start_build(manual_client, nlist=4))
+    before = search(manual_client, data.test_queries[0])
+    r = manual_client.patch("/collections/docs", json={"quantization": {"kind": "pq"}})
+    assert r.status_code == 202, r.text
+    job = finished_job(manual_client, r.json()["job_id"])
+    assert job["status"] == "failed" and "at least 256 points" in job["error"], job
+    info = collection(manual_client)
+    assert info["index"]["quantization"] == {"kind": "none"}
+    assert search(manual_client, data.test_queries[0]) == before
+
+
+def test_patch_rebuilds_while_searches_go_on_and_survives_a_restart(
+    database_url: str, tmp_path: Path, data: debian.Dataset
+) -> None:
+    env = {"VECROUTE_AUTO_POLICY": "false", "VECROUTE_EXACT_VECTORS": "mmap"}
+    server = Server(database_url, tmp_path / "api", **env).start()
+    failures: list[str] = []
+    searches = [0]
+    stop = threading.Event()
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            create(client, None)
+            upload(client, data.docs)
+            served_build(client, start_build(client))
+            float_bytes = collection(client)["index"]["bytes_per_vector"]
+
+            def search_loop() -> None:
+                with httpx.Client(base_url=server.url, timeout=60) as c:
+                    while not stop.is_set():
+                        q = data.test_queries[searches[0] % len(data.test_queries)]
+                        body = {"collection": "docs", "vector": q.tolist(), "k": 10, "log": False}
+                        r = c.post("/search", json=body)
+                        searches[0] += 1
+                        if r.status_code != 200 or len(r.json()["hits"]) != 10:
+                            failures.append(f"{r.status_code}: {r.text[:200]}")
+
+            loop = threading.Thread(target=search_loop, daemon=True)
+            loop.start()
+            r = client.patch("/collections/docs", json={"quantization": {"kind": "pq", "m": 48}})
+            assert r.status_code == 202, r.text
+            succeeded_job(client, r.json()["job_id"])
+            info = wait_until(
+                lambda: (i := collection(client))["index"]["quantization"]["kind"] == "pq" and i,
+                what="the pq index to be served",
+            )
+            seen = searches[0]
+            wait_until(lambda: searches[0] > seen + 20, what="searches on the new index")
+            stop.set()
+            loop.join()
+            assert failures == [] and searches[0] > 20
+            assert info["index"]["quantization"] == {"kind": "pq", "m": 48}
+            # Memory-mapped exact vectors: 24 code bytes (plus the padding of each list's last
+            # block of 32 codes), 8 list-id bytes, 16 id-map bytes.
+            assert 48 <= info["index"]["bytes_per_vector"] < 48 + 24 < float_bytes
+            before = [search(client, q, nprobe=4) for q in data.test_queries[:5]]
+        server.stop()  # writes the snapshot
+        server.start()
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            assert collection(client)["index"]["quantization"] == {"kind": "pq", "m": 48}
+            assert [search(client, q, nprobe=4) for q in data.test_queries[:5]] == before
+    finally:
+        stop.set()
+        server.stop()
+
+
+def test_a_replica_rebuilds_when_it_catches_up(
+    settings: Settings, tmp_path: Path, data: debian.Dataset
+) -> None:
+    """Two API processes on one store (in-process here): the PATCH through one is recorded
+    by the worker, and the other rebuilds its index with the new codes on catch-up."""
+    update = {"auto_policy": False, "max_body_bytes": 8 << 20}
+    primary = settings.model_copy(update=update)
+    replica = settings.model_copy(
+        update={**update, "data_dir": tmp_path / "replica", "embedded_worker": False}
+    )
+    with TestClient(create_app(primary)) as a, TestClient(create_app(replica)) as b:
+        wait_ready(a)
+        wait_ready(b)
+        create(a, None)
+        upload(a, data.docs[:600])
+        served_build(a, start_build(a, nlist=8))
+        wait_until(
+            lambda: collection(b)["index"]["state"] == "ivf", what="the replica's clustering"
+        )
+        r = a.patch("/collections/docs", json={"quantization": {"kind": "sq8"}})
+        succeeded_job(a, r.json()["job_id"])
+        for client in (a, b):  # the primary rebuilds on its own catch-up too
+            info = wait_until(
+                lambda c=client: (
+                    (i := collection(c))["index"]["quantization"]["kind"] == "sq8" and i
+                ),
+                what="both processes to serve sq8 lists",
+            )
+            assert info["count"] == 600
+        q = data.test_queries[0]
+        assert search(b, q, nprobe=8, rerank=600) == search(a, q, nprobe=8, rerank=600)

@@ -1,0 +1,93 @@
+"""The ``quantize`` job: check that a collection can hold the codes asked for, then record them.
+
+Like ``build``, it reads and writes only the store: it trains the codebooks once on the
+collection's vectors (so a kind that cannot be built fails here, with the reason on the
+job, and nothing changes), then records the quantization; every API process rebuilds its
+index with the new codes when it catches up, aside, and swaps it in (searches go on; if
+its rebuild fails, it keeps serving the old index). Codebooks are trained in each process
+from its own exact vectors, so they always fit the lists they encode.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from app.engine.codes import (
+    TRAIN_SAMPLE,
+    CodeUnavailable,
+    Quantization,
+    QuantizationError,
+    min_train_points,
+    train_code_ivf,
+)
+from app.engine.metric import Metric, prepare
+from app.store.collections import get_collection, set_quantization
+from app.store.db import Store
+from app.store.points import count_points, iter_live_points
+from app.store.versions import load_clustering
+
+Progress = Callable[[float], None]
+
+
+class QuantizeError(RuntimeError):
+    """The codes cannot be built for this collection; retrying will not help."""
+
+    permanent = True
+
+
+def run_quantize(store: Store, collection: str, params: dict[str, Any], progress: Progress) -> dict:
+    started = time.perf_counter()
+    with store.read() as session:
+        record = get_collection(session, collection)
+        if record is None:
+            raise QuantizeError(f"collection {collection!r} no longer exists")
+        try:
+            quantization = Quantization.parse(params.get("quantization"), record.dim)
+        except QuantizationError as exc:
+            raise QuantizeError(str(exc)) from None
+        total = count_points(session, record.id)
+        clustering = (
+            load_clustering(session, record.id, record.clustering_version)
+            if record.clustering_version is not None
+            else None
+        )
+        wanted = clustering is not None and quantization.compressed
+        sample = _sample(session, record.id, record.dim, total) if wanted else None
+    progress(0.5)
+    if quantization.compressed and clustering is not None and sample is not None:
+        needed = min_train_points(quantization)
+        if total < needed:
+            raise QuantizeError(
+                f"{quantization.kind.value} trains its codebooks on at least {needed} points; "
+                f"{collection!r} holds {total}"
+            )
+        try:
+            metric = Metric(record.metric)
+            train_code_ivf(
+                quantization, record.dim, metric, clustering, prepare(sample, metric, record.dim)
+            )
+        except CodeUnavailable as exc:
+            raise QuantizeError(str(exc)) from None
+    progress(0.9)
+    stored = quantization.to_dict() if quantization.compressed else None
+    if set_quantization(store, collection, stored) is None:
+        raise QuantizeError(f"collection {collection!r} no longer exists")
+    return {
+        "quantization": quantization.to_dict(),
+        "n_points": total,
+        "waits_for_clustering": clustering is None,  # codes come with the first build
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _sample(session: Any, collection_id: int, dim: int, total: int) -> np.ndarray:
+    share = min(1.0, TRAIN_SAMPLE / max(total, 1))
+    rng = np.random.default_rng(0)
+    picked = []
+    for _, vectors, _ in iter_live_points(session, collection_id, dim):
+        picked.append(vectors[rng.random(len(vectors)) < share] if share < 1 else vectors)
+    return np.concatenate(picked) if picked else np.empty((0, dim), np.float32)
