@@ -16,8 +16,10 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY migrations ./migrations
 COPY app ./app
 COPY worker ./worker
-# Editable: migrations are found next to the app package (app/store/migrate.py).
-RUN pip install -e . \
+# Editable: migrations are found next to the app package (app/store/migrate.py). EXTRAS:
+# optional parts of pyproject.toml, e.g. `cluster` (Ray) for the compose profile `cluster`.
+ARG EXTRAS=""
+RUN pip install -e ."${EXTRAS:+[$EXTRAS]}" \
     && useradd --system --uid 10001 --create-home --home-dir /var/lib/vecroute vecroute
 
 # Snapshots of the indexes live here (derived state: the store is the source of truth).

@@ -19,6 +19,7 @@ from app.api.request_id import RequestIdMiddleware
 from app.api.routes import collections, console, jobs, ops, points, report, search
 from app.engine.ivf import scan_serially_on_this_thread
 from app.service.service import Service
+from app.service.sharded_search import ShardCoordinator
 from app.settings import Settings
 from app.store.db import Store
 
@@ -26,11 +27,32 @@ from app.store.db import Store
 def build_service(settings: Settings) -> Service:
     """The service over the configured store, with the worker embedded if the settings say so."""
     store = Store(settings.resolved_database_url)
+    address = settings.cluster_address
+    cluster = build_coordinator(settings, store, address) if address else None
     if not settings.embedded_worker:
-        return Service(settings, store)
+        return Service(settings, store, cluster=cluster)
     from worker.worker import Worker  # only here: the API process needs no worker otherwise
 
-    return Service(settings, store, Worker(settings, store))
+    return Service(settings, store, Worker(settings, store), cluster)
+
+
+def build_coordinator(settings: Settings, store: Store, address: str) -> ShardCoordinator:
+    """Join the Ray cluster at ``address`` and coordinate the sharded collections over it."""
+    from app.cluster import ray_runtime  # only with a cluster: it brings ray in
+
+    ray_runtime.connect(address)
+    from app.cluster.coordinator import Coordinator
+
+    return Coordinator(
+        store,
+        settings.resolved_database_url,
+        ray_runtime.alive_nodes,
+        nprobe=settings.default_nprobe,
+        placement_queries=settings.placement_queries,
+        sync_interval_s=settings.cluster_sync_interval_s,
+        search_timeout_s=settings.cluster_search_timeout_s,
+        ready_timeout_s=settings.cluster_ready_timeout_s,
+    )
 
 
 class VecrouteApp(FastAPI):

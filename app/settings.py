@@ -82,6 +82,18 @@ class Settings(BaseSettings):
     # Newest logged queries kept per collection (and the most a training job reads).
     query_log_retention: int = Field(default=200_000, ge=1)
 
+    # Sharded collections (issue 19): a Ray cluster's address, or "local" to start one in
+    # this process for trying it. Unset: one process, and ray is never imported.
+    cluster_address: str | None = None
+    # A replica that does not answer a search within this is lost: its shard's next answers.
+    cluster_search_timeout_s: float = Field(default=10.0, gt=0)
+    # How often the coordinator looks for new clusterings and routers to place.
+    cluster_sync_interval_s: float = Field(default=1.0, gt=0)
+    # How long new replicas may take to load before a rebalance gives up (the old serve on).
+    cluster_ready_timeout_s: float = Field(default=600.0, gt=0)
+    # The newest logged queries whose co-probes place the lists.
+    placement_queries: int = Field(default=20_000, ge=1)
+
     log_level: str = "INFO"
     # One JSON line per request (method, path, status, ms, request_id); off by default
     # because it costs a log write on every search.

@@ -56,7 +56,8 @@ class CollectionCreate(Strict):
     shards: int = Field(
         default=1,
         ge=1,
-        description="Shards over a Ray cluster; this service runs without one: above 1 is 409",
+        description="Shards over a Ray cluster (VECROUTE_CLUSTER_ADDRESS); without one, "
+        "above 1 is 409",
     )
     replicas: int = Field(
         default=1,
@@ -70,6 +71,40 @@ class CollectionPatch(Strict):
     """Changes that rebuild the index: answered 202 with the job that does it."""
 
     quantization: QuantizationSpec
+
+
+class ShardReplicaInfo(BaseModel):
+    node: str = Field(description="The Ray node id the replica runs on")
+    pid: int
+    state: Literal["ready", "loading"]
+
+
+class ShardInfo(BaseModel):
+    shard: int
+    lists: int
+    points: int
+    replicas: list[ShardReplicaInfo]
+
+
+ShardsField = Annotated[
+    list[ShardInfo] | None,
+    Field(
+        description="Only for a sharded collection (a cluster): its shards under the serving "
+        "placement (no lists and no replicas until the worker has built its clustering).",
+    ),
+]
+ShardsProbed = Annotated[
+    float | None,
+    Field(description="Sharded collections: distinct shards searched per query (mean)."),
+]
+Partial = Annotated[
+    bool | None,
+    Field(description="With allow_partial: whether shards were left out of these hits."),
+]
+MissingShards = Annotated[
+    list[int] | None,
+    Field(description="With allow_partial: the shards left out (no live replica)."),
+]
 
 
 class PayloadIndexesUpdate(Strict):
@@ -135,6 +170,7 @@ class CollectionInfo(BaseModel):
     )
     payload_indexes: dict[str, str] = Field(default_factory=dict)
     created_at: str
+    shards: ShardsField = None
 
 
 class CollectionList(BaseModel):
@@ -210,6 +246,11 @@ class SearchParams(Strict):
     log: bool = True
     min_seq: int | None = Field(default=None, ge=0)
     filter: SearchFilter = None
+    allow_partial: bool = Field(
+        default=False,
+        description="Sharded collections: with a shard that has no live replica, answer from "
+        "the others (flagged by partial and missing_shards) instead of 503.",
+    )
 
 
 class SearchRequest(SearchParams):
@@ -256,6 +297,9 @@ class SearchResponse(BaseModel):
     matches: FilterMatches = None
     scanned: Scanned
     candidates: Candidates
+    shards_probed: ShardsProbed = None
+    partial: Partial = None
+    missing_shards: MissingShards = None
 
 
 class BatchResult(BaseModel):
@@ -271,6 +315,9 @@ class BatchSearchResponse(BaseModel):
     matches: FilterMatches = None
     scanned: Scanned
     candidates: Candidates
+    shards_probed: ShardsProbed = None
+    partial: Partial = None
+    missing_shards: MissingShards = None
 
 
 class BuildRequest(Strict):

@@ -32,6 +32,7 @@ def connect(address: str, temp_dir: Path | None = None) -> None:
         return
     if address == LOCAL:
         ray.init(
+            address=LOCAL,  # a new instance: never one that `ray start` left on this machine
             namespace=NAMESPACE,
             include_dashboard=False,
             _temp_dir=str(temp_dir) if temp_dir is not None else None,

@@ -95,3 +95,9 @@ class NotReady(Unavailable):
 
 class SeqNotReached(Unavailable):
     slug = "min-seq-not-reached"
+
+
+class ShardDown(Unavailable):
+    """A shard of a sharded collection has no live replica: its answer would be short."""
+
+    slug = "shard-unavailable"

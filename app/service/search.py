@@ -32,6 +32,8 @@ class SearchOptions:
     filter: Filter | None = None
     emulator_per_list: int = 10  # routing "emulator": members proposed per probed list
     rerank: int | None = None  # code candidates re-scored exactly (None: the kind's default)
+    # A sharded collection with a shard down answers from the others, flagged (else 503).
+    allow_partial: bool = False
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from app.service.registry import Registry
 from app.service.router_report import router_report
 from app.service.runtime import EmbeddedWorker, Runtime
 from app.service.search import Route, SearchOptions, plan_route, run_search
+from app.service.sharded_search import ShardCoordinator, search_shards
 from app.service.snapshots import SnapshotDir
 from app.service.stats import ServiceStats, collect_stats
 from app.settings import Settings
@@ -58,10 +59,16 @@ BUILD, TRAIN_ROUTER, QUANTIZE = "build", "train-router", "quantize"
 
 class Service:
     def __init__(
-        self, settings: Settings, store: Store, worker: EmbeddedWorker | None = None
+        self,
+        settings: Settings,
+        store: Store,
+        worker: EmbeddedWorker | None = None,
+        cluster: ShardCoordinator | None = None,
     ) -> None:
-        """``worker``: one to run in this process (``vecroute serve``), or None."""
+        """``worker``: one to run in this process (``vecroute serve``), or None; ``cluster``:
+        the coordinator of sharded collections (with ``VECROUTE_CLUSTER_ADDRESS``), or None."""
         self.settings = settings
+        self.cluster = cluster
         self.store = store
         self.registry = Registry(
             store,
@@ -82,8 +89,12 @@ class Service:
 
     def start(self) -> None:
         self.runtime.start()
+        if self.cluster is not None:
+            self.cluster.start()
 
     def stop(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
         self.runtime.stop()
 
     @property
@@ -138,9 +149,8 @@ class Service:
         replicas: int = 1,
         quantization: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        if shards > 1 or replicas > 1:
-            # The sharded engine (app/cluster) is not wired into the service yet: every
-            # collection is one shard held whole by each API process.
+        sharded = shards > 1 or replicas > 1
+        if sharded and self.cluster is None:
             raise NoCluster(
                 f"shards={shards}, replicas={replicas}: this service runs without a cluster, "
                 "so a collection is one shard held whole by every API process"
@@ -174,6 +184,8 @@ class Service:
                 self.registry.filter_cache,
                 self.registry.filter_views,
             )
+            if sharded and self.cluster is not None:
+                self.cluster.request(record.id, shards, replicas)
             self.registry.add(live)
             self.registry.note_local_write(record.seq)
         return self.info(live, building=False)
@@ -232,7 +244,12 @@ class Service:
             "recall_table": _recall_summary(live, table) if table else None,
             "payload_indexes": {k: str(v) for k, v in live.payloads.fields.items()},
             "created_at": live.record.created_at.isoformat(),
+            **self._shards_info(live),
         }
+
+    def _shards_info(self, live: LiveCollection) -> dict[str, Any]:
+        shards = self.cluster.describe(live.record.id) if self.cluster is not None else None
+        return {"shards": shards} if shards is not None else {}
 
     # -- points ---------------------------------------------------------------------------
 
@@ -304,6 +321,8 @@ class Service:
         live = self.registry.get(name)
         index = live.index
         route = plan_route(live, opts, self.settings.default_nprobe)
+        if self.cluster is not None and self.cluster.serving_clustering(live.record.id) is not None:
+            return route, False  # the shards answer over the network: never on the loop
         if opts.filter is None:
             if route.nprobe is None or route.clustering is None:
                 read = index.count
@@ -329,7 +348,13 @@ class Service:
     ) -> dict[str, Any]:
         """``route``: from ``plan_search`` for these options, else resolved here."""
         live = self.registry.get(name)
-        out = run_search(live, queries, opts, self.settings.default_nprobe, route)
+        out = None
+        if self.cluster is not None:
+            if route is None or route.clustering is not live.index.clustering:
+                route = plan_route(live, opts, self.settings.default_nprobe)
+            out = search_shards(self.cluster, live, queries, opts, route, self.applied_seq)
+        if out is None:
+            out = run_search(live, queries, opts, self.settings.default_nprobe, route)
         if log_queries:
             self.query_log.add(live.record.id, queries, opts.k)
         return out

@@ -5,10 +5,14 @@ builds its shard replicas from the store, then activates it: one write transacti
 deactivates the old epoch, activates the new one and bumps the collection's ``seq``, so
 every API process (the coordinators) notices it through the change sequence, as it
 notices a new clustering. The old epoch's replicas are drained after the switch.
+
+Epoch 0 is a sharded collection's request (``request_shards``): its shards and replicas,
+stored when it is created, before any clustering exists to place (no lists, never active).
 """
 
 from __future__ import annotations
 
+import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -48,6 +52,39 @@ def save_placement(
             )
         )
     return epoch
+
+
+REQUESTED = "requested"
+
+
+def request_shards(store: Store, collection_id: int, shards: int, replicas: int) -> None:
+    """Record that ``collection_id`` is served by ``shards`` x ``replicas`` (epoch 0)."""
+    if shards < 1 or replicas < 1:
+        raise ValueError("shards and replicas must be at least 1")
+    with store.write() as session:
+        next_seq(session)
+        session.add(
+            PlacementRow(
+                collection_id=collection_id,
+                epoch=0,
+                clustering_version=0,
+                shards=shards,
+                replicas=replicas,
+                method=REQUESTED,
+                shard_of=pack_arrays(shard_of=np.zeros(0, np.int64)),
+                active=False,
+            )
+        )
+
+
+def requested_shards(session: Session) -> dict[int, tuple[int, int]]:
+    """Every sharded collection's (shards, replicas), by collection id."""
+    rows = session.execute(
+        select(PlacementRow.collection_id, PlacementRow.shards, PlacementRow.replicas).where(
+            PlacementRow.epoch == 0
+        )
+    )
+    return {int(cid): (int(shards), int(replicas)) for cid, shards, replicas in rows}
 
 
 def activate_placement(store: Store, collection_id: int, epoch: int) -> int:

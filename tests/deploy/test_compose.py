@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 from tests.api.servers import WorkerProcess, free_port
 from tests.deploy.files import (
+    PYPROJECT,
     ROOT,
     SETTINGS_ENV,
     documented_get_paths,
@@ -35,7 +36,12 @@ def services(compose: dict[str, Any]) -> dict[str, Any]:
 
 
 def _project_services(services: dict[str, Any]) -> dict[str, Any]:
-    return {name: s for name, s in services.items() if "build" in s}
+    """The services built from this repository that ``docker compose up`` starts."""
+    return {name: s for name, s in services.items() if "build" in s and "profiles" not in s}
+
+
+def _cluster_services(services: dict[str, Any]) -> dict[str, Any]:
+    return {name: s for name, s in services.items() if "cluster" in s.get("profiles", [])}
 
 
 def test_services_and_their_order(services: dict[str, Any]) -> None:
@@ -121,3 +127,36 @@ def test_worker_metrics_port_answers(tmp_path: Path) -> None:
         assert r.status_code == 200 and "vecroute_job_seconds" in r.text
     finally:
         worker.stop()
+
+
+def test_the_cluster_profile_is_a_ray_head_two_workers_and_a_coordinating_api(
+    services: dict[str, Any],
+) -> None:
+    cluster = _cluster_services(services)
+    assert set(cluster) == {"ray-head", "ray-worker-1", "ray-worker-2", "api-cluster"}
+    for name, service in cluster.items():
+        assert service["build"]["args"]["EXTRAS"] == "cluster", name  # the image with ray
+        assert (ROOT / service["build"]["context"] / "Dockerfile").is_file()
+        env = service["environment"]
+        assert set(env) <= SETTINGS_ENV, (name, set(env) - SETTINGS_ENV)
+        assert make_url(interpolate(env["VECROUTE_DATABASE_URL"])).host == "postgres"
+    head = cluster["ray-head"]["command"]
+    assert head[:3] == ["ray", "start", "--head"] and "--block" in head
+    port = head[head.index("--port") + 1]
+    for worker in ("ray-worker-1", "ray-worker-2"):
+        command = cluster[worker]["command"]
+        assert command[command.index("--address") + 1] == f"ray-head:{port}"
+        assert cluster[worker]["depends_on"]["ray-head"]["condition"] == "service_healthy"
+    api = cluster["api-cluster"]
+    assert api["environment"]["VECROUTE_CLUSTER_ADDRESS"] == f"ray-head:{port}"
+    args = parse_command(api["command"])
+    assert args.command == "serve" and args.no_worker and args.host == "0.0.0.0"
+    (mapping,) = api["ports"]
+    assert int(interpolate(mapping).rsplit(":", 1)[1]) == args.port
+    assert {"ray-worker-1", "ray-worker-2"} <= set(api["depends_on"])
+
+
+def test_the_image_installs_the_extras_it_is_built_with() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert 'ARG EXTRAS=""' in text and 'pip install -e ."${EXTRAS:+[$EXTRAS]}"' in text
+    assert "cluster" in PYPROJECT["project"]["optional-dependencies"]

@@ -13,6 +13,8 @@ from app.store.placements import (
     activate_placement,
     active_placement,
     load_placement,
+    request_shards,
+    requested_shards,
     save_placement,
 )
 from app.store.seq import current_seq
@@ -63,3 +65,17 @@ def test_unknown_epochs_and_bad_replicas_are_refused(store: Store) -> None:
         load_placement(session, record.id, 7)
     with pytest.raises(ValueError, match="replicas"):
         save_placement(store, record.id, 1, contiguous_placement(4, 2), replicas=0)
+
+
+def test_a_sharded_collection_is_requested_before_it_has_lists_to_place(store: Store) -> None:
+    record = create_collection(store, name="s", dim=2, metric="ip", nlist=None, algorithm="kmeans")
+    other = create_collection(store, name="o", dim=2, metric="ip", nlist=None, algorithm="kmeans")
+    assert record is not None and other is not None
+    request_shards(store, record.id, shards=3, replicas=2)
+    with pytest.raises(ValueError):
+        request_shards(store, other.id, shards=0, replicas=1)
+    epoch = save_placement(store, record.id, 1, contiguous_placement(12, 3), replicas=2)
+    with store.read() as session:
+        assert requested_shards(session) == {record.id: (3, 2)}
+        assert active_placement(session, record.id) is None  # the request never serves
+    assert epoch == 1  # placements count from 1 after the request (epoch 0)

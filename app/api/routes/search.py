@@ -57,6 +57,7 @@ def _options(params: SearchParams, settings: Settings) -> SearchOptions:
         _filter(params),
         settings.emulator_candidates_per_list,
         params.rerank,
+        allow_partial=params.allow_partial,
     )
 
 

@@ -1,0 +1,314 @@
+"""Sharded collections over HTTP: a real server process (``vecroute serve``) with
+``VECROUTE_CLUSTER_ADDRESS`` set coordinates 2 shards x 2 replicas on the module's local
+3-node Ray cluster, over PostgreSQL (the store cluster mode is documented for).
+
+Parity with an unsharded twin collection (same points, same build seed, so the same
+clustering), read-your-writes, kill -9 of a replica mid search loop, a shard with no live
+replica (503, or partial results when asked), and kill -9 of the API process while writing.
+One server and one pair of collections for the module (each start costs seconds).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from ray.cluster_utils import Cluster
+
+from app.store.collections import get_collection
+from app.store.db import Store
+from app.store.placements import active_placement
+from app.store.query_log import count_queries
+from tests.api.servers import Server
+from tests.conftest import reset_pg
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.slow
+
+DIM, N_POINTS, NLIST, K, NPROBE = 16, 3000, 24, 10, 4
+SHARDED = {"name": "sharded", "dim": DIM, "metric": "l2", "nlist": NLIST}
+TWIN = {"name": "twin", "dim": DIM, "metric": "l2", "nlist": NLIST}
+
+
+def _points(seed: int, n: int) -> np.ndarray:
+    """Points around 32 centres: lists of uneven sizes, as real data has."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(32, DIM)) * 4
+    return (centres[rng.integers(0, 32, n)] + rng.normal(size=(n, DIM))).astype(np.float32)
+
+
+POINTS = _points(0, N_POINTS)
+QUERIES = _points(1, 40)
+
+
+def _server(database_url: str, data_dir: Path, cluster: Cluster) -> Server:
+    return Server(
+        database_url,
+        data_dir,
+        VECROUTE_CLUSTER_ADDRESS=cluster.address,
+        VECROUTE_CLUSTER_SEARCH_TIMEOUT_S="2",
+        VECROUTE_CLUSTER_SYNC_INTERVAL_S="0.2",
+        VECROUTE_AUTO_POLICY="false",
+    ).start()
+
+
+@pytest.fixture(scope="module")
+def server(
+    ray_cluster: Cluster, pg_database: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    reset_pg(pg_database)
+    data_dir = tmp_path_factory.mktemp("api")
+    srv = _server(pg_database, data_dir, ray_cluster)
+    with httpx.Client(base_url=srv.url, timeout=60) as c:
+        created = c.post("/collections", json={**SHARDED, "shards": 2, "replicas": 2})
+        assert created.status_code == 201, created.text
+        assert [s["replicas"] for s in created.json()["shards"]] == [[], []]
+        assert c.post("/collections", json=TWIN).status_code == 201
+        for name in ("sharded", "twin"):
+            points = [{"id": str(i), "vector": v.tolist()} for i, v in enumerate(POINTS)]
+            assert c.post("/index", json={"collection": name, "points": points}).status_code == 200
+            assert c.post(f"/collections/{name}/build", json={"seed": 7}).status_code == 202
+        wait_until(lambda: _all_ready(c), what="both collections built, every replica ready")
+    yield srv
+    srv.stop()
+
+
+def _all_ready(c: httpx.Client) -> bool:
+    infos = {i["name"]: i for i in c.get("/collections").json()["collections"]}
+    built = all(infos[n]["index"]["state"] == "ivf" for n in ("sharded", "twin"))
+    shards = infos["sharded"]["shards"]
+    replicas = [r for s in shards for r in s["replicas"]]
+    return built and len(replicas) == 4 and all(r["state"] == "ready" for r in replicas)
+
+
+def _search(c: httpx.Client, name: str, queries: np.ndarray, **extra: Any) -> httpx.Response:
+    body = {"collection": name, "vectors": queries.tolist(), "k": K, "nprobe": NPROBE, "log": False}
+    return c.post("/search/batch", json={**body, **extra})
+
+
+def _hits(response: httpx.Response) -> list[list[str]]:
+    assert response.status_code == 200, response.text
+    return [[h["id"] for h in r["hits"]] for r in response.json()["results"]]
+
+
+def _shards(c: httpx.Client) -> list[dict[str, Any]]:
+    shards: list[dict[str, Any]] = c.get("/collections/sharded").json()["shards"]
+    return shards
+
+
+def test_sharded_search_equals_the_unsharded_twin(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        sharded, twin = _search(c, "sharded", QUERIES), _search(c, "twin", QUERIES)
+        assert _hits(sharded) == _hits(twin)
+        got, want = sharded.json(), twin.json()
+        scores = [[h["score"] for h in r["hits"]] for r in got["results"]]
+        expected = [[h["score"] for h in r["hits"]] for r in want["results"]]
+        np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
+        assert 1.0 <= got["shards_probed"] <= 2.0 and "shards_probed" not in want
+        assert got["scanned"] == pytest.approx(want["scanned"], abs=0.1)
+        shards = _shards(c)
+        assert sum(s["points"] for s in shards) == N_POINTS
+        assert sum(s["lists"] for s in shards) == NLIST
+        for shard in shards:  # the two replicas of a shard on distinct nodes
+            assert len({r["node"] for r in shard["replicas"]}) == 2
+
+
+def test_read_your_writes_across_shards(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        vector = (QUERIES[0] + 0.001).tolist()
+        written = c.post(
+            "/index", json={"collection": "sharded", "points": [{"id": "fresh", "vector": vector}]}
+        )
+        assert written.status_code == 200
+        seq = written.json()["seq"]
+        found = _search(c, "sharded", QUERIES[:1], min_seq=seq)
+        assert _hits(found)[0][0] == "fresh" and "shards_probed" in found.json()
+        assert (
+            c.post("/delete", json={"collection": "sharded", "ids": ["fresh"]}).status_code == 200
+        )
+
+
+def test_kill_9_of_a_replica_mid_search_loop_fails_no_search(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        expected = _hits(_search(c, "sharded", QUERIES))
+        victim = _shards(c)[0]["replicas"][0]
+        stop, failures, answers = threading.Event(), [], []
+
+        def loop() -> None:
+            with httpx.Client(base_url=server.url, timeout=60) as lc:
+                while not stop.is_set():
+                    response = _search(lc, "sharded", QUERIES)
+                    if response.status_code != 200:
+                        failures.append(response.text)
+                    else:
+                        answers.append(_hits(response))
+
+        thread = threading.Thread(target=loop)
+        thread.start()
+        try:
+            wait_until(lambda: len(answers) >= 3, what="searches before the kill")
+            os.kill(victim["pid"], signal.SIGKILL)
+            wait_until(
+                lambda: _replaced(c, victim["pid"]),
+                what="the killed replica rebuilt from the store",
+            )
+            after = len(answers)
+            wait_until(lambda: len(answers) >= after + 3, what="searches after the rebuild")
+        finally:
+            stop.set()
+            thread.join()
+        assert failures == []
+        assert all(a == expected for a in answers)
+
+
+def _replaced(c: httpx.Client, pid: int) -> bool:
+    replica = _shards(c)[0]["replicas"][0]
+    return replica["state"] == "ready" and replica["pid"] != pid
+
+
+def test_a_shard_without_a_live_replica_is_503_or_partial_when_asked(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        hung = [r["pid"] for r in _shards(c)[1]["replicas"]]
+        for pid in hung:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            refused = _search(c, "sharded", QUERIES)
+            assert refused.status_code == 503
+            problem = refused.json()
+            assert problem["type"].endswith("shard-unavailable") and "shard 1" in problem["detail"]
+            partial = _search(c, "sharded", QUERIES, allow_partial=True)
+            assert partial.status_code == 200
+            body = partial.json()
+            assert body["partial"] is True and body["missing_shards"] == [1]
+        finally:
+            for pid in hung:
+                os.kill(pid, signal.SIGCONT)
+        wait_until(lambda: _all_ready(c), what="the stopped replicas answering again")
+        whole = _search(c, "sharded", QUERIES, allow_partial=True)
+        assert whole.json()["partial"] is False and whole.json()["missing_shards"] == []
+    # Shard 0's part of each whole answer leads its partial answer, in order; the rest of
+    # the whole answer (shard 1's) is what the flag says is missing.
+    short, full = _hits(partial), _hits(whole)
+    assert short != full and any(short)
+    for got, want in zip(short, full, strict=True):
+        kept = [h for h in want if h in set(got)]
+        assert got[: len(kept)] == kept
+
+
+def _active_placement(database_url: str) -> tuple[int, str]:
+    placement, _ = _in_store(database_url)
+    return placement
+
+
+def _in_store(database_url: str) -> tuple[tuple[int, str], int]:
+    """The sharded collection's active placement (epoch, method) and its logged queries."""
+    store = Store(database_url)
+    try:
+        with store.read() as session:
+            record = get_collection(session, "sharded")
+            assert record is not None
+            placement = active_placement(session, record.id)
+            logged = count_queries(session, record.id)
+    finally:
+        store.dispose()
+    assert placement is not None
+    return (placement[0].epoch, placement[0].method), logged
+
+
+def test_a_reclustering_is_placed_by_co_probes_under_a_search_loop(
+    server: Server, pg_database: str
+) -> None:
+    """Both collections rebuilt alike: the API process answers from its own index while the
+    shards still serve the old clustering, then the shards of the new placement answer."""
+    before, _ = _active_placement(pg_database)
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        assert _search(c, "sharded", _points(3, 300), log=True).status_code == 200
+        wait_until(lambda: _in_store(pg_database)[1] >= 300, what="the queries logged")
+        old = _hits(_search(c, "sharded", QUERIES))
+        stop, failures, answers = threading.Event(), [], []
+
+        def loop() -> None:
+            with httpx.Client(base_url=server.url, timeout=60) as lc:
+                while not stop.is_set():
+                    response = _search(lc, "sharded", QUERIES)
+                    if response.status_code != 200:
+                        failures.append(response.text)
+                    else:
+                        answers.append((_hits(response), "shards_probed" in response.json()))
+
+        thread = threading.Thread(target=loop)
+        thread.start()
+        try:
+            wait_until(lambda: len(answers) >= 3, what="searches before the rebuild")
+            for name in ("sharded", "twin"):
+                rebuilt = c.post(f"/collections/{name}/build", json={"seed": 11, "nlist": 16})
+                assert rebuilt.status_code == 202
+            wait_until(
+                lambda: _active_placement(pg_database)[0] > before and _all_ready(c),
+                what="the new clustering's placement serving",
+            )
+            wait_until(lambda: _rebuilt(c), what="both collections on the new clustering")
+            after = len(answers)
+            wait_until(lambda: len(answers) >= after + 3, what="searches on the new epoch")
+        finally:
+            stop.set()
+            thread.join()
+        new = _hits(_search(c, "twin", QUERIES))
+    assert _active_placement(pg_database)[1] == "coprobe"
+    assert failures == [] and old != new
+    assert all(hits in (old, new) for hits, _ in answers)
+    assert answers[-1] == (new, True)  # the new epoch's shards answer
+
+
+def _rebuilt(c: httpx.Client) -> bool:
+    infos = c.get("/collections").json()["collections"]
+    return all(i["index"]["nlist"] == 16 for i in infos)
+
+
+def test_kill_9_of_the_api_process_while_writing_loses_nothing_acknowledged(
+    server: Server, ray_cluster: Cluster, pg_database: str, tmp_path: Path
+) -> None:
+    fresh = _points(2, 400) + 50  # far from the rest: each is its own nearest point
+    acked: list[int] = []
+
+    def write() -> None:
+        with httpx.Client(base_url=server.url, timeout=60) as wc:
+            for i, v in enumerate(fresh):
+                point = {"id": f"w{i}", "vector": v.tolist()}
+                try:
+                    answer = wc.post("/index", json={"collection": "sharded", "points": [point]})
+                except httpx.HTTPError:
+                    return
+                if answer.status_code == 200:
+                    acked.append(i)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    wait_until(lambda: len(acked) >= 20, what="writes acknowledged before the kill")
+    server.kill()
+    writer.join()
+    restarted = _server(pg_database, tmp_path / "api", ray_cluster)
+    try:
+        with httpx.Client(base_url=restarted.url, timeout=60) as c:
+            wait_until(lambda: _all_ready(c), what="the shards rebuilt from the store")
+            found = c.post(
+                "/search/batch",
+                json={
+                    "collection": "sharded",
+                    "vectors": fresh[acked].tolist(),
+                    "k": 1,
+                    "nprobe": 1,
+                    "log": False,
+                },
+            )
+            assert found.status_code == 200 and "shards_probed" in found.json()
+            assert _hits(found) == [[f"w{i}"] for i in acked]
+    finally:
+        restarted.stop()
