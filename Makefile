@@ -14,15 +14,20 @@ browser:
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
 	fi
 
-# The Python client is its own package (clients/python), installed with its LangChain extra;
-# the cluster extra (Ray) too, so that the suite tests sharded collections.
-$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
+# `make serve` installs the service alone (no test tools, no Ray, no browser).
+$(VENV)/.service: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# The suite's tools on top: the Python client (its own package, clients/python) with its
+# LangChain extra, and the cluster extra (Ray), so that the suite tests sharded collections.
+$(VENV)/.installed: $(VENV)/.service clients/python/pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,cluster]' -e 'clients/python[langchain]'
 	touch $@
 
-serve: setup
+serve: $(VENV)/.service
 	$(BIN)/vecroute serve
 
 test: setup
