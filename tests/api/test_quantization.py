@@ -159,45 +159,62 @@ def test_a_failed_rebuild_keeps_the_old_index(
     assert search(manual_client, data.test_queries[0]) == before
 
 
+class SearchLoop:
+    """Single searches against a server on a thread of their own, from ``with`` to its end;
+    every failed or short answer is kept."""
+
+    def __init__(self, url: str, queries: np.ndarray) -> None:
+        self.url, self.queries = url, queries
+        self.count = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> SearchLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def wait_for_more(self, n: int) -> None:
+        seen = self.count
+        wait_until(lambda: self.count > seen + n, what=f"{n} more searches")
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=60) as c:
+            while not self._stop.is_set():
+                q = self.queries[self.count % len(self.queries)]
+                body = {"collection": "docs", "vector": q.tolist(), "k": 10, "log": False}
+                r = c.post("/search", json=body)
+                self.count += 1
+                if r.status_code != 200 or len(r.json()["hits"]) != 10:
+                    self.failures.append(f"{r.status_code}: {r.text[:200]}")
+
 def test_patch_rebuilds_while_searches_go_on_and_survives_a_restart(
     database_url: str, tmp_path: Path, data: debian.Dataset
 ) -> None:
     env = {"VECROUTE_AUTO_POLICY": "false", "VECROUTE_EXACT_VECTORS": "mmap"}
     server = Server(database_url, tmp_path / "api", **env).start()
-    failures: list[str] = []
-    searches = [0]
-    stop = threading.Event()
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             create(client, None)
             upload(client, data.docs)
             served_build(client, start_build(client))
             float_bytes = collection(client)["index"]["bytes_per_vector"]
-
-            def search_loop() -> None:
-                with httpx.Client(base_url=server.url, timeout=60) as c:
-                    while not stop.is_set():
-                        q = data.test_queries[searches[0] % len(data.test_queries)]
-                        body = {"collection": "docs", "vector": q.tolist(), "k": 10, "log": False}
-                        r = c.post("/search", json=body)
-                        searches[0] += 1
-                        if r.status_code != 200 or len(r.json()["hits"]) != 10:
-                            failures.append(f"{r.status_code}: {r.text[:200]}")
-
-            loop = threading.Thread(target=search_loop, daemon=True)
-            loop.start()
-            r = client.patch("/collections/docs", json={"quantization": {"kind": "pq", "m": 48}})
-            assert r.status_code == 202, r.text
-            succeeded_job(client, r.json()["job_id"])
-            info = wait_until(
-                lambda: (i := collection(client))["index"]["quantization"]["kind"] == "pq" and i,
-                what="the pq index to be served",
-            )
-            seen = searches[0]
-            wait_until(lambda: searches[0] > seen + 20, what="searches on the new index")
-            stop.set()
-            loop.join()
-            assert failures == [] and searches[0] > 20
+            with SearchLoop(server.url, data.test_queries) as loop:
+                body = {"quantization": {"kind": "pq", "m": 48}}
+                r = client.patch("/collections/docs", json=body)
+                assert r.status_code == 202, r.text
+                succeeded_job(client, r.json()["job_id"])
+                info = wait_until(
+                    lambda: (i := collection(client))["index"]["quantization"]["kind"] == "pq"
+                    and i,
+                    what="the pq index to be served",
+                )
+                loop.wait_for_more(20)
+            assert loop.failures == [] and loop.count > 20
             assert info["index"]["quantization"] == {"kind": "pq", "m": 48}
             # Memory-mapped exact vectors: 24 code bytes (plus the padding of each list's last
             # block of 32 codes), 8 list-id bytes, 16 id-map bytes.
@@ -209,7 +226,6 @@ def test_patch_rebuilds_while_searches_go_on_and_survives_a_restart(
             assert collection(client)["index"]["quantization"] == {"kind": "pq", "m": 48}
             assert [search(client, q, nprobe=4) for q in data.test_queries[:5]] == before
     finally:
-        stop.set()
         server.stop()
 
 
@@ -267,41 +283,23 @@ def test_patch_to_catalyzer_codes_while_searches_go_on_and_survives_a_restart(
     serves the same answers."""
     env = {"VECROUTE_AUTO_POLICY": "false", **TINY_CATALYZER_ENV}
     server = Server(database_url, tmp_path / "api", **env).start()
-    failures: list[str] = []
-    searches = [0]
-    stop = threading.Event()
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             create(client, None)
             upload(client, data.docs)
             served_build(client, start_build(client))
-
-            def search_loop() -> None:
-                with httpx.Client(base_url=server.url, timeout=60) as c:
-                    while not stop.is_set():
-                        q = data.test_queries[searches[0] % len(data.test_queries)]
-                        body = {"collection": "docs", "vector": q.tolist(), "k": 10, "log": False}
-                        r = c.post("/search", json=body)
-                        searches[0] += 1
-                        if r.status_code != 200 or len(r.json()["hits"]) != 10:
-                            failures.append(f"{r.status_code}: {r.text[:200]}")
-
-            loop = threading.Thread(target=search_loop, daemon=True)
-            loop.start()
             wanted = {"kind": "catalyzer-sign", "bits": 64}
-            r = client.patch("/collections/docs", json={"quantization": wanted})
-            assert r.status_code == 202, r.text
-            job = succeeded_job(client, r.json()["job_id"])
-            assert job["progress"] == 1.0
-            info = wait_until(
-                lambda: (i := collection(client))["index"]["quantization"] == wanted and i,
-                what="the catalyzer-sign index to be served",
-            )
-            seen = searches[0]
-            wait_until(lambda: searches[0] > seen + 20, what="searches on the new index")
-            stop.set()
-            loop.join()
-            assert failures == [] and searches[0] > 20
+            with SearchLoop(server.url, data.test_queries) as loop:
+                r = client.patch("/collections/docs", json={"quantization": wanted})
+                assert r.status_code == 202, r.text
+                job = succeeded_job(client, r.json()["job_id"])
+                assert job["progress"] == 1.0
+                info = wait_until(
+                    lambda: (i := collection(client))["index"]["quantization"] == wanted and i,
+                    what="the catalyzer-sign index to be served",
+                )
+                loop.wait_for_more(20)
+            assert loop.failures == [] and loop.count > 20
             # 8 code bytes, 8 list-id bytes, the id map, then the exact float32 vectors.
             assert 384 * 4 + 16 < info["index"]["bytes_per_vector"] < 384 * 4 + 80
             for q in data.test_queries[:5]:
@@ -315,7 +313,6 @@ def test_patch_to_catalyzer_codes_while_searches_go_on_and_survives_a_restart(
             assert collection(client)["index"]["quantization"] == wanted
             assert [search(client, q, nprobe=4) for q in data.test_queries[:5]] == before
     finally:
-        stop.set()
         server.stop()
 
 
