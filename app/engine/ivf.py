@@ -282,12 +282,12 @@ class VectorIndex:
             probe = chosen.route(q, min(wanted, nlist))
         probe = np.ascontiguousarray(probe, dtype=np.int64)
         n = q.shape[0]
+        probes = np.count_nonzero(probe >= 0) / n if n else 0.0
         if not state.coded:
             with self._rw.read():
                 distances, ids, scored = ivf_lists.scan(state.ivf, q, k, probe, selector)
             scores = to_scores(distances, self.metric)
             scores[ids < 0] = -np.inf
-            probes = np.count_nonzero(probe >= 0) / n if n else 0.0
             return SearchResult(
                 scores.astype(np.float32, copy=False), ids, probes, scored / n if n else 0.0
             )
@@ -296,8 +296,8 @@ class VectorIndex:
         coarse = reranking.centre_terms(state.ivf, state.clustering, q, probe)
         exact_vectors = state.exact
         assert exact_vectors is not None
+        codes_q = query_codes(state.quantization, q)  # the catalyzer's pass: outside the lock
         with self._rw.read():
-            codes_q = query_codes(state.quantization, q)
             _, candidates, scored = ivf_lists.scan(
                 state.ivf, codes_q, width, probe, selector, coarse
             )
@@ -305,9 +305,6 @@ class VectorIndex:
                 scored = int(self._list_sizes(state)[probe[probe >= 0]].sum())
             scores = exact_vectors.score(q, candidates, self.metric)
         top_scores, top_ids = reranking.best(scores, candidates, k)
-        probes = (
-            (probe.shape[1] if lists is None else np.count_nonzero(probe >= 0) / n) if n else 0.0
-        )
         rescored = np.count_nonzero(candidates >= 0) / n if n else 0.0
         return SearchResult(top_scores, top_ids, probes, scored / n if n else 0.0, rescored)
 
