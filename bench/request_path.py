@@ -87,10 +87,22 @@ def server_side_ms(before: bytes, after: bytes) -> dict[str, float]:
     return out
 
 
+def engine_ms(heads: list[bytes]) -> list[float]:
+    """The engine's time inside the server, from each response's ``Server-Timing`` header."""
+    found = (_SERVER_TIMING.search(head) for head in heads)
+    return [float(m.group(1)) for m in found if m is not None]
+
+
+_SERVER_TIMING = re.compile(rb"(?i)\r\nserver-timing: *engine;dur=([0-9.]+)")
+
+
 def http_rows(
-    port: int, raw: Any, encode: Callable[..., bytes], bodies: list[bytes]
+    port: int, raw: Any, encode: Callable[..., bytes], bodies: list[bytes], heads: list[bytes]
 ) -> tuple[dict[str, Call], Callable[[], None]]:
-    """``/healthz`` and ``/search`` rows for the three callers; and a closer."""
+    """``/healthz`` and ``/search`` rows for the three callers; and a closer.
+
+    The raw socket's ``/search`` responses keep their heads in ``heads`` (for ``engine_ms``).
+    """
     base = f"http://127.0.0.1:{port}"
     json_type = {"content-type": "application/json"}
     hx = httpx.Client(base_url=base)
@@ -103,9 +115,13 @@ def http_rows(
         if status != 200:
             raise RuntimeError(f"HTTP {status}")
 
+    def raw_search(i: int) -> None:
+        ok(raw.request(searches[i % n])[0])
+        heads.append(raw.head)
+
     rows: dict[str, Call] = {
         "raw socket /healthz": lambda i: ok(raw.request(healthz)[0]),
-        "raw socket /search": lambda i: ok(raw.request(searches[i % n])[0]),
+        "raw socket /search": raw_search,
         "httpx /healthz": lambda i: ok(hx.get("/healthz").status_code),
         "httpx /search": lambda i: ok(
             hx.post("/search", content=bodies[i % n], headers=json_type).status_code

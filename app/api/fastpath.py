@@ -7,7 +7,8 @@ request, its error and body-limit wrappers) another ~5 us, and a routed ``/healt
 of CPU. This layer sits inside the service's middleware (request id, metrics, API keys,
 body limit: ``edge`` in app/main.py) and calls the same handlers as the FastAPI routes
 (app/api/routes/search.py, ops.py), which remain for the OpenAPI schema; errors map through
-the same problem+json helpers.
+the same problem+json helpers. A response is sent as its two ASGI messages, without a
+Starlette ``Response`` (its header handling cost more than the rest of the sending).
 """
 
 from __future__ import annotations
@@ -16,19 +17,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.responses import Response
+import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.metrics import Metrics
 from app.api.problems import as_problem
-from app.api.responses import OrjsonResponse
 from app.api.routes.ops import healthz
-from app.api.routes.search import search_many, search_one
+from app.api.routes.search import SearchReply, search_many, search_one
 from app.service.parsing import load_object
 from app.service.service import Service
 from app.settings import Settings
 
-Handler = Callable[[dict[str, Any], Service, Settings, Metrics], Awaitable[dict[str, Any]]]
+Handler = Callable[[dict[str, Any], Service, Settings, Metrics], Awaitable[SearchReply]]
+_JSON = (b"content-type", b"application/json")
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,13 @@ class FastRoutes:
                 break
         try:
             body = load_object(b"".join(chunks))
-            out = await handler(body, self.service, self.settings, self.metrics)
-            response: Response = OrjsonResponse(out)
+            reply = await handler(body, self.service, self.settings, self.metrics)
+            content = orjson.dumps(reply.body, option=orjson.OPT_SERIALIZE_NUMPY)
         except Exception as exc:
-            response = as_problem(exc)
-        await response(scope, receive, send)
+            await as_problem(exc)(scope, receive, send)
+            return
+        headers = [_JSON, (b"content-length", b"%d" % len(content))]
+        if reply.engine_seconds is not None:
+            headers.append((b"server-timing", b"engine;dur=%.3f" % (reply.engine_seconds * 1e3)))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": content})

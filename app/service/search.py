@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,11 +84,14 @@ def run_search(
     """Results for a (n, dim) batch: per-query hits plus how the batch was routed.
 
     ``route``: planned already for these options (one resolution per request); planned for
-    another clustering (swapped since), it is resolved again.
+    another clustering (swapped since), it is resolved again. ``engine_seconds``: the time
+    spent in the engine (routing, scanning, re-ranking), for the ``Server-Timing`` header;
+    the caller takes it out of the response.
     """
     if route is None or route.clustering is not live.index.clustering:
         route = plan_route(live, opts, default_nprobe)
     allowed = _allowed(live, opts.filter) if opts.filter is not None else None
+    started = time.perf_counter()
     plan: str = "exact"
     nprobe: float | None
     if route.emulator is not None and route.nprobe is not None:
@@ -114,6 +118,7 @@ def run_search(
         version = chosen.version if chosen is not None else None
         if plan == "exact":  # the filter is selective enough to search its matches exactly
             used, version = "exact", None
+    engine_seconds = time.perf_counter() - started
     results = [live.hits(result, row, opts.with_payload) for row in range(len(queries))]
     out = {
         "results": results,
@@ -123,6 +128,7 @@ def run_search(
         "plan": plan,
         "scanned": round(result.scanned, 1),
         "candidates": round(result.candidates, 1),
+        "engine_seconds": engine_seconds,
     }
     if allowed is not None:
         out["matches"] = allowed.count

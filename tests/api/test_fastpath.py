@@ -85,3 +85,24 @@ def test_healthz_and_search_carry_request_ids_and_metrics(client: TestClient) ->
         in (metrics)
     )
     assert 'method="POST",route="/search",status="200"} 1.0' in metrics
+
+
+def _engine_ms(server_timing: str) -> float:
+    name, duration = server_timing.split(";")
+    assert name == "engine" and duration.startswith("dur=")
+    return float(duration.removeprefix("dur="))
+
+
+def test_searches_report_the_engine_time_in_server_timing(client: TestClient) -> None:
+    """The engine's share of a search, so a caller can tell it from the request path's."""
+    _docs(client)
+    fast = client.post("/search", json={"collection": "docs", "vector": [1, 0]})
+    batch = client.post("/search/batch", json={"collection": "docs", "vectors": [[1, 0]] * 3})
+    for r in (fast, batch):
+        assert r.status_code == 200
+        assert 0 <= _engine_ms(r.headers["server-timing"]) < 60_000
+        assert "engine" not in r.text  # a header, not a field of the documented body
+    routed = search.SearchReply({"hits": []}, 0.0004567)  # what the FastAPI routes send
+    assert routed.headers() == {"server-timing": "engine;dur=0.457"}
+    assert search.SearchReply({"hits": []}, None).headers() is None  # answered by shards
+    assert "server-timing" not in client.get("/healthz").headers

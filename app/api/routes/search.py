@@ -7,6 +7,7 @@ serves these FastAPI routes (which also give the OpenAPI schema) and the fast pa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -31,6 +32,21 @@ from app.service.vectors import as_vector, as_vectors
 from app.settings import Settings
 
 router = APIRouter(tags=["search"])
+
+
+@dataclass(frozen=True)
+class SearchReply:
+    """A search's response document, and the engine's share of its time: sent as
+    ``Server-Timing: engine;dur=<ms>``, so a caller can tell the engine's time from the
+    request path's (None when shards on other machines answered)."""
+
+    body: dict[str, Any]
+    engine_seconds: float | None
+
+    def headers(self) -> dict[str, str] | None:
+        if self.engine_seconds is None:
+            return None
+        return {"server-timing": f"engine;dur={self.engine_seconds * 1e3:.3f}"}
 
 
 def _body(operation: str) -> dict[str, Any]:
@@ -94,7 +110,7 @@ async def _run(
 
 async def search_one(
     body: dict[str, Any], service: Service, settings: Settings, metrics: Metrics
-) -> dict[str, Any]:
+) -> SearchReply:
     vector = body.pop("vector", None)
     params = SearchParams.model_validate(body)
     opts = _options(params, settings)
@@ -102,13 +118,14 @@ async def search_one(
     queries = as_vector(vector, service.collection_dim(params.collection))
     out = await _run(service, params, queries, opts)
     metrics.count_searches(out["routing"], out["nprobe"])
+    engine_seconds = out.pop("engine_seconds", None)
     hits = out.pop("results")[0]
-    return {"hits": hits, **out}
+    return SearchReply({"hits": hits, **out}, engine_seconds)
 
 
 async def search_many(
     body: dict[str, Any], service: Service, settings: Settings, metrics: Metrics
-) -> dict[str, Any]:
+) -> SearchReply:
     vectors = body.pop("vectors", None)
     params = SearchParams.model_validate(body)
     opts = _options(params, settings)
@@ -119,8 +136,9 @@ async def search_many(
     queries = as_vectors(vectors, dim, "vectors")
     out = await _run(service, params, queries, opts)
     metrics.count_searches(out["routing"], out["nprobe"], len(queries))
+    engine_seconds = out.pop("engine_seconds", None)
     out["results"] = [{"hits": hits} for hits in out["results"]]
-    return out
+    return SearchReply(out, engine_seconds)
 
 
 @router.post(
@@ -129,7 +147,8 @@ async def search_many(
 async def search(
     body: JsonBody, service: ServiceDep, settings: SettingsDep, metrics: MetricsDep
 ) -> Response:
-    return OrjsonResponse(await search_one(body, service, settings, metrics))
+    reply = await search_one(body, service, settings, metrics)
+    return OrjsonResponse(reply.body, headers=reply.headers())
 
 
 @router.post(
@@ -141,4 +160,5 @@ async def search(
 async def search_batch(
     body: JsonBody, service: ServiceDep, settings: SettingsDep, metrics: MetricsDep
 ) -> Response:
-    return OrjsonResponse(await search_many(body, service, settings, metrics))
+    reply = await search_many(body, service, settings, metrics)
+    return OrjsonResponse(reply.body, headers=reply.headers())
