@@ -104,6 +104,8 @@ def test_queries_of_a_deleted_collection_are_not_logged(store: Store) -> None:
     with store.read() as session:
         assert counters.read(session, kept.id) == counters.Counters(0, 1, 1)
         assert count_by_collection(session) == {kept.id: 1}
+        logged = session.execute(select(QueryLogRow.vector, QueryLogRow.created_at)).one()
+    assert logged.vector == vector.tobytes() and logged.created_at is not None  # the store's clock
 
 
 def test_concurrent_writers_keep_exact_counters(store: Store) -> None:
