@@ -17,6 +17,10 @@ time) is printed beside the engine's own, to show what running between requests 
 
     .venv/bin/python bench/request_cpu.py                    # 60,631 docs, cos, nlist 256
     .venv/bin/python bench/request_cpu.py --profile 3000     # plus cProfile of /search
+    .venv/bin/python bench/request_cpu.py --stub-engine      # the request path alone
+
+``--stub-engine`` answers every search with one precomputed engine result, so that the
+request path's few tens of us are measured without the engine's noise (A/B of its changes).
 """
 
 from __future__ import annotations
@@ -188,6 +192,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await load_collection(driver, data.docs, metric, args.nlist)
         index = app.state.service.registry.get(NAME).index
         queries = data.test_queries
+        if args.stub_engine:
+            fixed = index.search(queries[:1], K, nprobe=args.nprobe)
+            index.search = lambda *_, **__: fixed  # type: ignore[method-assign]
         bodies = [
             orjson.dumps(
                 {
@@ -245,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--per-round", type=int, default=500)
     p.add_argument("--profile", type=int, default=0, help="then cProfile this many /search")
+    p.add_argument("--stub-engine", action="store_true", help="one fixed engine result")
     args = p.parse_args(argv)
     report = uvloop.run(run(args))
     print(f"\n{'row':<10}{'CPU us/request':>16}{'min-max over rounds':>22}{'wall us':>10}")
