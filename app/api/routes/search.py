@@ -55,6 +55,43 @@ def _body(operation: str) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content}}
 
 
+# Searches repeat their parameters (collection, k, nprobe, routing) while the vector changes,
+# so validated parameters are kept per parameter set (up to _KEPT, then all forgotten). In
+# the server each search meets caches that the engine's scan of its lists has just flushed;
+# there pydantic's validation and the options took ~35 us of CPU per search, more than the
+# rest of the handler's parsing but orjson's (bench/request_cpu.py --stub-touch-mb 3).
+# Only bodies of plain scalars are kept (a filter is validated every time); a key holds each
+# value's type, since True, 1 and 1.0 are one key to a dict.
+_KEPT = 256
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_validated: dict[tuple[Any, ...], tuple[SearchParams, SearchOptions]] = {}
+
+
+def _params(body: dict[str, Any], settings: Settings) -> tuple[SearchParams, SearchOptions]:
+    """The body's parameters (without its vectors) and the search options they give."""
+    key = _key(body, settings)
+    kept = _validated.get(key) if key is not None else None
+    if kept is not None:
+        return kept
+    params = SearchParams.model_validate(body)
+    kept = (params, _options(params, settings))
+    if key is not None:
+        if len(_validated) >= _KEPT:
+            _validated.clear()
+        _validated[key] = kept
+    return kept
+
+
+def _key(body: dict[str, Any], settings: Settings) -> tuple[Any, ...] | None:
+    key: list[Any] = [settings.max_k, settings.max_rerank, settings.emulator_candidates_per_list]
+    for item in body.items():
+        kind = item[1].__class__
+        if kind not in _SCALARS:
+            return None
+        key += (item, kind)
+    return tuple(key)
+
+
 def _options(params: SearchParams, settings: Settings) -> SearchOptions:
     if params.k > settings.max_k:
         raise InvalidInput(f"k must be in [1, {settings.max_k}]")
@@ -112,8 +149,7 @@ async def search_one(
     body: dict[str, Any], service: Service, settings: Settings, metrics: Metrics
 ) -> SearchReply:
     vector = body.pop("vector", None)
-    params = SearchParams.model_validate(body)
-    opts = _options(params, settings)
+    params, opts = _params(body, settings)
     await _caught_up(service, params)
     queries = as_vector(vector, service.collection_dim(params.collection))
     out = await _run(service, params, queries, opts)
@@ -127,8 +163,7 @@ async def search_many(
     body: dict[str, Any], service: Service, settings: Settings, metrics: Metrics
 ) -> SearchReply:
     vectors = body.pop("vectors", None)
-    params = SearchParams.model_validate(body)
-    opts = _options(params, settings)
+    params, opts = _params(body, settings)
     await _caught_up(service, params)
     dim = service.collection_dim(params.collection)
     if isinstance(vectors, list) and not 1 <= len(vectors) <= settings.max_batch_queries:
