@@ -25,8 +25,9 @@ library's; ``/healthz`` over the same socket gives the floor of one round trip.
 
 ``--breakdown`` runs alone: nlist 256, nprobe 8, the embedded worker's scheduler on (its
 thresholds out of reach, so it reads its counters every 2 s and never starts a job), and
-prints ``/healthz`` and ``/search`` through three callers, the engine in-process and
-PostgreSQL + pgvector HNSW at the same recall, side by side (bench/request_path.py).
+prints ``/healthz`` and ``/search`` through three callers, the engine in-process (and its
+time inside the server, from the ``Server-Timing`` header) and PostgreSQL + pgvector HNSW at
+the same recall, side by side (bench/request_path.py).
 """
 
 from __future__ import annotations

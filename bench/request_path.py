@@ -7,7 +7,8 @@ so that background load on a shared machine hits every row alike):
   bodies and no response parsing: a raw socket (about 10 us of client work), an
   ``httpx.Client`` and a ``requests.Session``;
 - the engine in-process (``VectorIndex.search`` on one thread, as the server runs a small
-  search on its event loop);
+  search on its event loop), and beside it the engine's time inside the server, read from
+  the ``Server-Timing`` header of the raw socket's ``/search`` responses;
 - PostgreSQL + pgvector HNSW over one psycopg connection (prepared statement, pre-encoded
   vector text) at the smallest ``hnsw.ef_search`` reaching the IVF's recall.
 """
