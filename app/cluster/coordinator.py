@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from app.cluster.placement import Placement, contiguous_placement, coprobe_placement
 from app.cluster.replica import ShardSpec
 from app.cluster.shard_set import ShardedHits, ShardUnavailable
-from app.cluster.sharded import ShardedCollection
+from app.cluster.sharded import ShardedCollection, label_lists
 from app.engine.clustering import Clustering
 from app.engine.metric import Metric, prepare
 from app.engine.routing import Router, centroid_router
@@ -39,7 +39,7 @@ from app.service.errors import ShardDown
 from app.store.db import Store
 from app.store.models import Collection
 from app.store.placements import request_shards, requested_shards
-from app.store.points import iter_live_points
+from app.store.point_lists import list_sizes
 from app.store.query_log import load_queries
 from app.store.versions import load_clustering, load_router
 
@@ -205,6 +205,8 @@ class Coordinator:
         shards, replicas = shape
         with self.store.read() as session:
             clustering = load_clustering(session, cid, version)
+        label_lists(self.store, cid, metric, clustering)  # the placement counts by the labels
+        with self.store.read() as session:
             router = load_router(session, cid, router_version) if router_version else None
             if router is not None and router.clustering_version != version:
                 router = None
@@ -239,15 +241,13 @@ class Coordinator:
         router: Router | None,
         shards: int,
     ) -> Placement:
-        """Co-probe placement of the logged queries under ``router`` (else centroids)."""
+        """Co-probe placement of the logged queries under ``router`` (else centroids), the
+        lists' sizes counted from the store's labels."""
         shards = min(shards, clustering.nlist)
         _, queries = load_queries(session, cid, clustering.dim, limit=self._placement_queries)
         if len(queries) == 0 or shards == 1:
             return contiguous_placement(clustering.nlist, shards)
         chosen = router if router is not None else centroid_router(clustering)
         probes = chosen.route(prepare(queries, metric, clustering.dim), self._nprobe)
-        sizes = np.zeros(clustering.nlist, np.int64)
-        for _, vectors, _ in iter_live_points(session, cid, clustering.dim):
-            lists = clustering.assign(prepare(vectors, metric, clustering.dim))
-            sizes += np.bincount(lists, minlength=clustering.nlist)
+        sizes = list_sizes(session, cid, clustering.version, clustering.nlist)
         return coprobe_placement(probes, sizes, shards)

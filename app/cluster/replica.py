@@ -26,7 +26,7 @@ import numpy as np
 from app.cluster.shard import ShardHits, ShardIndex
 from app.engine.metric import Metric
 from app.store.db import Store
-from app.store.points import changes_since, iter_live_points
+from app.store.point_lists import ListsOf, iter_shard_points, shard_changes_since
 from app.store.seq import current_seq
 from app.store.versions import load_clustering
 
@@ -51,6 +51,11 @@ class ShardSpec:
     epoch: int = 0
     catchup_interval_s: float = 0.2
 
+    @property
+    def part(self) -> ListsOf:
+        """What this shard reads of the store: its lists of its clustering."""
+        return ListsOf(self.collection_id, self.clustering_version, self.lists)
+
 
 class ShardReplica:
     def __init__(self, spec: ShardSpec, node_id: str = "") -> None:
@@ -61,6 +66,7 @@ class ShardReplica:
         self._apply = threading.Lock()
         self._applied = threading.Condition()
         self.applied_seq = 0
+        self.vectors_read = 0  # point vectors read from the store, loading and catching up
         self.shard = self._load()
         self.load_seconds = time.perf_counter() - started
         self._stop = threading.Event()
@@ -73,7 +79,8 @@ class ShardReplica:
             head = current_seq(session)  # first: every write up to it is visible below
             clustering = load_clustering(session, spec.collection_id, spec.clustering_version)
             shard = ShardIndex(spec.dim, Metric(spec.metric), clustering, np.array(spec.lists))
-            for ids, vectors, _ in iter_live_points(session, spec.collection_id, spec.dim):
+            for ids, vectors in iter_shard_points(session, spec.part, spec.dim):
+                self.vectors_read += len(ids)
                 shard.upsert(ids, vectors)
             self._advance(head)
         return shard
@@ -93,11 +100,10 @@ class ShardReplica:
                 head = current_seq(session)
                 if head <= self.applied_seq:
                     return self.applied_seq
-                dims = {spec.collection_id: spec.dim}
-                changes = changes_since(session, self.applied_seq, dims, spec.collection_id)
-            for change in changes:
-                self.shard.upsert(change.upsert_ids, change.upsert_vectors)
-                self.shard.remove(change.removed_ids)
+                changes = shard_changes_since(session, self.applied_seq, spec.part, spec.dim)
+            self.vectors_read += len(changes.upsert_ids)
+            self.shard.upsert(changes.upsert_ids, changes.upsert_vectors)
+            self.shard.remove(changes.removed_ids)
             self._advance(head)
             return head
 
@@ -135,6 +141,7 @@ class ShardReplica:
             "lists": len(self.shard.lists),
             "applied_seq": self.applied_seq,
             "load_seconds": round(self.load_seconds, 3),
+            "vectors_read": self.vectors_read,
             "memory_bytes": self.shard.index.memory_bytes(),
         }
 

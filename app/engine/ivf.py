@@ -308,6 +308,15 @@ class VectorIndex:
         rescored = np.count_nonzero(candidates >= 0) / n if n else 0.0
         return SearchResult(top_scores, top_ids, probes, scored / n if n else 0.0, rescored)
 
+    def lists_of(self, vectors: np.ndarray) -> tuple[int, np.ndarray] | None:
+        """(clustering version, the list of each raw vector under it), as ``upsert`` would
+        place them now; None before a clustering. For the store's labels (shard replicas
+        read by them), so one clustering is read once for both."""
+        clustering = self._state.clustering
+        if clustering is None:
+            return None
+        return clustering.version, clustering.assign(prepare(vectors, self.metric, self.dim))
+
     def list_sizes(self) -> np.ndarray:
         state = self._state
         with self._rw.read():

@@ -73,11 +73,12 @@ def upsert(
     with registry.apply_lock:
         live = registry.get(name)
         check_dimension(vectors, live.record.dim)
+        lists = live.index.lists_of(vectors)  # outside the transaction: it holds writers off
         try:
             with registry.store.write() as session:
                 seq = next_seq(session)
                 internal = point_store.upsert_points(
-                    session, live.record.id, seq, ids, vectors, payloads
+                    session, live.record.id, seq, ids, vectors, payloads, lists
                 )
         except IntegrityError:  # the collection was deleted through another replica
             raise CollectionNotFound(f"collection {name!r} does not exist") from None
