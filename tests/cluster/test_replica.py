@@ -104,9 +104,7 @@ def test_a_labelled_write_is_read_only_by_the_shard_of_its_list(
     before = [r.vectors_read for r in shards]
     with store.write() as session:
         seq = next_seq(session)
-        upsert_points(
-            session, cid, seq, ["0"], data.docs[:1] * 2.0, [None], (version, list_no)
-        )
+        upsert_points(session, cid, seq, ["0"], data.docs[:1] * 2.0, [None], (version, list_no))
     wait_until(lambda: all(r.applied_seq >= seq for r in shards), what="both caught up")
     assert [r.vectors_read - b for r, b in zip(shards, before, strict=True)] == [
         int(r is home) for r in shards
