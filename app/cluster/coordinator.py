@@ -63,8 +63,11 @@ class Coordinator:
         sync_interval_s: float,
         search_timeout_s: float,
         ready_timeout_s: float,
+        snapshot_dir: str | None = None,
+        snapshot_interval_s: float = 60.0,
     ) -> None:
-        """``nprobe``: the probes per logged query whose co-probes guide placement."""
+        """``nprobe``: the probes per logged query whose co-probes guide placement;
+        ``snapshot_dir``: where replicas keep their shard snapshots (None: none)."""
         self.store = store
         self.database_url = database_url
         self._nodes = nodes
@@ -73,6 +76,8 @@ class Coordinator:
         self._sync_interval_s = sync_interval_s
         self._search_timeout_s = search_timeout_s
         self._ready_timeout_s = ready_timeout_s
+        self._snapshot_dir = snapshot_dir
+        self._snapshot_interval_s = snapshot_interval_s
         self._lock = threading.Lock()
         self._requested: dict[int, tuple[int, int]] = {}
         self._sharded: dict[int, ShardedCollection] = {}
@@ -214,7 +219,17 @@ class Coordinator:
         with self._lock:
             sharded = self._sharded.get(cid)
         if sharded is None:
-            spec = ShardSpec(self.database_url, cid, dim, metric, version, 0, ())
+            spec = ShardSpec(
+                self.database_url,
+                cid,
+                dim,
+                metric,
+                version,
+                0,
+                (),
+                snapshot_dir=self._snapshot_dir,
+                snapshot_interval_s=self._snapshot_interval_s,
+            )
             sharded = ShardedCollection(
                 self.store, spec, self._nodes, search_timeout_s=self._search_timeout_s
             )

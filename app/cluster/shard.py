@@ -32,12 +32,20 @@ class ShardHits:
 class ShardIndex:
     """The points of ``lists`` (list numbers of ``clustering``) and nothing else."""
 
-    def __init__(self, dim: int, metric: Metric, clustering: Clustering, lists: np.ndarray) -> None:
+    def __init__(
+        self,
+        dim: int,
+        metric: Metric,
+        clustering: Clustering,
+        lists: np.ndarray,
+        index: VectorIndex | None = None,
+    ) -> None:
+        """``index``: the shard's lists as loaded (a shard snapshot), else empty."""
         owned = np.asarray(lists, dtype=np.int64)
         if owned.ndim != 1 or (owned.size and (owned.min() < 0 or owned.max() >= clustering.nlist)):
             raise ValueError(f"lists must be list numbers in [0, {clustering.nlist})")
         self.clustering = clustering
-        self.index = VectorIndex(dim, metric, clustering)
+        self.index = index if index is not None else VectorIndex(dim, metric, clustering)
         # One extra False at the end: a padded probe (-1) indexes it and is never owned.
         self._owns = np.zeros(clustering.nlist + 1, dtype=bool)
         self._owns[owned] = True

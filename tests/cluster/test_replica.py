@@ -5,6 +5,7 @@ tests/cluster/test_ray_shards.py runs replicas as Ray actors)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -145,3 +146,35 @@ def test_a_search_waits_for_min_seq_and_tells_when_it_cannot(
     assert hits.ids[0, 0] == new_id
     with pytest.raises(StaleRead):
         home.search(vector, 1, probes, min_seq=seq + 1000, timeout_s=0.01)
+
+
+def test_a_restarted_replica_starts_from_its_snapshot_and_catches_up(
+    store: Store, replicas, data: debian.Dataset, tmp_path
+) -> None:
+    shards, _ = replicas
+    cid = shards[0].spec.collection_id
+    spec = replace(shards[0].spec, snapshot_dir=str(tmp_path))
+    first = ShardReplica(spec)
+    assert first.source == "store" and first.snapshot() and not first.snapshot()
+    first.close()
+    write(store, cid, ["new"], data.docs[:1] * -1.0)  # not labelled: every shard reads it
+    with store.write() as session:
+        head = next_seq(session)
+        delete_points(session, cid, head, ["1", "2"])
+
+    restarted = ShardReplica(spec)
+    from_store = ShardReplica(replace(spec, snapshot_dir=None))
+    other = ShardReplica(replace(shards[1].spec, snapshot_dir=str(tmp_path)))
+
+    assert restarted.source == "snapshot" and restarted.applied_seq >= head
+    assert restarted.vectors_read == 1  # the new point; deletions are ids
+    assert other.source == "store"  # another shard's lists: the file is not its own
+    nlist = restarted.shard.clustering.nlist
+    probes = np.arange(nlist)[None, :].repeat(len(data.test_queries), 0)
+    got = restarted.search(data.test_queries, 20, probes)
+    want = from_store.search(data.test_queries, 20, probes)
+    assert restarted.shard.count == from_store.shard.count
+    np.testing.assert_array_equal(got.ids, want.ids)
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
+    for replica in (restarted, from_store, other):
+        replica.close()
