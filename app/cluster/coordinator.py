@@ -155,16 +155,25 @@ class Coordinator:
         lists: np.ndarray | None,
         min_seq: int,
         partial: bool,
+        allowed: np.ndarray | None = None,
     ) -> ShardedHits:
-        """The merged top-``k`` of the shards (see ``ShardedCollection.search``); a shard
-        with no live replica is ``ShardDown`` unless ``partial``."""
+        """The merged top-``k`` of the shards (see ``ShardedCollection.search``), among the
+        ids the bitmap ``allowed`` lets through if given; a shard with no live replica is
+        ``ShardDown`` unless ``partial``."""
         with self._lock:
             sharded = self._sharded.get(collection_id)
         if sharded is None:  # dropped since the caller looked
             raise ShardDown(f"collection {collection_id} is no longer served by shards")
         try:
             return sharded.search(
-                queries, k, nprobe, router=router, lists=lists, min_seq=min_seq, partial=partial
+                queries,
+                k,
+                nprobe,
+                router=router,
+                lists=lists,
+                allowed=allowed,
+                min_seq=min_seq,
+                partial=partial,
             )
         except ShardUnavailable as exc:
             raise ShardDown(
