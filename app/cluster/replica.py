@@ -105,9 +105,9 @@ class ShardReplica:
             head = current_seq(session)  # first: every write up to it is visible below
             clustering = load_clustering(session, spec.collection_id, spec.clustering_version)
             shard = ShardIndex(spec.dim, metric, clustering, lists)
-            for ids, vectors in iter_shard_points(session, spec.part, spec.dim):
+            for ids, vectors, labels in iter_shard_points(session, spec.part, spec.dim):
                 self.vectors_read += len(ids)
-                shard.upsert(ids, vectors)
+                shard.upsert(ids, vectors, labels)
             self._advance(head)
         return shard, "store"
 
@@ -146,7 +146,7 @@ class ShardReplica:
                     return self.applied_seq
                 changes = shard_changes_since(session, self.applied_seq, spec.part, spec.dim)
             self.vectors_read += len(changes.upsert_ids)
-            self.shard.upsert(changes.upsert_ids, changes.upsert_vectors)
+            self.shard.upsert(changes.upsert_ids, changes.upsert_vectors, changes.upsert_lists)
             self.shard.remove(changes.removed_ids)
             self._advance(head)
             return head

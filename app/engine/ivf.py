@@ -385,19 +385,29 @@ class VectorIndex:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add raw ``vectors`` under ``ids``; an id already held (or repeated) is replaced."""
+    def upsert(self, ids: np.ndarray, vectors: np.ndarray, lists: np.ndarray | None = None) -> None:
+        """Add raw ``vectors`` under ``ids``; an id already held (or repeated) is replaced.
+
+        ``lists``: the list of each vector, assigned already by this clustering's rule (a
+        shard replica takes the store's labels, so a point sits exactly where the API's
+        index put it, whatever the rounding of a recomputation); else assigned here.
+        """
         ids = _as_ids(ids)
         x = prepare(vectors, self.metric, self.dim)
         if x.shape[0] != ids.shape[0]:
             raise ValueError("ids and vectors must have the same length")
-        ids, x = _last_occurrence(ids, x)
+        if lists is not None:
+            lists = _check_assignment(lists, len(ids), self._state.ivf.nlist)
+        keep = _last_occurrence(ids)
+        ids, x = ids[keep], x[keep]
+        if lists is not None:
+            lists = lists[keep]
         if not len(ids):
             return
         with self._mutate:
             self._note_written(ids)
             state = self._state
-            if state.ivf.ntotal == 0:
+            if state.ivf.ntotal == 0 and lists is None:
                 # First load: build aside with exact list capacities, swap in at once.
                 exact = self._new_exact() if state.quantization.compressed else None
                 if exact is not None:
@@ -409,9 +419,9 @@ class VectorIndex:
                     self._state = new
                     self.generation += 1
                 return
-            assign = (
-                ivf_lists.assign_lists(state.clustering, x) if not is_fast_scan(state.ivf) else None
-            )
+            assign = lists
+            if assign is None and not is_fast_scan(state.ivf):
+                assign = ivf_lists.assign_lists(state.clustering, x)
             for start in range(0, len(ids), WRITE_CHUNK):
                 chunk = slice(start, start + WRITE_CHUNK)
                 chunk_ids = np.ascontiguousarray(ids[chunk])
@@ -745,13 +755,22 @@ def _as_ids(ids: np.ndarray) -> np.ndarray:
     return a
 
 
-def _last_occurrence(ids: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop all but the last of repeated ids, as if the batch were applied in order."""
+def _last_occurrence(ids: np.ndarray) -> np.ndarray | slice:
+    """The rows to keep of a batch: all but the last of repeated ids are dropped, as if the
+    batch were applied in order."""
     _, first_in_reversed = np.unique(ids[::-1], return_index=True)
     if len(first_in_reversed) == len(ids):
-        return ids, x
-    keep = np.sort(len(ids) - 1 - first_in_reversed)
-    return ids[keep], x[keep]
+        return slice(None)
+    return np.sort(len(ids) - 1 - first_in_reversed)
+
+
+def _check_assignment(lists: np.ndarray, n: int, nlist: int) -> np.ndarray:
+    a = np.ascontiguousarray(lists, dtype=np.int64)
+    if a.shape != (n,):
+        raise ValueError(f"lists must hold one list number per vector, got shape {a.shape}")
+    if a.size and (a.min() < 0 or a.max() >= nlist):
+        raise ValueError(f"list numbers must be in [0, {nlist})")
+    return a
 
 
 def _check_lists(lists: np.ndarray, n: int, nlist: int) -> np.ndarray:

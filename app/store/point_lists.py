@@ -39,6 +39,7 @@ class ShardChanges:
 
     upsert_ids: np.ndarray  # int64: rows in the shard's lists, or not labelled for its version
     upsert_vectors: np.ndarray  # (n, dim) float32, raw as sent
+    upsert_lists: np.ndarray  # int64: each one's list, -1 where not labelled for the version
     removed_ids: np.ndarray  # int64: deleted, or labelled for another shard's list
     rows: int  # changed rows seen (with or without their vector)
 
@@ -53,12 +54,18 @@ def _readable(part: ListsOf) -> ColumnElement[bool]:
     )
 
 
+def _label(part: ListsOf) -> ColumnElement[int]:
+    """A row's list under ``part``'s clustering, -1 where it is not labelled for it."""
+    return case((Point.list_version == part.version, Point.list_no), else_=-1)
+
+
 def iter_shard_points(
     session: Session, part: ListsOf, dim: int, block: int = BLOCK
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The live points ``part`` must read, as blocks of (internal ids, raw vectors)."""
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The live points ``part`` must read, as blocks of (internal ids, raw vectors, lists:
+    -1 where the reader must assign the vector itself)."""
     stmt = (
-        select(Point.id, Point.vector)
+        select(Point.id, Point.vector, _label(part))
         .where(Point.collection_id == part.collection_id, Point.deleted.is_(False))
         .where(_readable(part))
         .order_by(Point.id)
@@ -66,7 +73,8 @@ def iter_shard_points(
     )
     for rows in session.execute(stmt).partitions(block):
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        yield ids, vectors_from_bytes([r[1] for r in rows], dim)
+        lists = np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows))
+        yield ids, vectors_from_bytes([r[1] for r in rows], dim), lists
 
 
 def shard_changes_since(session: Session, after_seq: int, part: ListsOf, dim: int) -> ShardChanges:
@@ -74,24 +82,27 @@ def shard_changes_since(session: Session, after_seq: int, part: ListsOf, dim: in
     ``part`` must read, only the ids of the others (deleted, or now in another's list)."""
     wanted = and_(Point.deleted.is_(False), _readable(part))
     stmt = (
-        select(Point.id, case((wanted, Point.vector), else_=None))
+        select(Point.id, case((wanted, Point.vector), else_=None), _label(part))
         .where(Point.collection_id == part.collection_id, Point.seq > after_seq)
         .order_by(Point.seq)
     )
     ups: list[int] = []
     blobs: list[bytes] = []
+    lists: list[int] = []
     removed: list[int] = []
     rows = 0
-    for pid, blob in session.execute(stmt):
+    for pid, blob, list_no in session.execute(stmt):
         rows += 1
         if blob is None:
             removed.append(pid)
         else:
             ups.append(pid)
             blobs.append(blob)
+            lists.append(list_no)
     return ShardChanges(
         np.asarray(ups, dtype=np.int64),
         vectors_from_bytes(blobs, dim),
+        np.asarray(lists, dtype=np.int64),
         np.asarray(removed, dtype=np.int64),
         rows,
     )
