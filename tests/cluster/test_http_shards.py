@@ -3,9 +3,9 @@
 3-node Ray cluster, over PostgreSQL (the store cluster mode is documented for).
 
 Parity with an unsharded twin collection (same points, same build seed, so the same
-clustering), unfiltered and filtered (both plans), read-your-writes, kill -9 of a replica
-mid search loop, a shard with no live replica (503, or partial results when asked), and
-kill -9 of the API process while writing.
+clustering): unfiltered, filtered (both plans) and exact searches; read-your-writes, kill
+-9 of a replica mid search loop, a shard with no live replica (503, or partial results
+when asked), and kill -9 of the API process while writing.
 One server and one pair of collections for the module (each start costs seconds).
 """
 
@@ -142,6 +142,16 @@ def test_a_filtered_search_runs_the_twin_s_plan_on_the_shards(
             assert got[field] == want[field], field
         assert got["plan"] == plan
         assert got["scanned"] == pytest.approx(want["scanned"], abs=0.1)
+
+
+def test_an_exact_search_scans_every_list_on_the_shards(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        sharded = _search(c, "sharded", QUERIES, routing="exact")
+        twin = _search(c, "twin", QUERIES, routing="exact")
+        assert _hits(sharded) == _hits(twin)
+        got, want = sharded.json(), twin.json()
+        assert (got["routing"], got["plan"], got["nprobe"]) == ("exact", "exact", None)
+        assert got["shards_probed"] == 2.0 and got["scanned"] == want["scanned"] == N_POINTS
 
 
 def test_read_your_writes_across_shards(server: Server) -> None:
