@@ -38,10 +38,15 @@ def _meta(part: ListsOf, seq: int) -> dict[str, object]:
 
 
 def save_shard(root: Path, part: ListsOf, index: VectorIndex, seq: int) -> Path:
-    """Write ``index`` (holding every write up to ``seq``, maybe more) as ``part``'s file."""
+    """Write ``index`` (holding every write up to ``seq``, maybe more) as ``part``'s file,
+    and remove the collection's files of older clusterings: no replica will load them."""
     root.mkdir(parents=True, exist_ok=True)
     path = snapshot_path(root, part)
     save_snapshot(index, path, _meta(part, seq))
+    for other in root.glob(f"c{part.collection_id}-v*-*.snap"):
+        version = other.name.split("-")[1][1:]
+        if version.isdigit() and int(version) < part.version:
+            other.unlink(missing_ok=True)
     return path
 
 
