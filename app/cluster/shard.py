@@ -73,7 +73,7 @@ class ShardIndex:
             lists[unknown] = self.clustering.assign(x)
         mine = self._owns[lists]
         self.index.remove(ids[~mine])
-        self.index.upsert(ids[mine], vectors[mine], lists[mine])
+        self.index.upsert(ids[mine], vectors[mine], (self.clustering.version, lists[mine]))
         return int(np.count_nonzero(mine))
 
     def remove(self, ids: np.ndarray) -> int:

@@ -80,6 +80,9 @@ DEFAULT_NPROBE = 8
 # libstdc++ unordered_map<int64, int64>: a 32-byte node plus about one 8-byte bucket per entry.
 HASHTABLE_BYTES_PER_ENTRY = 40
 
+# (clustering version, the list of each vector under it): an assignment made already.
+Assignment = tuple[int, np.ndarray]
+
 
 class RouterMismatchError(ValueError):
     """The router was trained for another clustering than the one the index holds."""
@@ -308,10 +311,10 @@ class VectorIndex:
         rescored = np.count_nonzero(candidates >= 0) / n if n else 0.0
         return SearchResult(top_scores, top_ids, probes, scored / n if n else 0.0, rescored)
 
-    def lists_of(self, vectors: np.ndarray) -> tuple[int, np.ndarray] | None:
+    def lists_of(self, vectors: np.ndarray) -> Assignment | None:
         """(clustering version, the list of each raw vector under it), as ``upsert`` would
         place them now; None before a clustering. For the store's labels (shard replicas
-        read by them), so one clustering is read once for both."""
+        read by them), then for ``upsert``: one assignment serves both."""
         clustering = self._state.clustering
         if clustering is None:
             return None
@@ -385,19 +388,24 @@ class VectorIndex:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def upsert(self, ids: np.ndarray, vectors: np.ndarray, lists: np.ndarray | None = None) -> None:
+    def upsert(
+        self, ids: np.ndarray, vectors: np.ndarray, assigned: Assignment | None = None
+    ) -> None:
         """Add raw ``vectors`` under ``ids``; an id already held (or repeated) is replaced.
 
-        ``lists``: the list of each vector, assigned already by this clustering's rule (a
-        shard replica takes the store's labels, so a point sits exactly where the API's
-        index put it, whatever the rounding of a recomputation); else assigned here.
+        ``assigned``: (clustering version, each vector's list) by that clustering's rule,
+        computed already: ``lists_of`` on the API's write path (the store's label, computed
+        once), the store's labels in a shard replica (a point sits exactly where the label
+        says, whatever the rounding of a recomputation). Used while the index holds that
+        clustering; else (swapped meanwhile) the lists are assigned here.
         """
         ids = _as_ids(ids)
         x = prepare(vectors, self.metric, self.dim)
         if x.shape[0] != ids.shape[0]:
             raise ValueError("ids and vectors must have the same length")
+        version, lists = assigned if assigned is not None else (None, None)
         if lists is not None:
-            lists = _check_assignment(lists, len(ids), self._state.ivf.nlist)
+            lists = _check_assignment(lists, len(ids))
         keep = _last_occurrence(ids)
         ids, x = ids[keep], x[keep]
         if lists is not None:
@@ -407,6 +415,10 @@ class VectorIndex:
         with self._mutate:
             self._note_written(ids)
             state = self._state
+            if state.clustering is None or state.clustering.version != version:
+                lists = None
+            elif lists is not None and lists.size and lists.max() >= state.ivf.nlist:
+                raise ValueError(f"list numbers must be in [0, {state.ivf.nlist})")
             if state.ivf.ntotal == 0 and lists is None:
                 # First load: build aside with exact list capacities, swap in at once.
                 exact = self._new_exact() if state.quantization.compressed else None
@@ -764,12 +776,12 @@ def _last_occurrence(ids: np.ndarray) -> np.ndarray | slice:
     return np.sort(len(ids) - 1 - first_in_reversed)
 
 
-def _check_assignment(lists: np.ndarray, n: int, nlist: int) -> np.ndarray:
+def _check_assignment(lists: np.ndarray, n: int) -> np.ndarray:
     a = np.ascontiguousarray(lists, dtype=np.int64)
     if a.shape != (n,):
         raise ValueError(f"lists must hold one list number per vector, got shape {a.shape}")
-    if a.size and (a.min() < 0 or a.max() >= nlist):
-        raise ValueError(f"list numbers must be in [0, {nlist})")
+    if a.size and a.min() < 0:
+        raise ValueError("list numbers must be non-negative")
     return a
 
 

@@ -73,7 +73,9 @@ def upsert(
     with registry.apply_lock:
         live = registry.get(name)
         check_dimension(vectors, live.record.dim)
-        lists = live.index.lists_of(vectors)  # outside the transaction: it holds writers off
+        # The store's labels, and the index's lists: assigned once, before the transaction
+        # (which holds every writer off).
+        lists = live.index.lists_of(vectors)
         try:
             with registry.store.write() as session:
                 seq = next_seq(session)
@@ -85,7 +87,7 @@ def upsert(
         except point_store.WrongDimension as exc:  # re-created through another replica
             raise InvalidInput(str(exc)) from None
         labels: list[Label] = list(zip(ids, payloads, strict=True))
-        live.apply_upsert(internal, vectors, labels)
+        live.apply_upsert(internal, vectors, labels, lists)
         live.changed_seq = seq
         registry.note_local_write(seq)
     return seq
