@@ -46,11 +46,14 @@ class ShardChanges:
 
 def _readable(part: ListsOf) -> ColumnElement[bool]:
     """Rows the shard must read: labelled with one of its lists, or not labelled for its
-    clustering (the replica assigns those itself)."""
+    clustering (the replica assigns those itself). Every branch is a range of the index
+    (collection, list_version, list_no) (``<`` and ``>``, not ``!=``), so the server reads
+    these rows only, not the collection."""
     return or_(
         and_(Point.list_version == part.version, Point.list_no.in_(part.lists)),
         Point.list_version.is_(None),
-        Point.list_version != part.version,
+        Point.list_version < part.version,
+        Point.list_version > part.version,
     )
 
 
@@ -68,7 +71,6 @@ def iter_shard_points(
         select(Point.id, Point.vector, _label(part))
         .where(Point.collection_id == part.collection_id, Point.deleted.is_(False))
         .where(_readable(part))
-        .order_by(Point.id)
         .execution_options(yield_per=block)
     )
     for rows in session.execute(stmt).partitions(block):
