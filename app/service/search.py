@@ -87,7 +87,7 @@ def run_search(
     """
     if route is None or route.clustering is not live.index.clustering:
         route = plan_route(live, opts, default_nprobe)
-    allowed = _allowed(live, opts.filter) if opts.filter is not None else None
+    allowed = allowed_ids(live, opts.filter) if opts.filter is not None else None
     plan: str = "exact"
     nprobe: float | None
     if route.emulator is not None and route.nprobe is not None:
@@ -165,7 +165,8 @@ def _adaptive(
         return index.search(queries, k, nprobe=calibration.max_nprobe, rerank=rerank), False
 
 
-def _allowed(live: LiveCollection, f: Filter) -> AllowedIds:
+def allowed_ids(live: LiveCollection, f: Filter) -> AllowedIds:
+    """The ids ``f`` lets through (``InvalidInput`` for a filter that does not parse)."""
     try:
         return live.payloads.allowed(f)
     except FilterError as exc:
