@@ -52,6 +52,8 @@ def build_coordinator(settings: Settings, store: Store, address: str) -> ShardCo
         sync_interval_s=settings.cluster_sync_interval_s,
         search_timeout_s=settings.cluster_search_timeout_s,
         ready_timeout_s=settings.cluster_ready_timeout_s,
+        snapshot_dir=str(settings.shard_snapshot_dir),
+        snapshot_interval_s=settings.snapshot_interval_s,
     )
 
 

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     cluster_ready_timeout_s: float = Field(default=600.0, gt=0)
     # The newest logged queries whose co-probes place the lists.
     placement_queries: int = Field(default=20_000, ge=1)
+    # Where each node keeps its shard replicas' snapshots (written every
+    # snapshot_interval_s; a restarted replica starts from its shard's file). Unset:
+    # data_dir/shard-snapshots, as an absolute path.
+    cluster_snapshot_dir: Path | None = None
 
     log_level: str = "INFO"
     # One JSON line per request (method, path, status, ms, request_id); off by default
@@ -122,6 +126,10 @@ class Settings(BaseSettings):
     @property
     def snapshot_dir(self) -> Path:
         return self.data_dir / "snapshots"
+
+    @property
+    def shard_snapshot_dir(self) -> Path:
+        return (self.cluster_snapshot_dir or self.data_dir / "shard-snapshots").resolve()
 
     @property
     def exact_vectors_dir(self) -> Path:

@@ -8,7 +8,14 @@ the coordinator (this process) routes by centroids at ``--nprobe``, scatters to 
 the probes touch and merges. Measured per N: single-query latency p50/p99 and q/s (one
 client), q/s with ``--clients`` concurrent clients, shards probed per query, replica load
 time (store -> ready), rebuild time after kill -9 of a replica (until ready again, with a
-new pid), resident memory per node (actor processes' RSS) and the index bytes per replica.
+new pid), resident memory per node (actor processes' RSS) and the index bytes per replica,
+and what each replica read: the vectors it read from the store, its peak RSS (VmHWM).
+
+The points are labelled with their lists first (as a rebalance does), so a replica reads
+only its lists' rows; ``--no-labels`` leaves them unlabelled, so every replica reads every
+row and keeps its own (what replicas did before the labels: the "before" of issue 19's
+"a shard holds only its lists"). ``--snapshots`` lets replicas write shard snapshots, so
+the killed replica restarts from its snapshot instead of the store.
 On a shared 2-core machine the timings are noisy: the lead re-runs them on a quiet one.
 
     .venv/bin/python bench/cluster.py                  # all documents, N = 1 2 4
@@ -45,6 +52,7 @@ from sqlalchemy.engine import make_url
 from app.cluster.placement import coprobe_placement
 from app.cluster.replica import ShardSpec
 from app.cluster.shard_set import ShardSet
+from app.cluster.sharded import label_lists
 from app.engine.metric import prepare
 from app.engine.routing import centroid_router
 from app.store.collections import create_collection, get_collection
@@ -64,9 +72,10 @@ BATCH = 5000
 K = 10
 
 
-def rss_bytes(pid: int) -> int:
+def rss_bytes(pid: int, field: str = "VmRSS") -> int:
+    """A process's resident memory (``VmHWM``: its peak) from /proc."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
     return 0
 
@@ -129,16 +138,20 @@ def measure(
     }
 
 
-def rebuild_seconds(shard_set: ShardSet) -> float:
+def rebuild_seconds(shard_set: ShardSet, snapshots: bool) -> tuple[float, str]:
+    """Seconds from kill -9 of a replica until it is ready again, and where it loaded from."""
     victim = shard_set.replicas[0][0]
     old = victim.pid
     assert old is not None
+    while snapshots and ray.get(victim.handle.info.remote())["snapshot_seq"] < 0:
+        time.sleep(0.1)
     started = time.perf_counter()
     os.kill(old, signal.SIGKILL)
     # The coordinator notices on its next health ping (or search); then the actor reloads.
     while not (victim.state == "ready" and victim.pid not in (None, old)):
         time.sleep(0.05)
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    return seconds, ray.get(victim.handle.info.remote())["source"]
 
 
 def memory_per_node(shard_set: ShardSet) -> dict[str, int]:
@@ -163,6 +176,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--out", default="cluster")
+    ap.add_argument("--no-labels", action="store_true", help="replicas read every row")
+    ap.add_argument("--snapshots", action="store_true", help="replicas write shard snapshots")
     args = ap.parse_args()
 
     ds = debian.load(args.variant, n_docs=args.docs) if args.docs else debian.load(args.variant)
@@ -186,6 +201,10 @@ def main() -> None:
             record = get_collection(session, "docs")
             assert record is not None and record.clustering_version is not None
             clustering = load_clustering(session, cid, record.clustering_version)
+        t = time.perf_counter()
+        if not args.no_labels:
+            label_lists(store, cid, record.metric, clustering)
+        label_s = time.perf_counter() - t
         sizes = np.bincount(
             clustering.assign(prepare(ds.docs, ds.metric)), minlength=clustering.nlist
         )
@@ -198,7 +217,17 @@ def main() -> None:
         for _ in range(args.nodes - 1):
             cluster.add_node(num_cpus=1)
         ray.init(address=cluster.address, namespace=ray_runtime.NAMESPACE, log_to_driver=False)
-        spec = ShardSpec(url, cid, record.dim, record.metric, record.clustering_version, 0, ())
+        spec = ShardSpec(
+            url,
+            cid,
+            record.dim,
+            record.metric,
+            record.clustering_version,
+            0,
+            (),
+            snapshot_dir=os.path.join(root, "shard-snapshots") if args.snapshots else None,
+            snapshot_interval_s=1.0,
+        )
         for shards in args.shards:
             placement = coprobe_placement(logged, sizes, shards)
             t = time.perf_counter()
@@ -215,7 +244,15 @@ def main() -> None:
             row["rss_mib_per_node"] = {
                 n: round(b / 2**20) for n, b in memory_per_node(shard_set).items()
             }
-            row["rebuild_s"] = round(rebuild_seconds(shard_set), 2)
+            row["vectors_read_per_replica"] = [i["vectors_read"] for i in infos]
+            row["peak_rss_mib_per_replica"] = [
+                round(rss_bytes(r.pid, "VmHWM") / 2**20)
+                for row_ in shard_set.replicas
+                for r in row_
+                if r.pid
+            ]
+            rebuild_s, row["rebuilt_from"] = rebuild_seconds(shard_set, args.snapshots)
+            row["rebuild_s"] = round(rebuild_s, 2)
             row["points_per_shard"] = [s["points"] for s in shard_set.describe()]
             rows.append(row)
             print(json.dumps(row))
@@ -234,6 +271,7 @@ def main() -> None:
         "docs": len(ds.docs),
         "nlist": int(clustering.nlist),
         "store_fill_and_build_s": round(fill_s, 1),
+        "label_s": round(label_s, 1),
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg(),
     }
@@ -248,15 +286,19 @@ def print_table(rows: list[dict[str, Any]], meta: dict[str, Any], clients: int) 
     print(f"{meta['docs']:,} docs, {meta['nlist']} lists, nprobe {meta['args']['nprobe']}")
     print(
         f"| shards x replicas | p50 / p99 ms | q/s (1 client) | q/s ({clients} clients) "
-        "| shards probed | replica load s | rebuild s | index MiB / replica | RSS MiB per node |"
+        "| shards probed | replica load s | rebuild s (from) | index MiB / replica "
+        "| RSS MiB per node | vectors read / replica | peak RSS MiB / replica |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['shards']} x {r['replicas']} | {r['p50_ms']} / {r['p99_ms']} "
             f"| {r['qps_1_client']} | {r[f'qps_{clients}_clients']} | {r['shards_probed']} "
-            f"| {r['replica_load_s_max']} | {r['rebuild_s']} | {r['index_mib_per_replica']} "
-            f"| {', '.join(str(v) for v in r['rss_mib_per_node'].values())} |"
+            f"| {r['replica_load_s_max']} | {r['rebuild_s']} ({r['rebuilt_from']}) "
+            f"| {r['index_mib_per_replica']} "
+            f"| {', '.join(str(v) for v in r['rss_mib_per_node'].values())} "
+            f"| {', '.join(str(v) for v in r['vectors_read_per_replica'])} "
+            f"| {', '.join(str(v) for v in r['peak_rss_mib_per_replica'])} |"
         )
 
 

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from app.cluster.placement import Placement, contiguous_placement, coprobe_placement
 from app.cluster.replica import ShardSpec
 from app.cluster.shard_set import ShardedHits, ShardUnavailable
-from app.cluster.sharded import ShardedCollection
+from app.cluster.sharded import ShardedCollection, label_lists
 from app.engine.clustering import Clustering
 from app.engine.metric import Metric, prepare
 from app.engine.routing import Router, centroid_router
@@ -39,7 +39,7 @@ from app.service.errors import ShardDown
 from app.store.db import Store
 from app.store.models import Collection
 from app.store.placements import request_shards, requested_shards
-from app.store.points import iter_live_points
+from app.store.point_lists import list_sizes
 from app.store.query_log import load_queries
 from app.store.versions import load_clustering, load_router
 
@@ -63,8 +63,11 @@ class Coordinator:
         sync_interval_s: float,
         search_timeout_s: float,
         ready_timeout_s: float,
+        snapshot_dir: str | None = None,
+        snapshot_interval_s: float = 60.0,
     ) -> None:
-        """``nprobe``: the probes per logged query whose co-probes guide placement."""
+        """``nprobe``: the probes per logged query whose co-probes guide placement;
+        ``snapshot_dir``: where replicas keep their shard snapshots (None: none)."""
         self.store = store
         self.database_url = database_url
         self._nodes = nodes
@@ -73,6 +76,8 @@ class Coordinator:
         self._sync_interval_s = sync_interval_s
         self._search_timeout_s = search_timeout_s
         self._ready_timeout_s = ready_timeout_s
+        self._snapshot_dir = snapshot_dir
+        self._snapshot_interval_s = snapshot_interval_s
         self._lock = threading.Lock()
         self._requested: dict[int, tuple[int, int]] = {}
         self._sharded: dict[int, ShardedCollection] = {}
@@ -150,16 +155,25 @@ class Coordinator:
         lists: np.ndarray | None,
         min_seq: int,
         partial: bool,
+        allowed: np.ndarray | None = None,
     ) -> ShardedHits:
-        """The merged top-``k`` of the shards (see ``ShardedCollection.search``); a shard
-        with no live replica is ``ShardDown`` unless ``partial``."""
+        """The merged top-``k`` of the shards (see ``ShardedCollection.search``), among the
+        ids the bitmap ``allowed`` lets through if given; a shard with no live replica is
+        ``ShardDown`` unless ``partial``."""
         with self._lock:
             sharded = self._sharded.get(collection_id)
         if sharded is None:  # dropped since the caller looked
             raise ShardDown(f"collection {collection_id} is no longer served by shards")
         try:
             return sharded.search(
-                queries, k, nprobe, router=router, lists=lists, min_seq=min_seq, partial=partial
+                queries,
+                k,
+                nprobe,
+                router=router,
+                lists=lists,
+                allowed=allowed,
+                min_seq=min_seq,
+                partial=partial,
             )
         except ShardUnavailable as exc:
             raise ShardDown(
@@ -205,6 +219,8 @@ class Coordinator:
         shards, replicas = shape
         with self.store.read() as session:
             clustering = load_clustering(session, cid, version)
+        label_lists(self.store, cid, metric, clustering)  # the placement counts by the labels
+        with self.store.read() as session:
             router = load_router(session, cid, router_version) if router_version else None
             if router is not None and router.clustering_version != version:
                 router = None
@@ -212,7 +228,17 @@ class Coordinator:
         with self._lock:
             sharded = self._sharded.get(cid)
         if sharded is None:
-            spec = ShardSpec(self.database_url, cid, dim, metric, version, 0, ())
+            spec = ShardSpec(
+                self.database_url,
+                cid,
+                dim,
+                metric,
+                version,
+                0,
+                (),
+                snapshot_dir=self._snapshot_dir,
+                snapshot_interval_s=self._snapshot_interval_s,
+            )
             sharded = ShardedCollection(
                 self.store, spec, self._nodes, search_timeout_s=self._search_timeout_s
             )
@@ -239,15 +265,13 @@ class Coordinator:
         router: Router | None,
         shards: int,
     ) -> Placement:
-        """Co-probe placement of the logged queries under ``router`` (else centroids)."""
+        """Co-probe placement of the logged queries under ``router`` (else centroids), the
+        lists' sizes counted from the store's labels."""
         shards = min(shards, clustering.nlist)
         _, queries = load_queries(session, cid, clustering.dim, limit=self._placement_queries)
         if len(queries) == 0 or shards == 1:
             return contiguous_placement(clustering.nlist, shards)
         chosen = router if router is not None else centroid_router(clustering)
         probes = chosen.route(prepare(queries, metric, clustering.dim), self._nprobe)
-        sizes = np.zeros(clustering.nlist, np.int64)
-        for _, vectors, _ in iter_live_points(session, cid, clustering.dim):
-            lists = clustering.assign(prepare(vectors, metric, clustering.dim))
-            sizes += np.bincount(lists, minlength=clustering.nlist)
+        sizes = list_sizes(session, cid, clustering.version, clustering.nlist)
         return coprobe_placement(probes, sizes, shards)

@@ -1,15 +1,22 @@
-"""A shard replica: one shard's lists, loaded from the SQL store and kept up from its change
-sequence, exactly as an API replica catches up (``app/service/registry.py``).
+"""A shard replica: one shard's lists, loaded from the SQL store (or the shard's snapshot)
+and kept up from its change sequence, exactly as an API replica catches up
+(``app/service/registry.py``).
 
-Nothing in a replica is trusted only in its memory: it is built from the store when it
-starts (a restarted actor runs this constructor again) and follows the store's write
-sequence, so a lost replica is rebuilt by starting it again. Plain Python: Ray runs it as
-an actor (``actors.py``), the tests also run it in-process.
+It reads only its own lists: the store labels every point with its list
+(``app/store/point_lists.py``), so loading reads the rows of its lists and catching up
+reads the vectors of changed rows that land in them (ids only for the rest). Nothing in a
+replica is trusted only in its memory: it is built from the store when it starts (a
+restarted actor runs this constructor again) and follows the store's write sequence, so a
+lost replica is rebuilt by starting it again. A shard snapshot, written every
+``snapshot_interval_s`` when ``snapshot_dir`` is set, is only a faster start: the replica
+loads it and catches up from the seq it reflects. Plain Python: Ray runs it as an actor
+(``shard_set.py``), the tests also run it in-process.
 
 Threads: Ray calls ``search`` and ``info`` from its own threads (the actor's concurrency
-group); a daemon thread runs ``catch_up`` every ``catchup_interval_s``. ``_apply`` (a
-mutex) serialises catching up, so changes land in sequence order; ``_applied`` (a
-Condition) guards ``applied_seq`` for ``min_seq`` waits. The index has its own locks.
+group); a daemon thread runs ``catch_up`` every ``catchup_interval_s`` and writes the
+snapshots. ``_apply`` (a mutex) serialises catching up, so changes land in sequence order;
+``_applied`` (a Condition) guards ``applied_seq`` for ``min_seq`` waits. The index has its
+own locks.
 """
 
 from __future__ import annotations
@@ -19,14 +26,16 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from app.cluster.shard import ShardHits, ShardIndex
+from app.cluster.shard_snapshots import load_shard, save_shard
 from app.engine.metric import Metric
 from app.store.db import Store
-from app.store.points import changes_since, iter_live_points
+from app.store.point_lists import ListsOf, iter_shard_points, shard_changes_since
 from app.store.seq import current_seq
 from app.store.versions import load_clustering
 
@@ -50,6 +59,13 @@ class ShardSpec:
     lists: tuple[int, ...]
     epoch: int = 0
     catchup_interval_s: float = 0.2
+    snapshot_dir: str | None = None  # where this node keeps shard snapshots (None: none)
+    snapshot_interval_s: float = 60.0
+
+    @property
+    def part(self) -> ListsOf:
+        """What this shard reads of the store: its lists of its clustering."""
+        return ListsOf(self.collection_id, self.clustering_version, self.lists)
 
 
 class ShardReplica:
@@ -61,29 +77,64 @@ class ShardReplica:
         self._apply = threading.Lock()
         self._applied = threading.Condition()
         self.applied_seq = 0
-        self.shard = self._load()
+        self.vectors_read = 0  # point vectors read from the store, loading and catching up
+        self.snapshot_seq = -1  # the seq of the newest snapshot written or loaded here
+        self.shard, self.source = self._load()
+        if self.source == "snapshot":
+            self.catch_up()
         self.load_seconds = time.perf_counter() - started
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="catch-up", daemon=True)
         self._thread.start()
 
-    def _load(self) -> ShardIndex:
+    def _load(self) -> tuple[ShardIndex, str]:
+        """The shard's lists and where they came from: its snapshot (then the caller
+        catches up from the snapshot's seq) or the store."""
         spec = self.spec
+        metric, lists = Metric(spec.metric), np.array(spec.lists)
+        snap = None
+        if spec.snapshot_dir is not None:
+            snap = load_shard(Path(spec.snapshot_dir), spec.part, spec.dim)
+        if snap is not None:
+            index, seq = snap
+            assert index.clustering is not None  # load_shard checked its version
+            self.snapshot_seq = seq
+            self._advance(seq)
+            return ShardIndex(spec.dim, metric, index.clustering, lists, index), "snapshot"
         with self._apply, self._store.read() as session:
             head = current_seq(session)  # first: every write up to it is visible below
             clustering = load_clustering(session, spec.collection_id, spec.clustering_version)
-            shard = ShardIndex(spec.dim, Metric(spec.metric), clustering, np.array(spec.lists))
-            for ids, vectors, _ in iter_live_points(session, spec.collection_id, spec.dim):
-                shard.upsert(ids, vectors)
+            shard = ShardIndex(spec.dim, metric, clustering, lists)
+            for ids, vectors, labels in iter_shard_points(session, spec.part, spec.dim):
+                self.vectors_read += len(ids)
+                shard.upsert(ids, vectors, labels)
             self._advance(head)
-        return shard
+        return shard, "store"
 
     def _follow(self) -> None:
+        last_snapshot = time.monotonic()
         while not self._stop.wait(self.spec.catchup_interval_s):
             try:
                 self.catch_up()
             except Exception:  # the store is away: the next round retries; min_seq waits tell
                 log.exception("shard catch-up failed", extra={"shard": self.spec.shard})
+            if time.monotonic() - last_snapshot >= self.spec.snapshot_interval_s:
+                last_snapshot = time.monotonic()
+                self.snapshot()
+
+    def snapshot(self) -> bool:
+        """Write the shard's snapshot if writes were applied since the last; whether it did."""
+        spec = self.spec
+        seq = self.applied_seq  # read first: the index holds at least this
+        if spec.snapshot_dir is None or seq <= self.snapshot_seq:
+            return False
+        try:
+            save_shard(Path(spec.snapshot_dir), spec.part, self.shard.index, seq)
+        except OSError:  # a full or read-only disk costs only the faster start
+            log.exception("shard snapshot failed", extra={"shard": spec.shard})
+            return False
+        self.snapshot_seq = seq
+        return True
 
     def catch_up(self) -> int:
         """Apply every write committed since ``applied_seq``; returns the new head."""
@@ -93,11 +144,10 @@ class ShardReplica:
                 head = current_seq(session)
                 if head <= self.applied_seq:
                     return self.applied_seq
-                dims = {spec.collection_id: spec.dim}
-                changes = changes_since(session, self.applied_seq, dims, spec.collection_id)
-            for change in changes:
-                self.shard.upsert(change.upsert_ids, change.upsert_vectors)
-                self.shard.remove(change.removed_ids)
+                changes = shard_changes_since(session, self.applied_seq, spec.part, spec.dim)
+            self.vectors_read += len(changes.upsert_ids)
+            self.shard.upsert(changes.upsert_ids, changes.upsert_vectors, changes.upsert_lists)
+            self.shard.remove(changes.removed_ids)
             self._advance(head)
             return head
 
@@ -135,6 +185,9 @@ class ShardReplica:
             "lists": len(self.shard.lists),
             "applied_seq": self.applied_seq,
             "load_seconds": round(self.load_seconds, 3),
+            "source": self.source,
+            "snapshot_seq": self.snapshot_seq,
+            "vectors_read": self.vectors_read,
             "memory_bytes": self.shard.index.memory_bytes(),
         }
 

@@ -1,11 +1,12 @@
 """One shard's lists: the engine-level half of a sharded collection, with no Ray in it.
 
-A shard holds the points of a collection whose list (by the clustering's own assignment
-rule) is one of its lists, in a ``VectorIndex`` of the *whole* clustering: the lists it does
-not own stay empty. A search gets the coordinator's probe lists for the whole clustering;
-the lists of other shards are blanked to -1 (faiss's preassigned search skips them), so
-each shard scans exactly its part of what the single-process index would scan, and merging
-the shards' top-k gives the single-process top-k.
+A shard holds the points of a collection whose list (as the store labels it, else by the
+clustering's own assignment rule) is one of its lists, in a ``VectorIndex`` of the *whole*
+clustering: the lists it does not own stay empty. A search gets the coordinator's probe
+lists for the whole clustering; the lists of other shards are blanked to -1 (faiss's
+preassigned search skips them), so each shard scans exactly its part of what the
+single-process index would scan, and merging the shards' top-k gives the single-process
+top-k.
 """
 
 from __future__ import annotations
@@ -32,12 +33,20 @@ class ShardHits:
 class ShardIndex:
     """The points of ``lists`` (list numbers of ``clustering``) and nothing else."""
 
-    def __init__(self, dim: int, metric: Metric, clustering: Clustering, lists: np.ndarray) -> None:
+    def __init__(
+        self,
+        dim: int,
+        metric: Metric,
+        clustering: Clustering,
+        lists: np.ndarray,
+        index: VectorIndex | None = None,
+    ) -> None:
+        """``index``: the shard's lists as loaded (a shard snapshot), else empty."""
         owned = np.asarray(lists, dtype=np.int64)
         if owned.ndim != 1 or (owned.size and (owned.min() < 0 or owned.max() >= clustering.nlist)):
             raise ValueError(f"lists must be list numbers in [0, {clustering.nlist})")
         self.clustering = clustering
-        self.index = VectorIndex(dim, metric, clustering)
+        self.index = index if index is not None else VectorIndex(dim, metric, clustering)
         # One extra False at the end: a padded probe (-1) indexes it and is never owned.
         self._owns = np.zeros(clustering.nlist + 1, dtype=bool)
         self._owns[owned] = True
@@ -47,20 +56,24 @@ class ShardIndex:
     def count(self) -> int:
         return self.index.count
 
-    def owned(self, vectors: np.ndarray) -> np.ndarray:
-        """Which raw ``vectors`` belong here: their list, as the index assigns it, is ours."""
-        index = self.index
-        return self._owns[self.clustering.assign(prepare(vectors, index.metric, index.dim))]
-
-    def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> int:
+    def upsert(self, ids: np.ndarray, vectors: np.ndarray, lists: np.ndarray | None = None) -> int:
         """Take the points whose list is ours; any other id written is dropped from here
-        (an updated vector may have moved to another shard's list). Returns how many stay."""
+        (an updated vector may have moved to another shard's list). Returns how many stay.
+
+        ``lists``: each point's list as the store labels it, -1 (or None for all) where it
+        is not labelled for this clustering: those are assigned here."""
         ids = np.asarray(ids, dtype=np.int64)
         if not len(ids):
             return 0
-        mine = self.owned(vectors)
+        lists = np.full(len(ids), -1, np.int64) if lists is None else np.array(lists, np.int64)
+        unknown = lists < 0
+        if unknown.any():
+            index = self.index
+            x = prepare(vectors[unknown], index.metric, index.dim)
+            lists[unknown] = self.clustering.assign(x)
+        mine = self._owns[lists]
         self.index.remove(ids[~mine])
-        self.index.upsert(ids[mine], vectors[mine])
+        self.index.upsert(ids[mine], vectors[mine], (self.clustering.version, lists[mine]))
         return int(np.count_nonzero(mine))
 
     def remove(self, ids: np.ndarray) -> int:

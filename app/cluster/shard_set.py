@@ -97,6 +97,7 @@ class ShardedHits:
     ids: np.ndarray  # (n, k)
     scanned: float  # vectors scored per query (mean over the batch)
     shards_probed: float  # distinct shards per query (mean)
+    touched: np.ndarray  # (n,) distinct shards of each query
     missing: tuple[int, ...] = ()  # shards left out (only when partial results were asked for)
 
 
@@ -243,7 +244,7 @@ class ShardSet:
         scores, ids = merge_topk([(p.scores, p.ids) for p in parts], n, k)
         scanned = sum(p.scanned for p in parts) / n if n else 0.0
         probed = float(touched.mean()) if n else 0.0
-        return ShardedHits(scores, ids, scanned, probed, tuple(sorted(missing)))
+        return ShardedHits(scores, ids, scanned, probed, touched, tuple(sorted(missing)))
 
     def _submit(
         self,

@@ -1,7 +1,8 @@
 """A sharded collection as the coordinator serves it: the shard set of the active
 placement epoch, replaced whole when the collection is rebalanced.
 
-Rebalancing (a new placement, or a new clustering to place) follows the store: the new
+Rebalancing (a new placement, or a new clustering to place) follows the store: every point
+is labelled with its list under the clustering (so a replica reads only its lists), the new
 placement is saved inactive, its replicas are built from the store (``ShardSet``), and
 only once every one is ready is the epoch activated in the store and the new set swapped
 in; the old set is then drained (searches that picked it up before the swap finish on
@@ -28,6 +29,7 @@ from app.engine.metric import Metric, prepare
 from app.engine.routing import Router, centroid_router
 from app.store.db import Store
 from app.store.placements import activate_placement, save_placement
+from app.store.point_lists import relabel
 from app.store.versions import load_clustering
 
 
@@ -82,6 +84,7 @@ class ShardedCollection:
                     f"the clustering {clustering.nlist}"
                 )
             cid = self.spec.collection_id
+            label_lists(self.store, cid, self.spec.metric, clustering)
             epoch = save_placement(self.store, cid, version, placement, replicas)
             spec = replace(self.spec, clustering_version=version)
             fresh = ShardSet(
@@ -137,3 +140,15 @@ class ShardedCollection:
             if self._serving is not None:
                 self._serving[0].close()
                 self._serving = None
+
+
+def label_lists(store: Store, collection_id: int, metric: str, clustering: Clustering) -> int:
+    """Label every point with its list under ``clustering`` before replicas read by the
+    labels (rows written before it was active, or while it was built); returns how many
+    rows it read (none once they are labelled)."""
+    m, dim = Metric(metric), clustering.dim
+
+    def assign(x: np.ndarray) -> np.ndarray:
+        return clustering.assign(prepare(x, m, dim))
+
+    return relabel(store, collection_id, clustering.version, dim, assign)

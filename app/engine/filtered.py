@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -137,8 +138,28 @@ def _widening(
     router: Router | None,
     rerank: int | None,
 ) -> tuple[SearchResult, int]:
-    """The IVF plan: search again, with doubled nprobe, the queries short of ``need`` hits."""
-    first = index.search(queries, k, nprobe=width, router=router, selector=selector, rerank=rerank)
+    """The IVF plan on ``index``: ``widening`` over its routed, filtered searches."""
+
+    def search(rows: np.ndarray, nprobe: int) -> SearchResult:
+        return index.search(
+            queries[rows], k, nprobe=nprobe, router=router, selector=selector, rerank=rerank
+        )
+
+    return widening(search, len(queries), need, width, nlist)
+
+
+def widening(
+    search: Callable[[np.ndarray, int], SearchResult],
+    n: int,
+    need: int,
+    width: int,
+    nlist: int,
+) -> tuple[SearchResult, int]:
+    """The IVF plan's passes over ``n`` queries: ``search(rows, nprobe)`` searches the
+    queries ``rows`` with ``nprobe`` lists; those short of ``need`` hits are searched again
+    with twice the lists, up to all. Returns the result and the most lists a query probed
+    (a sharded collection runs the same passes over its shards)."""
+    first = search(np.arange(n), width)
     scores, ids = first.scores, first.ids
     # Hits come first, -1 pads the rest: the need-th column tells who is short.
     if need == 0 or bool((ids[:, need - 1] >= 0).all()):
@@ -149,15 +170,12 @@ def _widening(
     short = np.flatnonzero(ids[:, need - 1] < 0)
     while len(short) and width < nlist:
         width = min(2 * width, nlist)
-        again = index.search(
-            queries[short], k, nprobe=width, router=router, selector=selector, rerank=rerank
-        )
+        again = search(short, width)
         scores[short], ids[short] = again.scores, again.ids
         widths[short] = width
         scanned += again.scanned * len(short)
         rescored += again.candidates * len(short)
         short = short[again.ids[:, need - 1] < 0]
-    n = len(widths)
     probes = float(widths.mean()) if n else 0.0
     result = SearchResult(
         scores, ids, probes, scanned / n if n else 0.0, rescored / n if n else 0.0

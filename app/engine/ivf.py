@@ -80,6 +80,9 @@ DEFAULT_NPROBE = 8
 # libstdc++ unordered_map<int64, int64>: a 32-byte node plus about one 8-byte bucket per entry.
 HASHTABLE_BYTES_PER_ENTRY = 40
 
+# (clustering version, the list of each vector under it): an assignment made already.
+Assignment = tuple[int, np.ndarray]
+
 
 class RouterMismatchError(ValueError):
     """The router was trained for another clustering than the one the index holds."""
@@ -308,6 +311,15 @@ class VectorIndex:
         rescored = np.count_nonzero(candidates >= 0) / n if n else 0.0
         return SearchResult(top_scores, top_ids, probes, scored / n if n else 0.0, rescored)
 
+    def lists_of(self, vectors: np.ndarray) -> Assignment | None:
+        """(clustering version, the list of each raw vector under it), as ``upsert`` would
+        place them now; None before a clustering. For the store's labels (shard replicas
+        read by them), then for ``upsert``: one assignment serves both."""
+        clustering = self._state.clustering
+        if clustering is None:
+            return None
+        return clustering.version, clustering.assign(prepare(vectors, self.metric, self.dim))
+
     def list_sizes(self) -> np.ndarray:
         state = self._state
         with self._rw.read():
@@ -376,19 +388,38 @@ class VectorIndex:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add raw ``vectors`` under ``ids``; an id already held (or repeated) is replaced."""
+    def upsert(
+        self, ids: np.ndarray, vectors: np.ndarray, assigned: Assignment | None = None
+    ) -> None:
+        """Add raw ``vectors`` under ``ids``; an id already held (or repeated) is replaced.
+
+        ``assigned``: (clustering version, each vector's list) by that clustering's rule,
+        computed already: ``lists_of`` on the API's write path (the store's label, computed
+        once), the store's labels in a shard replica (a point sits exactly where the label
+        says, whatever the rounding of a recomputation). Used while the index holds that
+        clustering; else (swapped meanwhile) the lists are assigned here.
+        """
         ids = _as_ids(ids)
         x = prepare(vectors, self.metric, self.dim)
         if x.shape[0] != ids.shape[0]:
             raise ValueError("ids and vectors must have the same length")
-        ids, x = _last_occurrence(ids, x)
+        version, lists = assigned if assigned is not None else (None, None)
+        if lists is not None:
+            lists = _check_assignment(lists, len(ids))
+        keep = _last_occurrence(ids)
+        ids, x = ids[keep], x[keep]
+        if lists is not None:
+            lists = lists[keep]
         if not len(ids):
             return
         with self._mutate:
             self._note_written(ids)
             state = self._state
-            if state.ivf.ntotal == 0:
+            if state.clustering is None or state.clustering.version != version:
+                lists = None
+            elif lists is not None and lists.size and lists.max() >= state.ivf.nlist:
+                raise ValueError(f"list numbers must be in [0, {state.ivf.nlist})")
+            if state.ivf.ntotal == 0 and lists is None:
                 # First load: build aside with exact list capacities, swap in at once.
                 exact = self._new_exact() if state.quantization.compressed else None
                 if exact is not None:
@@ -400,9 +431,9 @@ class VectorIndex:
                     self._state = new
                     self.generation += 1
                 return
-            assign = (
-                ivf_lists.assign_lists(state.clustering, x) if not is_fast_scan(state.ivf) else None
-            )
+            assign = lists
+            if assign is None and not is_fast_scan(state.ivf):
+                assign = ivf_lists.assign_lists(state.clustering, x)
             for start in range(0, len(ids), WRITE_CHUNK):
                 chunk = slice(start, start + WRITE_CHUNK)
                 chunk_ids = np.ascontiguousarray(ids[chunk])
@@ -736,13 +767,22 @@ def _as_ids(ids: np.ndarray) -> np.ndarray:
     return a
 
 
-def _last_occurrence(ids: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop all but the last of repeated ids, as if the batch were applied in order."""
+def _last_occurrence(ids: np.ndarray) -> np.ndarray | slice:
+    """The rows to keep of a batch: all but the last of repeated ids are dropped, as if the
+    batch were applied in order."""
     _, first_in_reversed = np.unique(ids[::-1], return_index=True)
     if len(first_in_reversed) == len(ids):
-        return ids, x
-    keep = np.sort(len(ids) - 1 - first_in_reversed)
-    return ids[keep], x[keep]
+        return slice(None)
+    return np.sort(len(ids) - 1 - first_in_reversed)
+
+
+def _check_assignment(lists: np.ndarray, n: int) -> np.ndarray:
+    a = np.ascontiguousarray(lists, dtype=np.int64)
+    if a.shape != (n,):
+        raise ValueError(f"lists must hold one list number per vector, got shape {a.shape}")
+    if a.size and a.min() < 0:
+        raise ValueError("list numbers must be non-negative")
+    return a
 
 
 def _check_lists(lists: np.ndarray, n: int, nlist: int) -> np.ndarray:

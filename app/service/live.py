@@ -12,7 +12,7 @@ import numpy as np
 from app.engine.adaptive import AdaptiveCalibration
 from app.engine.allowed import AllowedCache
 from app.engine.emulator import Emulator
-from app.engine.ivf import SearchResult, VectorIndex
+from app.engine.ivf import Assignment, SearchResult, VectorIndex
 from app.engine.payload_index import PayloadIndex
 from app.engine.routing import Router
 from app.engine.views import FilterViews
@@ -75,7 +75,14 @@ class LiveCollection:
         c = self.index.clustering
         return c.version if c is not None else None
 
-    def apply_upsert(self, ids: np.ndarray, vectors: np.ndarray, labels: Sequence[Label]) -> None:
+    def apply_upsert(
+        self,
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        labels: Sequence[Label],
+        assigned: Assignment | None = None,
+    ) -> None:
+        """Index a batch; ``assigned``: its lists as computed for the store (``lists_of``)."""
         pids = ids.tolist()
         for pid, label in zip(pids, labels, strict=True):
             self.labels[pid] = label
@@ -84,7 +91,7 @@ class LiveCollection:
         if emulator is not None:
             with self._fresh_lock:
                 fresh.update(pids)
-        self.index.upsert(ids, vectors)
+        self.index.upsert(ids, vectors, assigned)
 
     def apply_remove(self, ids: np.ndarray) -> None:
         self.index.remove(ids)

@@ -73,18 +73,21 @@ def upsert(
     with registry.apply_lock:
         live = registry.get(name)
         check_dimension(vectors, live.record.dim)
+        # The store's labels, and the index's lists: assigned once, before the transaction
+        # (which holds every writer off).
+        lists = live.index.lists_of(vectors)
         try:
             with registry.store.write() as session:
                 seq = next_seq(session)
                 internal = point_store.upsert_points(
-                    session, live.record.id, seq, ids, vectors, payloads
+                    session, live.record.id, seq, ids, vectors, payloads, lists
                 )
         except IntegrityError:  # the collection was deleted through another replica
             raise CollectionNotFound(f"collection {name!r} does not exist") from None
         except point_store.WrongDimension as exc:  # re-created through another replica
             raise InvalidInput(str(exc)) from None
         labels: list[Label] = list(zip(ids, payloads, strict=True))
-        live.apply_upsert(internal, vectors, labels)
+        live.apply_upsert(internal, vectors, labels, lists)
         live.changed_seq = seq
         registry.note_local_write(seq)
     return seq

@@ -90,7 +90,7 @@ def run_search(
     """
     if route is None or route.clustering is not live.index.clustering:
         route = plan_route(live, opts, default_nprobe)
-    allowed = _allowed(live, opts.filter) if opts.filter is not None else None
+    allowed = allowed_ids(live, opts.filter) if opts.filter is not None else None
     started = time.perf_counter()
     plan: str = "exact"
     nprobe: float | None
@@ -171,7 +171,8 @@ def _adaptive(
         return index.search(queries, k, nprobe=calibration.max_nprobe, rerank=rerank), False
 
 
-def _allowed(live: LiveCollection, f: Filter) -> AllowedIds:
+def allowed_ids(live: LiveCollection, f: Filter) -> AllowedIds:
+    """The ids ``f`` lets through (``InvalidInput`` for a filter that does not parse)."""
     try:
         return live.payloads.allowed(f)
     except FilterError as exc:

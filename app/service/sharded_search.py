@@ -4,10 +4,21 @@ never imports ray.
 
 The API process routes as it does for any collection (``plan_route``: learned or centroid
 router, adaptive probing) and the shards scan only their probed lists; their top-k merged
-is the single-process answer. Exact, filtered and emulator searches, searches of a
-collection whose lists hold codes (sq8, pq, ...: the shards hold float lists), and any
-search while the shards still serve another clustering than the API's (a rebalance in
-progress), are answered by the API process's own index, which holds the whole collection.
+is the single-process answer. An exact search probes every list. A filtered search runs
+the single-process planner (``app/engine/filtered.py``): the payload index (held here)
+gives the matching ids, the shards scan with their bitmap, every list for the exact plan,
+the routed lists widened pass by pass for the IVF plan; same plan, same passes, same hits.
+
+Answered by the API process's own index, which holds the whole collection:
+- emulator searches: level 2 proposes member ids inside the lists and re-scores them with
+  the ids written since its training, not a scan of lists;
+- collections whose lists hold codes (sq8, pq, rabitq, catalyzer kinds): the shards hold
+  float lists. Codes equal to the API's need its codebooks, which each API process trains
+  at load and the store does not hold (only the catalyzer), and the single-process answer
+  re-ranks the best code candidates of all probed lists together, so shards would have to
+  return their code candidates for a global cut before the exact re-rank;
+- any search while the shards still serve another clustering than the API's (a rebalance
+  in progress), and flat collections (no clustering yet).
 """
 
 from __future__ import annotations
@@ -16,12 +27,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from app.engine.allowed import AllowedIds
 from app.engine.clustering import Clustering
+from app.engine.filtered import Plan, choose_plan, widening
 from app.engine.ivf import SearchResult
 from app.engine.metric import prepare
 from app.engine.routing import Router
 from app.service.live import LiveCollection
-from app.service.search import Route, SearchOptions
+from app.service.search import Route, SearchOptions, allowed_ids
 
 
 class ShardHitsLike(Protocol):
@@ -38,6 +51,9 @@ class ShardHitsLike(Protocol):
 
     @property
     def shards_probed(self) -> float: ...
+
+    @property
+    def touched(self) -> np.ndarray: ...
 
     @property
     def missing(self) -> tuple[int, ...]: ...
@@ -67,6 +83,7 @@ class ShardCoordinator(Protocol):
         lists: np.ndarray | None,
         min_seq: int,
         partial: bool,
+        allowed: np.ndarray | None = None,
     ) -> ShardHitsLike: ...
 
 
@@ -83,7 +100,7 @@ def search_shards(
     ``min_seq``: every write this process has applied, so the shards answer what the
     API's own index would (read-your-writes across shards).
     """
-    if route.nprobe is None or route.clustering is None or opts.filter is not None:
+    if route.clustering is None:  # flat: nothing is sharded yet
         return None
     if route.emulator is not None:  # the emulator proposes members, not lists to scan
         return None
@@ -92,6 +109,14 @@ def search_shards(
     serving = coordinator.serving_clustering(live.record.id)
     if serving is None or serving.version != route.clustering.version:
         return None
+    allowed = allowed_ids(live, opts.filter) if opts.filter is not None else None
+    scatter = _Scatter(coordinator, live, queries, opts, min_seq, allowed)
+    nlist = route.clustering.nlist
+    if route.nprobe is None:  # exact: every list, as the single-process exact search
+        result = scatter(np.arange(len(queries)), nlist)
+        return scatter.response(result, None, "exact", "exact", None)
+    if allowed is not None:
+        return _filtered(scatter, route.router, route.nprobe, nlist, allowed)
     lists = None
     nprobe: float = route.nprobe
     if route.adaptive is not None and route.router is not None:
@@ -101,28 +126,101 @@ def search_shards(
             route.router, level, prepare(queries, index.metric, index.dim)
         )
         nprobe = float((lists >= 0).sum(axis=1).mean())
-    hits = coordinator.search(
-        live.record.id,
-        queries,
-        opts.k,
-        route.nprobe,
-        router=route.router,
-        lists=lists,
-        min_seq=min_seq,
-        partial=opts.allow_partial,
-    )
-    result = SearchResult(hits.scores, hits.ids, nprobe, hits.scanned)
-    out: dict[str, Any] = {
-        "results": [live.hits(result, row, opts.with_payload) for row in range(len(queries))],
-        "nprobe": nprobe,
-        "routing": "learned" if route.router is not None else "centroid",
-        "router_version": route.router.version if route.router is not None else None,
-        "plan": "ivf",
-        "scanned": round(hits.scanned, 1),
-        "candidates": 0.0,  # float lists: nothing to re-score
-        "shards_probed": round(hits.shards_probed, 3),
-    }
-    if opts.allow_partial:
-        out["partial"] = bool(hits.missing)
-        out["missing_shards"] = list(hits.missing)
-    return out
+    result = scatter(np.arange(len(queries)), route.nprobe, route.router, lists)
+    routing = "learned" if route.router is not None else "centroid"
+    return scatter.response(result, route.router, routing, "ivf", nprobe)
+
+
+def _filtered(
+    scatter: _Scatter, router: Router | None, nprobe: int, nlist: int, allowed: AllowedIds
+) -> dict[str, Any]:
+    """The single-process planner's plan and passes, each pass scattered to the shards."""
+    n = len(scatter.queries)
+    plan, width = choose_plan(allowed.count, scatter.live.index.count, nprobe, nlist)
+    if plan is Plan.EXACT:
+        result = scatter(np.arange(n), nlist)
+        return scatter.response(result, None, "exact", str(plan), None)
+
+    def search(rows: np.ndarray, width: int) -> SearchResult:
+        return scatter(rows, width, router)
+
+    result, widest = widening(search, n, min(scatter.opts.k, allowed.count), width, nlist)
+    routing = "learned" if router is not None else "centroid"
+    return scatter.response(result, router, routing, str(plan), widest)
+
+
+class _Scatter:
+    """The shard searches of one request: each query's rows go to the shards its probes
+    touch; what each query touched and which shards were missing add up over the passes."""
+
+    def __init__(
+        self,
+        coordinator: ShardCoordinator,
+        live: LiveCollection,
+        queries: np.ndarray,
+        opts: SearchOptions,
+        min_seq: int,
+        allowed: AllowedIds | None,
+    ) -> None:
+        self.coordinator = coordinator
+        self.live = live
+        self.queries = queries
+        self.opts = opts
+        self.min_seq = min_seq
+        self.allowed = allowed
+        self.touched = np.zeros(len(queries))
+        self.missing: set[int] = set()
+
+    def __call__(
+        self,
+        rows: np.ndarray,
+        nprobe: int,
+        router: Router | None = None,
+        lists: np.ndarray | None = None,
+    ) -> SearchResult:
+        """Search the queries ``rows`` with ``lists`` chosen by ``router``, else routed by
+        it (None: centroids) to ``nprobe`` lists; all ``nlist`` of them is exact search."""
+        hits = self.coordinator.search(
+            self.live.record.id,
+            self.queries[rows],
+            self.opts.k,
+            nprobe,
+            router=router,
+            lists=lists,
+            min_seq=self.min_seq,
+            partial=self.opts.allow_partial,
+            allowed=self.allowed.bits if self.allowed is not None else None,
+        )
+        self.touched[rows] = hits.touched
+        self.missing.update(hits.missing)
+        return SearchResult(hits.scores, hits.ids, nprobe, hits.scanned)
+
+    def response(
+        self,
+        result: SearchResult,
+        router: Router | None,
+        routing: str,
+        plan: str,
+        nprobe: float | None,
+    ) -> dict[str, Any]:
+        """The search response (the single-process fields, and how many shards a query
+        touched; which were missing when the caller accepts partial results)."""
+        opts = self.opts
+        out: dict[str, Any] = {
+            "results": [
+                self.live.hits(result, row, opts.with_payload) for row in range(len(result.ids))
+            ],
+            "nprobe": nprobe,
+            "routing": routing,
+            "router_version": router.version if router is not None else None,
+            "plan": plan,
+            "scanned": round(result.scanned, 1),
+            "candidates": 0.0,  # float lists: nothing to re-score
+        }
+        if self.allowed is not None:
+            out["matches"] = self.allowed.count
+        out["shards_probed"] = round(float(self.touched.mean()) if len(self.touched) else 0.0, 3)
+        if opts.allow_partial:
+            out["partial"] = bool(self.missing)
+            out["missing_shards"] = sorted(self.missing)
+        return out

@@ -74,6 +74,7 @@ class Point(Base):
         UniqueConstraint("collection_id", "external_id", name="uq_points_collection_external"),
         Index("ix_points_collection_seq", "collection_id", "seq"),
         Index("ix_points_seq", "seq"),
+        Index("ix_points_collection_list", "collection_id", "list_version", "list_no"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -83,6 +84,10 @@ class Point(Base):
     payload: Mapped[Any] = mapped_column(JSON, nullable=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The vector's IVF list under clustering ``list_version`` (migration 0011): a shard
+    # replica reads only its lists' rows. Null before any clustering.
+    list_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    list_no: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ClusteringRow(Base):

@@ -52,11 +52,14 @@ def upsert_points(
     external_ids: Sequence[str],
     vectors: np.ndarray,
     payloads: Sequence[Any],
+    lists: tuple[int, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Store a batch (unique external ids) under ``seq``; internal ids in batch order.
 
     An existing id keeps its internal id, so the index replaces the vector in place.
-    Raises ``WrongDimension`` unless the vectors have the collection row's dimension.
+    ``lists``: (clustering version, each vector's list under it), the label shard replicas
+    read by (``point_lists.py``); None before any clustering. Raises ``WrongDimension``
+    unless the vectors have the collection row's dimension.
     """
     dim = session.execute(
         select(Collection.dim).where(Collection.id == collection_id)
@@ -76,8 +79,11 @@ def upsert_points(
             "payload": stmt.excluded.payload,
             "seq": stmt.excluded.seq,
             "deleted": False,
+            "list_version": stmt.excluded.list_version,
+            "list_no": stmt.excluded.list_no,
         },
     )
+    version, list_nos = (None, [None] * len(external_ids)) if lists is None else lists
     rows = [
         {
             "collection_id": collection_id,
@@ -86,8 +92,12 @@ def upsert_points(
             "payload": payload,
             "seq": seq,
             "deleted": False,
+            "list_version": version,
+            "list_no": None if list_no is None else int(list_no),
         }
-        for ext, vec, payload in zip(external_ids, vectors, payloads, strict=True)
+        for ext, vec, payload, list_no in zip(
+            external_ids, vectors, payloads, list(list_nos), strict=True
+        )
     ]
     session.execute(stmt, rows)
     stored = session.execute(

@@ -128,6 +128,31 @@ def test_tour_of_every_endpoint(client: VecrouteClient) -> None:
     assert name not in [c.name for c in client.list_collections()]
 
 
+def test_compressed_collections_report_codes_and_exact_scores(client: VecrouteClient) -> None:
+    name = unique("codes")
+    vectors = _vectors(400, seed=3)
+    client.create_collection(name, DIM, "ip", quantization={"kind": "sq8"})
+    client.upload_arrays(name, vectors, ids=[str(i) for i in range(len(vectors))])
+    assert client.wait_for_job(client.build(name, nlist=4), timeout_s=60).status == "succeeded"
+    wait_until(lambda: client.get_collection(name).index.state == "ivf", what="the IVF")
+    index = client.get_collection(name).index
+    assert index.quantization == {"kind": "sq8"} and index.bytes_per_vector
+
+    query = _vectors(1, seed=4)[0]
+    found = client.search(name, query, k=5, nprobe=4, rerank=20)
+    assert found.candidates == 20
+    exact = {h.id: float(vectors[int(h.id)] @ query) for h in found.hits}
+    assert [h.score for h in found.hits] == pytest.approx([exact[h.id] for h in found.hits])
+
+    job = client.wait_for_job(client.set_quantization(name, {"kind": "rabitq"}), timeout_s=60)
+    assert (job.kind, job.status) == ("quantize", "succeeded")
+    wait_until(
+        lambda: client.get_collection(name).index.quantization == {"kind": "rabitq"},
+        what="the rabitq lists",
+    )
+    client.delete_collection(name)
+
+
 def test_readme_example(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
     exec(readme_example(0, server.url), {})
     out, err = capsys.readouterr()

@@ -3,8 +3,9 @@
 3-node Ray cluster, over PostgreSQL (the store cluster mode is documented for).
 
 Parity with an unsharded twin collection (same points, same build seed, so the same
-clustering), read-your-writes, kill -9 of a replica mid search loop, a shard with no live
-replica (503, or partial results when asked), and kill -9 of the API process while writing.
+clustering): unfiltered, filtered (both plans) and exact searches; read-your-writes, kill
+-9 of a replica mid search loop, a shard with no live replica (503, or partial results
+when asked), and kill -9 of the API process while writing.
 One server and one pair of collections for the module (each start costs seconds).
 """
 
@@ -72,7 +73,10 @@ def server(
         assert [s["replicas"] for s in created.json()["shards"]] == [[], []]
         assert c.post("/collections", json=TWIN).status_code == 201
         for name in ("sharded", "twin"):
-            points = [{"id": str(i), "vector": v.tolist()} for i, v in enumerate(POINTS)]
+            points = [
+                {"id": str(i), "vector": v.tolist(), "payload": {"half": i % 2, "tenth": i % 10}}
+                for i, v in enumerate(POINTS)
+            ]
             assert c.post("/index", json={"collection": name, "points": points}).status_code == 200
             assert c.post(f"/collections/{name}/build", json={"seed": 7}).status_code == 202
         wait_until(lambda: _all_ready(c), what="both collections built, every replica ready")
@@ -118,6 +122,36 @@ def test_sharded_search_equals_the_unsharded_twin(server: Server) -> None:
         assert sum(s["lists"] for s in shards) == NLIST
         for shard in shards:  # the two replicas of a shard on distinct nodes
             assert len({r["node"] for r in shard["replicas"]}) == 2
+
+
+@pytest.mark.parametrize(
+    ("key", "plan"),
+    [("half", "ivf"), ("tenth", "exact")],  # 50%: the base nprobe; 10%: too many lists
+)
+def test_a_filtered_search_runs_the_twin_s_plan_on_the_shards(
+    server: Server, key: str, plan: str
+) -> None:
+    f = {"must": [{"key": key, "match": {"value": 1}}]}
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        sharded = _search(c, "sharded", QUERIES, filter=f)
+        twin = _search(c, "twin", QUERIES, filter=f)
+        assert _hits(sharded) == _hits(twin)
+        got, want = sharded.json(), twin.json()
+        assert "shards_probed" in got, "answered by the shards, not the API's own index"
+        for field in ("plan", "routing", "nprobe", "matches"):
+            assert got[field] == want[field], field
+        assert got["plan"] == plan
+        assert got["scanned"] == pytest.approx(want["scanned"], abs=0.1)
+
+
+def test_an_exact_search_scans_every_list_on_the_shards(server: Server) -> None:
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        sharded = _search(c, "sharded", QUERIES, routing="exact")
+        twin = _search(c, "twin", QUERIES, routing="exact")
+        assert _hits(sharded) == _hits(twin)
+        got, want = sharded.json(), twin.json()
+        assert (got["routing"], got["plan"], got["nprobe"]) == ("exact", "exact", None)
+        assert got["shards_probed"] == 2.0 and got["scanned"] == want["scanned"] == N_POINTS
 
 
 def test_read_your_writes_across_shards(server: Server) -> None:

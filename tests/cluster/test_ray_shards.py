@@ -25,7 +25,7 @@ from app.cluster import ray_runtime
 from app.cluster.placement import contiguous_placement, random_placement
 from app.cluster.replica import ShardSpec
 from app.cluster.shard_set import ShardSet, ShardUnavailable
-from app.cluster.sharded import ShardedCollection
+from app.cluster.sharded import ShardedCollection, label_lists
 from app.engine.allowed import AllowedIds
 from app.engine.clustering import Clustering
 from app.engine.ivf import VectorIndex
@@ -66,7 +66,7 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(pg_database: str) -> Iterator[World]:
+def world(pg_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     reset_pg(pg_database)
     store = Store(pg_database)
     upgrade(store)
@@ -89,12 +89,21 @@ def world(pg_database: str) -> Iterator[World]:
         record = get_collection(session, "docs")
         assert record is not None and record.clustering_version is not None
         clustering = load_clustering(session, record.id, record.clustering_version)
+    label_lists(store, record.id, record.metric, clustering)  # as a rebalance does first
     whole = VectorIndex(record.dim, data.metric, clustering)
     whole.upsert(ids, data.docs)
     labels = list_labels(data.train_gt, clustering.assign(prepare(data.docs, data.metric)))
     learned = train_router(data.train_queries, labels, clustering, TrainConfig(epochs=3))
     spec = ShardSpec(
-        pg_database, record.id, record.dim, record.metric, record.clustering_version, 0, ()
+        pg_database,
+        record.id,
+        record.dim,
+        record.metric,
+        record.clustering_version,
+        0,
+        (),
+        snapshot_dir=str(tmp_path_factory.mktemp("shard-snapshots")),
+        snapshot_interval_s=0.5,
     )
     yield World(store, pg_database, data, ids, clustering, whole, learned, spec)
     store.dispose()
@@ -156,6 +165,12 @@ def test_collection_info_names_nodes_pids_and_states(world: World, shards: Shard
         nodes = {r["node"] for r in shard["replicas"]}
         assert len(nodes) == REPLICAS, "a shard's replicas sit on distinct nodes"
         assert all(r["state"] == "ready" and r["pid"] > 0 for r in shard["replicas"])
+    # Each replica read the vectors of its own lists from the store, and no other.
+    for row in shards.replicas:
+        for replica in row:
+            held = ray.get(replica.handle.info.remote())
+            assert held["source"] == "store"
+            assert held["vectors_read"] == held["points"] < len(world.data.docs)
 
 
 def test_read_your_writes_across_shards(world: World, shards: ShardSet) -> None:
@@ -197,6 +212,10 @@ def test_kill_9_of_a_replica_mid_search_loop_fails_no_search(
     victim = shards.replicas[0][0]
     old_pid = victim.pid
     assert old_pid is not None
+    wait_until(
+        lambda: ray.get(victim.handle.info.remote())["snapshot_seq"] >= head,
+        what="the victim's shard snapshot",
+    )
     outcomes: list[Any] = []
     stop = threading.Event()
 
@@ -223,6 +242,9 @@ def test_kill_9_of_a_replica_mid_search_loop_fails_no_search(
         runner.join()
     assert all(o is True for o in outcomes), [o for o in outcomes if o is not True][:3]
     assert victim.info["points"] == shards.describe()[0]["points"]
+    # Rebuilt from its shard snapshot, then caught up: it read no vector of the store.
+    rebuilt = ray.get(victim.handle.info.remote())
+    assert rebuilt["source"] == "snapshot" and rebuilt["vectors_read"] == 0
 
 
 def test_a_shard_without_a_live_replica_fails_loudly_or_answers_partially(

@@ -1,15 +1,18 @@
-"""A shard replica builds itself from the store and follows its change sequence, on both
-backends (in-process here; tests/cluster/test_ray_shards.py runs replicas as Ray actors)."""
+"""A shard replica builds itself from its lists' rows in the store and follows the change
+sequence, reading only the vectors of its lists, on both backends (in-process here;
+tests/cluster/test_ray_shards.py runs replicas as Ray actors)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from app.cluster.placement import contiguous_placement
 from app.cluster.replica import ShardReplica, ShardSpec, StaleRead
+from app.cluster.sharded import label_lists
 from app.engine.metric import prepare
 from app.store.collections import create_collection, get_collection
 from app.store.db import Store
@@ -49,8 +52,9 @@ def replicas(
     with store.read() as session:
         record = get_collection(session, "docs")
         assert record is not None and record.clustering_version is not None
-        nlist = load_clustering(session, record.id, record.clustering_version).nlist
-    placement = contiguous_placement(nlist, SHARDS)
+        clustering = load_clustering(session, record.id, record.clustering_version)
+    assert label_lists(store, record.id, record.metric, clustering) == len(data.docs)
+    placement = contiguous_placement(clustering.nlist, SHARDS)
     out = [
         ShardReplica(
             ShardSpec(
@@ -86,6 +90,27 @@ def test_replicas_load_their_lists_from_the_store(replicas, data: debian.Dataset
         others = np.setdiff1d(np.arange(len(sizes)), replica.shard.lists)
         assert sizes[others].sum() == 0 and sizes[replica.shard.lists].sum() == replica.shard.count
         assert replica.info()["points"] == replica.shard.count
+        # The points are labelled: a replica reads the vectors of its own lists, no other.
+        assert replica.info()["vectors_read"] == replica.shard.count < len(data.docs)
+
+
+def test_a_labelled_write_is_read_only_by_the_shard_of_its_list(
+    store: Store, replicas, data: debian.Dataset
+) -> None:
+    shards, ids = replicas
+    cid = shards[0].spec.collection_id
+    home = owner(shards, data.docs[:1])
+    version = home.spec.clustering_version
+    list_no = home.shard.clustering.assign(prepare(data.docs[:1], home.shard.index.metric))
+    before = [r.vectors_read for r in shards]
+    with store.write() as session:
+        seq = next_seq(session)
+        upsert_points(session, cid, seq, ["0"], data.docs[:1] * 2.0, [None], (version, list_no))
+    wait_until(lambda: all(r.applied_seq >= seq for r in shards), what="both caught up")
+    assert [r.vectors_read - b for r, b in zip(shards, before, strict=True)] == [
+        int(r is home) for r in shards
+    ]
+    assert ids[0] in home.shard.index
 
 
 def test_replicas_follow_the_change_sequence_in_the_background(
@@ -121,3 +146,35 @@ def test_a_search_waits_for_min_seq_and_tells_when_it_cannot(
     assert hits.ids[0, 0] == new_id
     with pytest.raises(StaleRead):
         home.search(vector, 1, probes, min_seq=seq + 1000, timeout_s=0.01)
+
+
+def test_a_restarted_replica_starts_from_its_snapshot_and_catches_up(
+    store: Store, replicas, data: debian.Dataset, tmp_path
+) -> None:
+    shards, _ = replicas
+    cid = shards[0].spec.collection_id
+    spec = replace(shards[0].spec, snapshot_dir=str(tmp_path))
+    first = ShardReplica(spec)
+    assert first.source == "store" and first.snapshot() and not first.snapshot()
+    first.close()
+    write(store, cid, ["new"], data.docs[:1] * -1.0)  # not labelled: every shard reads it
+    with store.write() as session:
+        head = next_seq(session)
+        delete_points(session, cid, head, ["1", "2"])
+
+    restarted = ShardReplica(spec)
+    from_store = ShardReplica(replace(spec, snapshot_dir=None))
+    other = ShardReplica(replace(shards[1].spec, snapshot_dir=str(tmp_path)))
+
+    assert restarted.source == "snapshot" and restarted.applied_seq >= head
+    assert restarted.vectors_read == 1  # the new point; deletions are ids
+    assert other.source == "store"  # another shard's lists: the file is not its own
+    nlist = restarted.shard.clustering.nlist
+    probes = np.arange(nlist)[None, :].repeat(len(data.test_queries), 0)
+    got = restarted.search(data.test_queries, 20, probes)
+    want = from_store.search(data.test_queries, 20, probes)
+    assert restarted.shard.count == from_store.shard.count
+    np.testing.assert_array_equal(got.ids, want.ids)
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
+    for replica in (restarted, from_store, other):
+        replica.close()

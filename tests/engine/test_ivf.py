@@ -275,6 +275,31 @@ def test_repeated_id_in_one_batch_keeps_the_last(random_vectors: np.ndarray) -> 
     np.testing.assert_array_equal(stored[1], random_vectors[2])
 
 
+def test_an_assignment_made_already_places_vectors_where_told_while_its_clustering_holds(
+    random_vectors: np.ndarray,
+) -> None:
+    """A shard replica passes the store's labels: a vector goes to its label's list, even
+    one its own assignment would not choose (a tie rounded differently elsewhere); lists of
+    another clustering (swapped since they were computed) are assigned afresh."""
+    index = filled(random_vectors[:200], Metric.L2, nlist=8)
+    assert index.clustering is not None
+    version = index.clustering.version
+    own = int(index.clustering.assign(random_vectors[200:201])[0])
+    told = (own + 1) % 8
+    index.upsert(np.array([1, 2, 1]), random_vectors[200:203], (version, np.array([0, 3, told])))
+    held = held_lists(index)
+    assert 1 in held[told][0] and 1 not in held[own][0] and 2 in held[3][0]
+    stored = dict(zip(*held[told], strict=True))
+    np.testing.assert_array_equal(stored[1], random_vectors[202])
+
+    index.upsert(np.array([3]), random_vectors[200:201], (version + 1, np.array([told])))
+    assert 3 in held_lists(index)[own][0]
+    with pytest.raises(ValueError):
+        index.upsert(np.array([5]), random_vectors[:1], (version, np.array([8])))
+    with pytest.raises(ValueError):
+        index.upsert(np.array([5, 6]), random_vectors[:2], (version, np.array([0])))
+
+
 def test_bad_inputs_fail_at_the_door(random_vectors: np.ndarray) -> None:
     index = VectorIndex(32, Metric.IP)
     with pytest.raises(ValueError):

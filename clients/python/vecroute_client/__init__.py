@@ -12,6 +12,8 @@ from vecroute_client.models import (
     Point,
     Ready,
     SearchResult,
+    Shard,
+    ShardReplica,
     UploadResult,
     Upserted,
 )
@@ -31,6 +33,8 @@ __all__ = [
     "Ready",
     "RetryPolicy",
     "SearchResult",
+    "Shard",
+    "ShardReplica",
     "UnavailableError",
     "UploadResult",
     "Upserted",

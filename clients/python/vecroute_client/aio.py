@@ -84,7 +84,8 @@ class AsyncVecrouteClient:
     async def create_collection(
         self, name: str, dim: int, metric: Metric = "ip", **fields: Any
     ) -> CollectionInfo:
-        """``fields``: ``nlist``, ``clustering``, ``default_nprobe``, ``payload_indexes``."""
+        """``fields``: ``nlist``, ``clustering``, ``default_nprobe``, ``payload_indexes``,
+        ``quantization`` (e.g. ``{"kind": "pq"}``), ``shards`` and ``replicas``."""
         return await self._run(calls.create_collection(name, dim, metric, **fields))
 
     async def list_collections(self) -> list[CollectionInfo]:
@@ -98,6 +99,11 @@ class AsyncVecrouteClient:
 
     async def set_payload_indexes(self, name: str, fields: dict[str, str]) -> CollectionInfo:
         return await self._run(calls.set_payload_indexes(name, fields))
+
+    async def set_quantization(self, name: str, quantization: dict[str, Any]) -> str:
+        """Rebuild the lists with other codes (e.g. ``{"kind": "rabitq"}``); searches go on
+        meanwhile. Returns the job id (see :meth:`wait_for_job`)."""
+        return await self._run(calls.set_quantization(name, quantization))
 
     async def build(self, name: str, *, nlist: int | None = None, seed: int | None = None) -> str:
         """(Re)cluster now; returns the job id (see :meth:`wait_for_job`)."""

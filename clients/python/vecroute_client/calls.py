@@ -39,7 +39,9 @@ class SearchOptions(TypedDict, total=False):
 
     nprobe: int
     target_recall: float
-    routing: Literal["auto", "learned", "centroid", "exact"]
+    routing: Literal["auto", "learned", "centroid", "exact", "emulator"]
+    rerank: int
+    allow_partial: bool
     with_payload: bool
     log: bool
     min_seq: int
@@ -103,6 +105,11 @@ def delete_collection(name: str) -> Call[None]:
 def set_payload_indexes(name: str, fields: dict[str, str]) -> Call[CollectionInfo]:
     path = f"/collections/{_seg(name)}/payload-indexes"
     return Call("PUT", path, _model(CollectionInfo), {"fields": fields})
+
+
+def set_quantization(name: str, quantization: dict[str, Any]) -> Call[str]:
+    body = {"quantization": quantization}
+    return Call("PATCH", f"/collections/{_seg(name)}", _job_id, body)
 
 
 def build(name: str, nlist: int | None, seed: int | None) -> Call[str]:

@@ -19,11 +19,26 @@ class IndexState(Result):
     nlist: int | None = None
     clustering_version: int | None = None
     building: bool = False
+    quantization: dict[str, Any] | None = None  # {"kind": ..., params}: what the lists hold
+    bytes_per_vector: float | None = None  # resident bytes per point of the serving index
 
 
 class RouterInfo(Result):
     kind: str
     version: int | None = None
+
+
+class ShardReplica(Result):
+    node: str
+    pid: int
+    state: Literal["ready", "loading"]
+
+
+class Shard(Result):
+    shard: int
+    lists: int
+    points: int
+    replicas: list[ShardReplica]
 
 
 class CollectionInfo(Result):
@@ -37,6 +52,7 @@ class CollectionInfo(Result):
     default_nprobe: int | None = None
     payload_indexes: dict[str, str] = {}
     recall_table: dict[str, Any] | None = None
+    shards: list[Shard] | None = None  # with a cluster only
 
 
 class Point(Result):
@@ -60,6 +76,10 @@ class Routed(Result):
     plan: str | None = None
     matches: int | None = None
     scanned: float | None = None  # vectors scored per query (mean)
+    candidates: float | None = None  # candidates re-scored exactly per query (mean)
+    shards_probed: float | None = None  # with a cluster: shards asked per query (mean)
+    partial: bool | None = None  # with allow_partial: shards were left out of these hits
+    missing_shards: list[int] | None = None  # with allow_partial: the shards left out
 
 
 class SearchResult(Routed):
