@@ -24,6 +24,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 
 from app.engine.metric import Metric
@@ -135,8 +136,32 @@ class ExactVectors:
 
     def score(self, q: np.ndarray, candidates: np.ndarray, metric: Metric) -> np.ndarray:
         """Exact scores (higher is better) of each query's candidate ids; -inf where an id is
-        padding or no longer held. ``q``: (n, d) prepared, ``candidates``: (n, c)."""
+        padding or no longer held. ``q``: (n, d) prepared, ``candidates``: (n, c).
+
+        float32 rows (in memory or mapped) are scored in place by one faiss call, which
+        reads only the candidates' rows and skips the -1 rows; float16 rows are gathered
+        and widened first.
+        """
         rows = self.rows_of(candidates)
+        if self.storage is ExactStorage.FLOAT16:
+            return self._score_gathered(q, rows, metric)
+        n, c = rows.shape
+        out = np.empty((n, c), np.float32)
+        by_idx = faiss.fvec_L2sqr_by_idx if metric is Metric.L2 else faiss.fvec_inner_products_by_idx
+        by_idx(
+            faiss.swig_ptr(out),
+            faiss.swig_ptr(q),
+            faiss.swig_ptr(self._data),
+            faiss.swig_ptr(rows),
+            self.dim,
+            n,
+            c,
+        )
+        if metric is Metric.L2:  # squared distances, +inf for -1 rows
+            np.negative(out, out=out)
+        return out
+
+    def _score_gathered(self, q: np.ndarray, rows: np.ndarray, metric: Metric) -> np.ndarray:
         if rows.size and rows.min() >= 0:  # the common case: one gather, one product
             x = self.take(rows.reshape(-1)).reshape(*rows.shape, self.dim)
             if metric is Metric.L2:
@@ -144,7 +169,7 @@ class ExactVectors:
                 return -np.einsum("ncd,ncd->nc", diff, diff)
             return np.einsum("ncd,nd->nc", x, q)
         held = rows >= 0
-        scores = np.full(candidates.shape, -np.inf, np.float32)
+        scores = np.full(rows.shape, -np.inf, np.float32)
         if not held.any():
             return scores
         which = np.nonzero(held)

@@ -31,9 +31,14 @@ def as_matrix(x: np.ndarray, dim: int | None = None) -> np.ndarray:
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm; zero rows stay zero (they score 0 against everything)."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32, copy=False)
+    """Rows scaled to unit L2 norm; zero rows stay zero (they score 0 against everything).
+
+    A float32 copy renormalised in place by faiss: one C call, where numpy's norm, guard and
+    division cost ~10 us of call overhead on a single query.
+    """
+    out = np.array(x, dtype=np.float32, order="C")
+    faiss.normalize_L2(out)
+    return out
 
 
 def prepare(x: np.ndarray, metric: Metric, dim: int | None = None) -> np.ndarray:
