@@ -24,10 +24,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
-from app.engine.metric import Metric
+from app.engine.metric import Metric, products_by_row
 
 _GROWTH = 1.5
 _MIN_CAPACITY = 64
@@ -75,9 +74,10 @@ class ExactVectors:
         keys = self._keys
         if not len(keys):
             return np.full(ids.shape, -1, np.int64)
-        pos = np.searchsorted(keys, ids)
-        np.minimum(pos, len(keys) - 1, out=pos)
-        return np.where(keys[pos] == ids, self._rows[pos], -1)
+        pos = keys.searchsorted(ids)  # an id beyond the last key clips to it, and misses
+        rows = self._rows.take(pos, mode="clip")
+        rows[keys.take(pos, mode="clip") != ids] = -1
+        return rows
 
     def contains(self, ids: np.ndarray) -> np.ndarray:
         return self.rows_of(ids) >= 0
@@ -145,21 +145,9 @@ class ExactVectors:
         rows = self.rows_of(candidates)
         if self.storage is ExactStorage.FLOAT16:
             return self._score_gathered(q, rows, metric)
-        n, c = rows.shape
-        out = np.empty((n, c), np.float32)
-        by_idx = faiss.fvec_L2sqr_by_idx if metric is Metric.L2 else faiss.fvec_inner_products_by_idx
-        by_idx(
-            faiss.swig_ptr(out),
-            faiss.swig_ptr(q),
-            faiss.swig_ptr(self._data),
-            faiss.swig_ptr(rows),
-            self.dim,
-            n,
-            c,
-        )
         if metric is Metric.L2:  # squared distances, +inf for -1 rows
-            np.negative(out, out=out)
-        return out
+            return np.negative(products_by_row(q, self._data, rows, l2=True))
+        return products_by_row(q, self._data, rows, l2=False)
 
     def _score_gathered(self, q: np.ndarray, rows: np.ndarray, metric: Metric) -> np.ndarray:
         if rows.size and rows.min() >= 0:  # the common case: one gather, one product

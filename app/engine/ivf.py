@@ -66,6 +66,7 @@ from app.engine.codes import (
     is_fast_scan,
     list_codes,
     query_codes,
+    set_scan_modes,
     train_code_ivf,
 )
 from app.engine.exact import ExactStorage, ExactVectors
@@ -178,7 +179,7 @@ class VectorIndex:
             raise ValueError("the exact vectors do not match the lists")
         if not isinstance(ivf, faiss.IndexIVFFlat) and not q.compressed:
             raise ValueError("a code IVF needs a compressed kind")
-        ivf_lists.parallel_over_queries(ivf)
+        set_scan_modes(ivf)
         index._state = replace(index._state, ivf=ivf, quantization=q, exact=exact)
         return index
 
@@ -277,7 +278,7 @@ class VectorIndex:
         else:
             chosen = router if router is not None else state.router
             assert chosen is not None and state.clustering is not None
-            _check_router(chosen, state.clustering)
+            self._check_fits(chosen, state.clustering)
             wanted = DEFAULT_NPROBE if nprobe is None else nprobe
             probe = chosen.route(q, min(wanted, nlist))
         probe = np.ascontiguousarray(probe, dtype=np.int64)
@@ -312,6 +313,17 @@ class VectorIndex:
         top_scores, top_ids = reranking.best(scores, candidates, k)
         rescored = np.count_nonzero(candidates >= 0) / n if n else 0.0
         return SearchResult(top_scores, top_ids, probes, scored / n if n else 0.0, rescored)
+
+    def _check_fits(self, router: Router, clustering: Clustering) -> None:
+        """``_check_router``, skipped for the pair checked last (both are immutable): it
+        runs on every search, and a learned router's check costs ~3 us of attribute reads."""
+        fitted = self._fitted
+        if fitted is not None and fitted[0] is router and fitted[1] is clustering:
+            return
+        _check_router(router, clustering)
+        self._fitted = (router, clustering)
+
+    _fitted: tuple[Router, Clustering] | None = None
 
     def list_sizes(self) -> np.ndarray:
         state = self._state

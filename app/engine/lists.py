@@ -16,7 +16,7 @@ import faiss
 import numpy as np
 
 from app.engine.clustering import Clustering
-from app.engine.codes import is_binary, is_fast_scan
+from app.engine.codes import is_binary, is_fast_scan, set_scan_modes
 from app.engine.metric import Metric, faiss_metric
 
 HASHTABLE: int = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]  # missing from stubs
@@ -40,7 +40,7 @@ def new_ivf(
     ivf = faiss.IndexIVFFlat(quantizer, dim, reps.shape[0], faiss_metric(metric))
     if hashtable:
         ivf.set_direct_map_type(HASHTABLE)
-    parallel_over_queries(ivf)
+    set_scan_modes(ivf)
     return ivf
 
 
@@ -84,15 +84,6 @@ def fill_exact(
             filled[list_no] += end - start
     ivf.ntotal = total
     ivf.set_direct_map_type(HASHTABLE)  # built from the lists, sized once for ``total`` ids
-
-
-def parallel_over_queries(ivf: faiss.IndexIVF) -> None:
-    # faiss's default mode 0 parallelises in ``search`` around ``search_preassigned``, which
-    # then runs single-threaded; mode 3 splits the queries of a preassigned search across
-    # OpenMP threads. Not serialised, so set on every IVF we build or load. (faiss's binary
-    # IVF has no such switch: it always splits a preassigned search over queries.)
-    if not is_binary(ivf):
-        ivf.parallel_mode = 3
 
 
 def assign_lists(clustering: Clustering | None, x: np.ndarray) -> np.ndarray:
@@ -154,13 +145,13 @@ def _search_params(width: int, selector: faiss.IDSelector | None) -> faiss.Searc
     kept: dict[int, faiss.SearchParametersIVF] | None = getattr(_per_thread, "params", None)
     if kept is None:
         kept = _per_thread.params = {}
-    params = kept.get(width)
-    if params is None:
+    found = kept.get(width)
+    if found is None:
         if len(kept) >= KEPT_PARAMS:
             kept.clear()
-        params = kept[width] = faiss.SearchParametersIVF()
-        params.nprobe = width
-    return params
+        found = kept[width] = faiss.SearchParametersIVF()
+        found.nprobe = width
+    return found
 
 
 def _scan_stats() -> Any:

@@ -11,6 +11,7 @@ import numpy as np
 
 from app.engine.clustering import Clustering
 from app.engine.codes import needs_centre_distance
+from app.engine.metric import products_by_row
 
 # Candidates beyond which the best k are partitioned out before sorting.
 PARTIAL_SORT_FROM = 512
@@ -33,25 +34,9 @@ def centre_terms(
     """
     if not needs_centre_distance(ivf) or clustering is None:
         return None
-    reps = clustering.representatives
     lists = np.maximum(probe, 0) if padded else probe
-    n, width = lists.shape
-    out = np.empty((n, width), np.float32)
-    by_idx = (
-        faiss.fvec_L2sqr_by_idx
-        if ivf.metric_type == faiss.METRIC_L2
-        else faiss.fvec_inner_products_by_idx
-    )
-    by_idx(
-        faiss.swig_ptr(out),
-        faiss.swig_ptr(q),
-        faiss.swig_ptr(reps),
-        faiss.swig_ptr(lists),
-        reps.shape[1],
-        n,
-        width,
-    )
-    return out
+    l2 = ivf.metric_type == faiss.METRIC_L2
+    return products_by_row(q, clustering.representatives, lists, l2=l2)
 
 
 def best(scores: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,12 +46,14 @@ def best(scores: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray
     call, where numpy's per-call overhead is most of the cost.
     """
     n, width = scores.shape
-    if n == 1 and width <= PARTIAL_SORT_FROM and width >= k:  # one query: no row indices
-        order = np.argsort(-scores[0], kind="stable")[:k]
-        top_scores = scores[0, order][None, :].astype(np.float32, copy=False)
-        top_ids = candidates[0, order][None, :]
-        top_ids[top_scores == -np.inf] = -1
-        return top_scores, top_ids
+    if n == 1 and k <= width <= PARTIAL_SORT_FROM:  # one query: no row indices
+        row = scores[0]
+        order = np.argsort(-row, kind="stable")[:k]
+        top_scores = row[order].astype(np.float32, copy=False)
+        top_ids = candidates[0, order]
+        if top_scores[-1] == -np.inf:  # sorted: -inf only at the end
+            top_ids[top_scores == -np.inf] = -1
+        return top_scores[None, :], top_ids[None, :]
     rows = np.arange(n)[:, None]
     if width > PARTIAL_SORT_FROM:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
