@@ -342,7 +342,11 @@ def _assignment_metric(clustering: Clustering) -> int:
 
 # Candidates re-scored with exact vectors when a search names none: about the fewest that
 # reached recall@10 0.95 in bench/compressed.py (cos, 60,631 documents; pq at m = dim / 4:
-# 100, rabitq 50, sq8 20-50); re-ranking costs little next to the scan.
+# 100, rabitq 50, sq8 20-50); re-ranking costs little next to the scan. Re-checked on cos
+# with a learned router (all 5,000 test queries, nprobe 8-64): rabitq at 50 stays within
+# .002 of its ceiling at every nprobe (30 already reaches .90 at 16 probes, 40 loses up to
+# .005 at 32-64 probes); pq96 needs 100 (at 50 it loses .01-.025: .889 against .905 at 16
+# probes, .930 against .955 at 64).
 # Catalyzer kinds: 200, from a tiny catalyzer (6 epochs, 3,000 cos documents, nprobe 16:
 # recall@10 sign 64 .62 at 100 / .76 at 200, lattice .73 / .83); not yet measured at scale.
 DEFAULT_RERANK = {
