@@ -65,8 +65,10 @@ KINDS: dict[str, dict[str, Any]] = {
     "cat-sign128": {"kind": "catalyzer-sign", "bits": 128},
     "cat-lattice": {"kind": "catalyzer-lattice", "bits": 64},
 }
-NPROBES = (4, 8, 16, 32, 64, 128)
-RERANKS = (20, 50, 100, 200)
+# 24 and 40 probes, 30 and 70 candidates: the cheapest settings reaching recall@10 .90 and
+# .95 on cos with a learned router lie there (rabitq 16/30, pq96 24/50, float 40 for .95).
+NPROBES = (4, 8, 16, 24, 32, 40, 64, 128)
+RERANKS = (20, 30, 50, 70, 100)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -47,6 +47,11 @@ TRAIN_SAMPLE = 20_000
 # Fewer points than this and a code index is not built: the lists stay float32.
 MIN_TRAIN_POINTS = {"sq8": 1, "pq": 256, "rabitq": 1}
 PQ_BITS = 4
+# faiss's fast-scan kernel that scans query by query (``search_implem_10``). Left to choose
+# (0), faiss takes the one that groups queries by list (12), which costs more instructions
+# both for one query (callgrind, pq96 on the cos data, 32 probes and 50 candidates: 321k ->
+# 240k per scan) and per query of a 200-query batch (255k -> 197k); same distances.
+FAST_SCAN_IMPLEM = 10
 SIGN_BITS = (64, 128, 256)
 LATTICE_BITS = (64,)
 
@@ -227,7 +232,7 @@ def train_code_ivf(
         rng = np.random.default_rng(0)
         sample = sample[np.sort(rng.choice(len(sample), TRAIN_SAMPLE, replace=False))]
     ivf.train(np.ascontiguousarray(sample, dtype=np.float32))  # the quantizer is kept as is
-    ivf.parallel_mode = 3
+    set_scan_modes(ivf)
     return ivf
 
 
@@ -258,7 +263,7 @@ def _catalyzer_ivf(
         False,
     )
     lattice.train(np.zeros((1, d), np.float32))  # direct codes: nothing to learn
-    lattice.parallel_mode = 3
+    set_scan_modes(lattice)
     return lattice
 
 
@@ -282,6 +287,21 @@ def query_codes(q: Quantization, x: np.ndarray) -> np.ndarray:
     assert q.catalyzer is not None
     y = q.catalyzer.apply(x)
     return sign_codes(y) if q.kind is CodeKind.CATALYZER_SIGN else y
+
+
+def set_scan_modes(ivf: Any) -> None:
+    """Search settings faiss does not serialise: set on every IVF we build or load.
+
+    faiss's default mode 0 parallelises in ``search`` around ``search_preassigned``, which
+    then runs single-threaded; mode 3 splits the queries of a preassigned search across
+    OpenMP threads. (faiss's binary IVF has no such switch: it always splits a preassigned
+    search over queries.) Fast-scan lists scan with ``FAST_SCAN_IMPLEM``.
+    """
+    if is_binary(ivf):
+        return
+    ivf.parallel_mode = 3
+    if is_fast_scan(ivf):
+        ivf.implem = FAST_SCAN_IMPLEM
 
 
 def is_binary(ivf: object) -> bool:
@@ -322,7 +342,11 @@ def _assignment_metric(clustering: Clustering) -> int:
 
 # Candidates re-scored with exact vectors when a search names none: about the fewest that
 # reached recall@10 0.95 in bench/compressed.py (cos, 60,631 documents; pq at m = dim / 4:
-# 100, rabitq 50, sq8 20-50); re-ranking costs little next to the scan.
+# 100, rabitq 50, sq8 20-50); re-ranking costs little next to the scan. Re-checked on cos
+# with a learned router (all 5,000 test queries, nprobe 8-64): rabitq at 50 stays within
+# .002 of its ceiling at every nprobe (30 already reaches .90 at 16 probes, 40 loses up to
+# .005 at 32-64 probes); pq96 needs 100 (at 50 it loses .01-.025: .889 against .905 at 16
+# probes, .930 against .955 at 64).
 # Catalyzer kinds: 200, from a tiny catalyzer (6 epochs, 3,000 cos documents, nprobe 16:
 # recall@10 sign 64 .62 at 100 / .76 at 200, lattice .73 / .83); not yet measured at scale.
 DEFAULT_RERANK = {

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from app.engine.metric import Metric
+from app.engine.metric import Metric, products_by_row
 
 _GROWTH = 1.5
 _MIN_CAPACITY = 64
@@ -74,9 +74,10 @@ class ExactVectors:
         keys = self._keys
         if not len(keys):
             return np.full(ids.shape, -1, np.int64)
-        pos = np.searchsorted(keys, ids)
-        np.minimum(pos, len(keys) - 1, out=pos)
-        return np.where(keys[pos] == ids, self._rows[pos], -1)
+        pos = keys.searchsorted(ids)  # an id beyond the last key clips to it, and misses
+        rows = self._rows.take(pos, mode="clip")
+        rows[keys.take(pos, mode="clip") != ids] = -1
+        return rows
 
     def contains(self, ids: np.ndarray) -> np.ndarray:
         return self.rows_of(ids) >= 0
@@ -135,8 +136,20 @@ class ExactVectors:
 
     def score(self, q: np.ndarray, candidates: np.ndarray, metric: Metric) -> np.ndarray:
         """Exact scores (higher is better) of each query's candidate ids; -inf where an id is
-        padding or no longer held. ``q``: (n, d) prepared, ``candidates``: (n, c)."""
+        padding or no longer held. ``q``: (n, d) prepared, ``candidates``: (n, c).
+
+        float32 rows (in memory or mapped) are scored in place by one faiss call, which
+        reads only the candidates' rows and skips the -1 rows; float16 rows are gathered
+        and widened first.
+        """
         rows = self.rows_of(candidates)
+        if self.storage is ExactStorage.FLOAT16:
+            return self._score_gathered(q, rows, metric)
+        if metric is Metric.L2:  # squared distances, +inf for -1 rows
+            return np.negative(products_by_row(q, self._data, rows, l2=True))
+        return products_by_row(q, self._data, rows, l2=False)
+
+    def _score_gathered(self, q: np.ndarray, rows: np.ndarray, metric: Metric) -> np.ndarray:
         if rows.size and rows.min() >= 0:  # the common case: one gather, one product
             x = self.take(rows.reshape(-1)).reshape(*rows.shape, self.dim)
             if metric is Metric.L2:
@@ -144,7 +157,7 @@ class ExactVectors:
                 return -np.einsum("ncd,ncd->nc", diff, diff)
             return np.einsum("ncd,nd->nc", x, q)
         held = rows >= 0
-        scores = np.full(candidates.shape, -np.inf, np.float32)
+        scores = np.full(rows.shape, -np.inf, np.float32)
         if not held.any():
             return scores
         which = np.nonzero(held)

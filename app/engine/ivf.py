@@ -66,6 +66,7 @@ from app.engine.codes import (
     is_fast_scan,
     list_codes,
     query_codes,
+    set_scan_modes,
     train_code_ivf,
 )
 from app.engine.exact import ExactStorage, ExactVectors
@@ -181,7 +182,7 @@ class VectorIndex:
             raise ValueError("the exact vectors do not match the lists")
         if not isinstance(ivf, faiss.IndexIVFFlat) and not q.compressed:
             raise ValueError("a code IVF needs a compressed kind")
-        ivf_lists.parallel_over_queries(ivf)
+        set_scan_modes(ivf)
         index._state = replace(index._state, ivf=ivf, quantization=q, exact=exact)
         return index
 
@@ -280,12 +281,17 @@ class VectorIndex:
         else:
             chosen = router if router is not None else state.router
             assert chosen is not None and state.clustering is not None
-            _check_router(chosen, state.clustering)
+            self._check_fits(chosen, state.clustering)
             wanted = DEFAULT_NPROBE if nprobe is None else nprobe
             probe = chosen.route(q, min(wanted, nlist))
         probe = np.ascontiguousarray(probe, dtype=np.int64)
         n = q.shape[0]
-        probes = np.count_nonzero(probe >= 0) / n if n else 0.0
+        # Only preassigned lists may hold -1 (skipped probes); routed and exact ones never do.
+        padded = lists is not None and not exact and state.clustering is not None
+        if not n:
+            probes = 0.0
+        else:
+            probes = np.count_nonzero(probe >= 0) / n if padded else float(probe.shape[1])
         if not state.coded:
             with self._rw.read():
                 distances, ids, scored = ivf_lists.scan(state.ivf, q, k, probe, selector)
@@ -296,7 +302,7 @@ class VectorIndex:
             )
         width = int(state.ivf.ntotal) if exact else (rerank or default_rerank(state.quantization))
         width = max(k, width, 1)
-        coarse = reranking.centre_terms(state.ivf, state.clustering, q, probe)
+        coarse = reranking.centre_terms(state.ivf, state.clustering, q, probe, padded=padded)
         exact_vectors = state.exact
         assert exact_vectors is not None
         codes_q = query_codes(state.quantization, q)  # the catalyzer's pass: outside the lock
@@ -304,8 +310,8 @@ class VectorIndex:
             _, candidates, scored = ivf_lists.scan(
                 state.ivf, codes_q, width, probe, selector, coarse
             )
-            if scored < 0:
-                scored = int(self._list_sizes(state)[probe[probe >= 0]].sum())
+            if scored < 0:  # -1 probes read the trailing 0
+                scored = int(self._list_sizes(state)[probe].sum())
             scores = exact_vectors.score(q, candidates, self.metric)
         top_scores, top_ids = reranking.best(scores, candidates, k)
         rescored = np.count_nonzero(candidates >= 0) / n if n else 0.0
@@ -320,18 +326,31 @@ class VectorIndex:
             return None
         return clustering.version, clustering.assign(prepare(vectors, self.metric, self.dim))
 
+    def _check_fits(self, router: Router, clustering: Clustering) -> None:
+        """``_check_router``, skipped for the pair checked last (both are immutable): it
+        runs on every search, and a learned router's check costs ~3 us of attribute reads."""
+        fitted = self._fitted
+        if fitted is not None and fitted[0] is router and fitted[1] is clustering:
+            return
+        _check_router(router, clustering)
+        self._fitted = (router, clustering)
+
+    _fitted: tuple[Router, Clustering] | None = None
+
     def list_sizes(self) -> np.ndarray:
         state = self._state
         with self._rw.read():
-            return self._list_sizes(state).copy()
+            return self._list_sizes(state)[:-1].copy()
 
     def _list_sizes(self, state: _State) -> np.ndarray:
-        """Sizes of ``state``'s lists (caller holds the read lock), kept per generation."""
+        """Sizes of ``state``'s lists and a trailing 0 (so that a -1 probe indexes an empty
+        list), kept per generation; the caller holds the read lock."""
         cached = self._sizes
         if cached is not None and cached[0] == self.generation and cached[1] is state.ivf:
             return cached[2]
         invlists: Any = state.ivf.invlists
-        sizes = np.array([invlists.list_size(i) for i in range(state.ivf.nlist)], np.int64)
+        nlist = state.ivf.nlist
+        sizes = np.array([invlists.list_size(i) for i in range(nlist)] + [0], np.int64)
         self._sizes = (self.generation, state.ivf, sizes)
         return sizes
 

@@ -8,6 +8,7 @@ routing stays the caller's.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,10 +16,14 @@ import faiss
 import numpy as np
 
 from app.engine.clustering import Clustering
-from app.engine.codes import is_binary, is_fast_scan
+from app.engine.codes import is_binary, is_fast_scan, set_scan_modes
 from app.engine.metric import Metric, faiss_metric
 
 HASHTABLE: int = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]  # missing from stubs
+# Probe widths whose search parameters a thread keeps (adaptive routing varies the width).
+KEPT_PARAMS = 64
+
+_per_thread = threading.local()
 
 
 def new_ivf(
@@ -35,7 +40,7 @@ def new_ivf(
     ivf = faiss.IndexIVFFlat(quantizer, dim, reps.shape[0], faiss_metric(metric))
     if hashtable:
         ivf.set_direct_map_type(HASHTABLE)
-    parallel_over_queries(ivf)
+    set_scan_modes(ivf)
     return ivf
 
 
@@ -81,15 +86,6 @@ def fill_exact(
     ivf.set_direct_map_type(HASHTABLE)  # built from the lists, sized once for ``total`` ids
 
 
-def parallel_over_queries(ivf: faiss.IndexIVF) -> None:
-    # faiss's default mode 0 parallelises in ``search`` around ``search_preassigned``, which
-    # then runs single-threaded; mode 3 splits the queries of a preassigned search across
-    # OpenMP threads. Not serialised, so set on every IVF we build or load. (faiss's binary
-    # IVF has no such switch: it always splits a preassigned search over queries.)
-    if not is_binary(ivf):
-        ivf.parallel_mode = 3
-
-
 def assign_lists(clustering: Clustering | None, x: np.ndarray) -> np.ndarray:
     if clustering is None:
         return np.zeros(x.shape[0], dtype=np.int64)
@@ -113,15 +109,12 @@ def scan(
     if is_binary(ivf):
         return _scan_binary(ivf, q, k, probe, selector)
     n, width = probe.shape
-    params = faiss.SearchParametersIVF()
-    params.nprobe = width
-    if selector is not None:
-        params.sel = selector
+    params = _search_params(width, selector)
     distances = np.empty((n, k), dtype=np.float32)
     ids = np.empty((n, k), dtype=np.int64)
     if n == 0:
         return distances, ids, 0
-    stats = None if is_fast_scan(ivf) else faiss.IndexIVFStats()
+    stats = None if is_fast_scan(ivf) else _scan_stats()
     if coarse is None:
         coarse = np.zeros((n, width), dtype=np.float32)  # unused without residual codes
     swig: Any = ivf  # faiss's stubs miss the SWIG-level C entry point
@@ -138,6 +131,36 @@ def scan(
         stats,
     )
     return distances, ids, int(stats.ndis) if stats is not None else -1
+
+
+def _search_params(width: int, selector: faiss.IDSelector | None) -> faiss.SearchParametersIVF:
+    """Parameters of one preassigned search. Unfiltered ones are kept per thread and width:
+    faiss only reads them during the call, a thread makes one call at a time, and building
+    a SWIG object costs more (~3.5 us) than a single-query scan can spare."""
+    if selector is not None:
+        params = faiss.SearchParametersIVF()
+        params.nprobe = width
+        params.sel = selector
+        return params
+    kept: dict[int, faiss.SearchParametersIVF] | None = getattr(_per_thread, "params", None)
+    if kept is None:
+        kept = _per_thread.params = {}
+    found = kept.get(width)
+    if found is None:
+        if len(kept) >= KEPT_PARAMS:
+            kept.clear()
+        found = kept[width] = faiss.SearchParametersIVF()
+        found.nprobe = width
+    return found
+
+
+def _scan_stats() -> Any:
+    """This thread's scan statistics, reset (one call at a time per thread, as above)."""
+    stats = getattr(_per_thread, "stats", None)
+    if stats is None:
+        stats = _per_thread.stats = faiss.IndexIVFStats()
+    stats.reset()
+    return stats
 
 
 def _scan_binary(

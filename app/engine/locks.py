@@ -24,20 +24,25 @@ class RWLock:
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
+        # One stateless context object serves every reader (a generator-based context
+        # manager would cost a generator per search).
+        self._reading = _Reading(self)
 
-    @contextmanager
-    def read(self) -> Iterator[None]:
+    def read(self) -> _Reading:
+        """``with lock.read():`` shares the lock for the block."""
+        return self._reading
+
+    def _acquire_read(self) -> None:
         with self._cond:
             while self._writer or self._writers_waiting:
                 self._cond.wait()
             self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if self._readers == 0:
-                    self._cond.notify_all()
+
+    def _release_read(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            if self._readers == 0:
+                self._cond.notify_all()
 
     @contextmanager
     def write(self) -> Iterator[None]:
@@ -55,3 +60,18 @@ class RWLock:
             with self._cond:
                 self._writer = False
                 self._cond.notify_all()
+
+
+class _Reading:
+    """The context of ``RWLock.read``: holds no state, so all readers share it."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self, lock: RWLock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        self._lock._acquire_read()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock._release_read()

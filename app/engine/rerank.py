@@ -11,37 +11,32 @@ import numpy as np
 
 from app.engine.clustering import Clustering
 from app.engine.codes import needs_centre_distance
+from app.engine.metric import products_by_row
 
 # Candidates beyond which the best k are partitioned out before sorting.
 PARTIAL_SORT_FROM = 512
-# Probed centres gathered at once for residual codes' centre terms (x d floats).
-CENTRE_BLOCK = 4096
 
 
 def centre_terms(
-    ivf: faiss.IndexIVF, clustering: Clustering | None, q: np.ndarray, probe: np.ndarray
+    ivf: faiss.IndexIVF,
+    clustering: Clustering | None,
+    q: np.ndarray,
+    probe: np.ndarray,
+    *,
+    padded: bool = True,
 ) -> np.ndarray | None:
     """What residual product codes add per probed list: the query's inner product with the
     list's centre (ip/cosine) or its squared distance to it (l2); None when not needed.
 
-    Only the probed centres are read (a few per query, not all ``nlist``), in blocks of
-    queries so a large batch never gathers more than a few MB at once.
+    One faiss call reads only the probed centres, in place (no gathered copy).
+    ``padded``: ``probe`` may hold -1; those entries get the first centre's term, a finite
+    value the scan ignores (-inf would wreck fast-scan's quantised bias range).
     """
     if not needs_centre_distance(ivf) or clustering is None:
         return None
-    reps = clustering.representatives
+    lists = np.maximum(probe, 0) if padded else probe
     l2 = ivf.metric_type == faiss.METRIC_L2
-    out = np.empty(probe.shape, np.float32)
-    block = max(1, CENTRE_BLOCK // max(1, probe.shape[1]))
-    for start in range(0, len(q), block):
-        rows = slice(start, start + block)
-        centres = reps[np.maximum(probe[rows], 0)]  # (b, w, d)
-        if l2:
-            diff = centres - q[rows, None, :]
-            out[rows] = np.einsum("bwd,bwd->bw", diff, diff)
-        else:
-            out[rows] = np.einsum("bwd,bd->bw", centres, q[rows])
-    return out
+    return products_by_row(q, clustering.representatives, lists, l2=l2)
 
 
 def best(scores: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,6 +46,14 @@ def best(scores: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray
     call, where numpy's per-call overhead is most of the cost.
     """
     n, width = scores.shape
+    if n == 1 and k <= width <= PARTIAL_SORT_FROM:  # one query: no row indices
+        row = scores[0]
+        order = np.argsort(-row, kind="stable")[:k]
+        top_scores = row[order].astype(np.float32, copy=False)
+        top_ids = candidates[0, order]
+        if top_scores[-1] == -np.inf:  # sorted: -inf only at the end
+            top_ids[top_scores == -np.inf] = -1
+        return top_scores[None, :], top_ids[None, :]
     rows = np.arange(n)[:, None]
     if width > PARTIAL_SORT_FROM:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]

@@ -15,7 +15,13 @@ from app.engine import ivf as ivf_module
 from app.engine.allowed import AllowedIds
 from app.engine.catalyzer import Catalyzer
 from app.engine.clustering import Algorithm, Clustering, auto_nlist, train_clustering
-from app.engine.codes import CodeKind, Quantization, QuantizationError, default_pq_m
+from app.engine.codes import (
+    FAST_SCAN_IMPLEM,
+    CodeKind,
+    Quantization,
+    QuantizationError,
+    default_pq_m,
+)
 from app.engine.evaluation import recall_at_k
 from app.engine.exact import ExactStorage
 from app.engine.ivf import HASHTABLE_BYTES_PER_ENTRY, VectorIndex
@@ -219,6 +225,31 @@ def test_deletes_updates_and_filters(
     assert view is not None and view.count == len(passing) and view.coded
     on_view = view.search(q, K, nprobe=NPROBE)
     np.testing.assert_allclose(on_view.scores, through.scores, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_single_query_calls_answer_as_the_batch(
+    kind: CodeKind, built: dict[CodeKind, VectorIndex], debian_cos: Dataset
+) -> None:
+    """One query per call takes the single-query paths (numpy routing, one-row best-k)."""
+    index = built[kind]
+    q = debian_cos.test_queries[:20]
+    batch = index.search(q, K, nprobe=NPROBE)
+    for i in range(len(q)):
+        one = index.search(q[i : i + 1], K, nprobe=NPROBE)
+        np.testing.assert_array_equal(one.ids, batch.ids[i : i + 1])
+        np.testing.assert_allclose(one.scores, batch.scores[i : i + 1], rtol=1e-6)
+
+
+def test_fast_scan_lists_scan_query_by_query_when_built_and_loaded(
+    built: dict[CodeKind, VectorIndex], tmp_path: Path
+) -> None:
+    """faiss does not store its scan kernel choice: set on every fast-scan IVF."""
+    index = built[CodeKind.PQ]
+    assert index._state.ivf.implem == FAST_SCAN_IMPLEM
+    save_snapshot(index, tmp_path / "pq.snap", {})
+    loaded, _ = load_snapshot(tmp_path / "pq.snap")
+    assert loaded._state.ivf.implem == FAST_SCAN_IMPLEM
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -73,3 +73,19 @@ def test_default_rule_is_inner_product_only_for_ip_kmeans() -> None:
             router = centroid_router(c)
             ip_kmeans = metric is Metric.IP and algorithm is Algorithm.KMEANS
             assert router.params["rule"] == ("inner_product" if ip_kmeans else "assignment")
+
+
+@pytest.mark.parametrize("nprobe", [1, 5, 24, 40])
+def test_one_query_is_routed_as_in_a_batch(nprobe: int) -> None:
+    """A single query takes numpy's product and partition, a batch faiss's flat search:
+    the same lists, best first (with a bias, and when nprobe reaches nlist)."""
+    rng = np.random.default_rng(3)
+    weights = rng.standard_normal((24, 16)).astype(np.float32)
+    bias = rng.standard_normal(24).astype(np.float32)
+    router = Router(RouterKind.LINEAR, weights, bias, clustering_version=0)
+    q = rng.standard_normal((20, 16)).astype(np.float32)
+    batch = router.route(q, nprobe)
+    singles = np.vstack([router.route(q[i : i + 1], nprobe) for i in range(len(q))])
+    assert singles.dtype == np.int64 and singles.shape == (20, min(nprobe, 24))
+    assert np.array_equal(singles, batch)
+    assert np.array_equal(singles, top_lists(router.scores(q), nprobe))

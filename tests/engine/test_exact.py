@@ -1,0 +1,50 @@
+"""Exact vectors beside code lists: ids map to rows (-1 when not held, whatever the id), and
+re-scores are exact for every storage, -inf for padding and ids not held."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.engine.exact import ExactStorage, ExactVectors
+from app.engine.metric import Metric
+
+
+@pytest.fixture
+def held() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    ids = np.array([5, 17, 3, 40, 22], np.int64)
+    return ids, rng.standard_normal((5, 12)).astype(np.float32)
+
+
+def test_rows_of_misses_padding_absent_and_out_of_range_ids(
+    held: tuple[np.ndarray, np.ndarray],
+) -> None:
+    ids, x = held
+    exact = ExactVectors(12, ExactStorage.FLOAT32)
+    exact.put(ids, x)
+    exact.remove(np.array([17]))
+    rows = exact.rows_of(np.array([[3, -1, 17, 41, 0, 40]], np.int64))
+    assert rows.shape == (1, 6)
+    assert (rows[0, [1, 2, 3, 4]] == -1).all()
+    assert np.array_equal(exact.take(rows[0, [0, 5]]), x[[2, 3]])
+
+
+@pytest.mark.parametrize("storage", list(ExactStorage))
+@pytest.mark.parametrize("metric", [Metric.IP, Metric.L2])
+def test_scores_are_exact_and_minus_inf_where_not_held(
+    held: tuple[np.ndarray, np.ndarray], storage: ExactStorage, metric: Metric, tmp_path: Path
+) -> None:
+    ids, x = held
+    exact = ExactVectors(12, storage, tmp_path)
+    exact.put(ids, x)
+    q = np.random.default_rng(8).standard_normal((2, 12)).astype(np.float32)
+    candidates = np.array([[40, 5, -1], [99, 22, 3]], np.int64)
+    got = exact.score(q, candidates, metric)
+    stored = x.astype(np.float16).astype(np.float32) if storage is ExactStorage.FLOAT16 else x
+    by_id = dict(zip(ids.tolist(), stored, strict=True))
+    for i, j in [(0, 0), (0, 1), (1, 1), (1, 2)]:
+        v = by_id[int(candidates[i, j])]
+        want = -((v - q[i]) ** 2).sum() if metric is Metric.L2 else v @ q[i]
+        assert got[i, j] == pytest.approx(want, rel=1e-5, abs=1e-5)
+    assert got[0, 2] == -np.inf and got[1, 0] == -np.inf
