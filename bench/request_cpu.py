@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import cProfile
 import pstats
+import shutil
 import sys
 import tempfile
 import time
@@ -181,8 +182,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     data = debian.load(args.variant, n_docs=args.n_docs, n_train=1, n_test=1000)
     metric = "cosine" if args.variant == "cos" else "ip"
     huge = 10**9
+    data_dir = Path(tempfile.mkdtemp(prefix="vecroute-cpu-"))
     settings = Settings(
-        data_dir=Path(tempfile.mkdtemp(prefix="vecroute-cpu-")),
+        data_dir=data_dir,
         build_min_points=huge,  # the scheduler runs, as in the breakdown, but starts no job
         train_min_queries=huge,
         log_level="WARNING",
@@ -250,6 +252,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
     finally:
         await driver.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
     return report
 
 
