@@ -77,29 +77,37 @@ def run_in_child(
     )
     child.start()
     send.close()  # the child holds the only writer: its exit reads as end of file here
-    outcome: tuple[str, Any] | None = None
     try:
-        while outcome is None:
-            try:
-                kind, value = receive.recv()
-            except EOFError:
-                break
-            if kind == _PROGRESS:
-                progress(value)
-            else:
-                outcome = (kind, value)
+        outcome = _relay(receive, progress)
     finally:
-        receive.close()
-        child.join()
+        receive.close()  # a child still sending gets a broken pipe and ends
     if outcome is None:
+        child.join()
         raise ChildDied(
             f"the job's child process (pid {child.pid}) ended with exit code "
             f"{child.exitcode} before reporting an outcome"
         )
+    # The outcome is in: the job is recorded now, not once the child's interpreter (and
+    # torch) has shut down, which takes long enough for a reader to see a router published
+    # by a job still running. The child is reaped aside.
+    threading.Thread(target=child.join, name="reap-job-child", daemon=True).start()
     kind, value = outcome
     if kind == _FAILED:
         raise value
     return value
+
+
+def _relay(receive: Connection, progress: Progress) -> tuple[str, Any] | None:
+    """Pass progress on until the outcome arrives; None if the child ended without one."""
+    while True:
+        try:
+            kind, value = receive.recv()
+        except EOFError:
+            return None
+        if kind == _PROGRESS:
+            progress(value)
+        else:
+            return kind, value
 
 
 def _child_main(
