@@ -323,14 +323,17 @@ def _assignment_metric(clustering: Clustering) -> int:
 # Candidates re-scored with exact vectors when a search names none: about the fewest that
 # reached recall@10 0.95 in bench/compressed.py (cos, 60,631 documents; pq at m = dim / 4:
 # 100, rabitq 50, sq8 20-50); re-ranking costs little next to the scan.
-# Catalyzer kinds: 200, from a tiny catalyzer (6 epochs, 3,000 cos documents, nprobe 16:
-# recall@10 sign 64 .62 at 100 / .76 at 200, lattice .73 / .83); not yet measured at scale.
+# Catalyzer kinds (bench/results/compressed_catalyzer.*: cos, default catalyzer training,
+# learned routing, rerank 50-800 x nprobe 4-128): none reaches 0.95; the fewest candidates
+# reaching 0.90 are lattice 400 (.904 at nprobe 64; .845 at 200, best .938 at 800) and sign
+# 800 for 64 bits (.902 at nprobe 32; .789 at 200) and 128 bits (.937 at nprobe 64; .898 at
+# 400). Sign 128 takes 800, not 400 (.898): the default is for a user who sets nothing.
 DEFAULT_RERANK = {
     CodeKind.SQ8: 50,
     CodeKind.PQ: 100,
     CodeKind.RABITQ: 50,
-    CodeKind.CATALYZER_SIGN: 200,
-    CodeKind.CATALYZER_LATTICE: 200,
+    CodeKind.CATALYZER_SIGN: 800,
+    CodeKind.CATALYZER_LATTICE: 400,
 }
 
 
