@@ -12,6 +12,11 @@ hnswlib are measured in the same run on the same queries.
     .venv/bin/python bench/compressed.py       # both variants, ~25 min on 2 shared cores
     .venv/bin/python bench/compressed.py --quick   # cos only, a smaller grid
     .venv/bin/python bench/compressed.py --kinds none cat-sign64 cat-lattice   # some kinds
+    nice -n 10 .venv/bin/python bench/compressed.py --variants cos --kinds none cat-sign64 \
+        cat-sign128 cat-lattice pq16 pq32 pq48 --out bench/results/compressed_catalyzer.json
+
+Codes of 24 bytes or fewer (the catalyzer kinds, and pq16/pq32/pq48: product codes of the
+catalyzer's sizes, its equal-bytes reference) are timed at deeper re-ranks (50-800).
 
 The catalyzer kinds first train their catalyzer (torch, ~3 min each with the defaults; the
 "train s" column); ``--catalyzer-epochs`` trades that time for code quality.
@@ -59,6 +64,9 @@ KINDS: dict[str, dict[str, Any]] = {
     "sq8": {"kind": "sq8"},
     "pq96": {"kind": "pq", "m": 96},
     "pq48": {"kind": "pq", "m": 48},
+    # product codes as small as the catalyzer's (8 and 16 bytes): the equal-bytes reference
+    "pq16": {"kind": "pq", "m": 16},
+    "pq32": {"kind": "pq", "m": 32},
     "rabitq": {"kind": "rabitq"},
     # paper 003's catalyzer, trained here first (worker/train_catalyzer.py, torch)
     "cat-sign64": {"kind": "catalyzer-sign", "bits": 64},
@@ -69,6 +77,9 @@ KINDS: dict[str, dict[str, Any]] = {
 # .95 on cos with a learned router lie there (rabitq 16/30, pq96 24/50, float 40 for .95).
 NPROBES = (4, 8, 16, 24, 32, 40, 64, 128)
 RERANKS = (20, 30, 50, 70, 100)
+# Codes of 24 bytes or fewer rank coarsely: their curves need deeper re-ranks.
+COARSE_KINDS = frozenset({"cat-sign64", "cat-sign128", "cat-lattice", "pq16", "pq32", "pq48"})
+COARSE_RERANKS = (50, 100, 200, 400, 800)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -219,10 +230,10 @@ def curve(
 ) -> list[dict[str, Any]]:
     rows = []
     reranks: tuple[int | None, ...] = (None,) if not index.coded else RERANKS
-    if index.quantization.kind in CATALYZER_KINDS:  # coarser codes: deeper re-ranks
-        reranks = (100, 200, 400)
+    if name in COARSE_KINDS:
+        reranks = COARSE_RERANKS
     if args.quick and index.coded:
-        reranks = (100, 200) if index.quantization.kind in CATALYZER_KINDS else (50, 100)
+        reranks = (100, 200) if name in COARSE_KINDS else (50, 100)
     nprobes = NPROBES if not args.quick else (8, 16, 32, 64)
     if storage is ExactStorage.MMAP:  # the memory-lean setup: its curve at the default re-rank
         reranks = (None,)

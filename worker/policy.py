@@ -11,6 +11,10 @@ every decision can be explained by the numbers it saw.
 - **Retrain** the router when ``retrain_min_new_queries`` queries were logged since the last
   training, or when the active clustering has no router yet (a recluster makes older
   routers inapplicable) and at least ``train_min_queries`` queries are logged.
+- **Quantize** a collection created with a catalyzer kind once it is built and holds
+  ``catalyzer_min_points`` points: the job trains the catalyzer its codes need (until then
+  the lists stay float32). Once: a stored catalyzer serves from then on, and a policy job
+  that failed is not scheduled again (``PATCH`` asks anew).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class Policy:
     recluster_shrink: float = 0.5
     train_min_queries: int = 1000
     retrain_min_new_queries: int = 5000
+    catalyzer_min_points: int = 2000
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,8 @@ class CollectionCounters:
     queries_logged: int
     queries_since_training: int
     pending: frozenset[JobKind] = frozenset()  # queued or running jobs of this collection
+    # A catalyzer kind recorded, no catalyzer trained for it, and no failed attempt since.
+    catalyzer_wanted: bool = False
 
 
 def due_jobs(c: CollectionCounters, policy: Policy) -> list[JobKind]:
@@ -61,6 +68,13 @@ def due_jobs(c: CollectionCounters, policy: Policy) -> list[JobKind]:
         and _needs_training(c, policy)
     ):
         due.append(JobKind.TRAIN_ROUTER)
+    if (
+        JobKind.BUILD not in due
+        and JobKind.BUILD not in c.pending
+        and JobKind.QUANTIZE not in c.pending
+        and _needs_catalyzer(c, policy)
+    ):
+        due.append(JobKind.QUANTIZE)
     return due
 
 
@@ -71,6 +85,11 @@ def _needs_clustering(c: CollectionCounters, policy: Policy) -> bool:
     return c.points >= policy.recluster_growth * base or (
         c.points <= policy.recluster_shrink * base and c.points >= policy.build_min_points
     )
+
+
+def _needs_catalyzer(c: CollectionCounters, policy: Policy) -> bool:
+    built = c.points_at_clustering is not None
+    return c.catalyzer_wanted and built and c.points >= policy.catalyzer_min_points
 
 
 def _needs_training(c: CollectionCounters, policy: Policy) -> bool:

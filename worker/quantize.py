@@ -8,7 +8,8 @@ its rebuild fails, it keeps serving the old index). Codebooks are trained in eac
 from its own exact vectors, so they always fit the lists they encode.
 
 A catalyzer kind is different: its catalyzer (paper 003) is trained here once, with torch
-(``worker/train_catalyzer.py``, progress on the job), and stored as a new version with the
+(``worker/train_catalyzer.py``, progress on the job; the job then runs in a child process,
+``worker/child.py``, so torch never enters the worker's own), and stored as a new version with the
 quantization in one transaction; every API process loads that same catalyzer from the store
 (numpy only) and codes its lists with it.
 """
@@ -16,7 +17,7 @@ quantization in one transaction; every API process loads that same catalyzer fro
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,12 @@ class QuantizeError(RuntimeError):
     """The codes cannot be built for this collection; retrying will not help."""
 
     permanent = True
+
+
+def trains_catalyzer(params: Mapping[str, Any]) -> bool:
+    """The job asks for a catalyzer kind: it trains with torch (and runs in a child)."""
+    raw = params.get("quantization")
+    return isinstance(raw, Mapping) and raw.get("kind") in {k.value for k in CATALYZER_KINDS}
 
 
 def run_quantize(
@@ -127,7 +134,8 @@ def run_quantize(
 def _train_catalyzer(
     quantization: Quantization, x: np.ndarray, budget: CatalyzerBudget, progress: Progress
 ) -> Catalyzer:
-    """Train with torch, imported here only: the job is the only place that needs it."""
+    """Train with torch, imported here only: the job (in a child process) is the only place
+    that needs it."""
     from worker.train_catalyzer import CatalyzerConfig, Quantizer, train_catalyzer
 
     quantizer = (

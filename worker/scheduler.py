@@ -7,9 +7,10 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.engine.codes import CATALYZER_KINDS
 from app.store import counters as store_counters
 from app.store import jobs
-from app.store.collections import CollectionRecord, list_collections
+from app.store.collections import CollectionRecord, get_collection, list_collections
 from app.store.db import Store
 from app.store.models import RouterRow
 from app.store.query_log import queries_after
@@ -24,7 +25,9 @@ log = logging.getLogger(__name__)
 _POLICY_PARAMS: dict[JobKind, dict[str, str]] = {
     JobKind.BUILD: {"reason": "policy"},
     JobKind.TRAIN_ROUTER: {"reason": "policy", "objective": "graded"},
+    JobKind.QUANTIZE: {"reason": "policy"},
 }
+_CATALYZER_KIND_NAMES = frozenset(k.value for k in CATALYZER_KINDS)
 
 _GONE = store_counters.Counters(0, 0, 0)  # a collection deleted since it was listed
 
@@ -37,6 +40,7 @@ def counters(session: Session, record: CollectionRecord) -> CollectionCounters:
     pending = frozenset(
         JobKind(j.kind) for j in jobs.pending_jobs(session, record.name) if j.kind in known
     )
+    wanted = _catalyzer_wanted(session, record)
     if record.clustering_version is None:
         return CollectionCounters(
             points=kept.live_points,
@@ -45,6 +49,7 @@ def counters(session: Session, record: CollectionRecord) -> CollectionCounters:
             queries_logged=kept.logged_queries,
             queries_since_training=0,
             pending=pending,
+            catalyzer_wanted=wanted,
         )
     last_trained = _last_trained_query(session, record.id, record.clustering_version)
     return CollectionCounters(
@@ -54,7 +59,22 @@ def counters(session: Session, record: CollectionRecord) -> CollectionCounters:
         queries_logged=kept.logged_queries,
         queries_since_training=queries_after(session, record.id, last_trained or 0),
         pending=pending,
+        catalyzer_wanted=wanted,
     )
+
+
+def _catalyzer_wanted(session: Session, record: CollectionRecord) -> bool:
+    """A catalyzer kind without its catalyzer, and no failed quantize job since asked."""
+    kind = (record.quantization or {}).get("kind")
+    if kind not in _CATALYZER_KIND_NAMES or record.catalyzer_version is not None:
+        return False
+    latest = jobs.latest_job(session, record.name, JobKind.QUANTIZE.value)
+    if latest is not None and latest.status == jobs.FAILED:
+        return False
+    # Read again after the jobs: PostgreSQL reads each statement's committed rows, and a
+    # job that finished since ``record`` was read stored its catalyzer before it finished.
+    fresh = get_collection(session, record.name)
+    return fresh is not None and fresh.catalyzer_version is None
 
 
 def schedule(store: Store, policy: Policy, *, max_attempts: int = 3) -> list[jobs.JobRecord]:
@@ -63,13 +83,15 @@ def schedule(store: Store, policy: Policy, *, max_attempts: int = 3) -> list[job
         return []
     with store.read() as session:
         due = [
-            (record.name, kind)
+            (record, kind)
             for record in list_collections(session)
             for kind in due_jobs(counters(session, record), policy)
         ]
     enqueued = [
-        jobs.enqueue(store, str(kind), name, _POLICY_PARAMS[kind], max_attempts=max_attempts)
-        for name, kind in due
+        jobs.enqueue(
+            store, str(kind), record.name, _params(kind, record), max_attempts=max_attempts
+        )
+        for record, kind in due
     ]
     for job in enqueued:
         log.info(
@@ -77,6 +99,14 @@ def schedule(store: Store, policy: Policy, *, max_attempts: int = 3) -> list[job
             extra={"job_id": job.id, "kind": job.kind, "collection": job.collection},
         )
     return enqueued
+
+
+def _params(kind: JobKind, record: CollectionRecord) -> dict[str, object]:
+    """A policy job's params; a quantize job asks for the codes the collection records."""
+    params: dict[str, object] = dict(_POLICY_PARAMS[kind])
+    if kind is JobKind.QUANTIZE:
+        params["quantization"] = record.quantization
+    return params
 
 
 def _last_trained_query(

@@ -69,8 +69,9 @@ def run_train_router(
     order = rng.permutation(len(q))
     n_hold = max(1, round(plan.holdout_fraction * len(q)))
     hold, train = order[:n_hold], order[n_hold:]
-    # torch loads here, on the first training, not when a server or worker starts: it costs
-    # about 4 s of start-up and a few hundred MB that API processes never need.
+    # torch loads here, in the job's child process (worker/child.py), never when a server or
+    # worker starts: it costs about 4 s of start-up and a few hundred MB that API processes
+    # never need.
     from app.engine.training import TrainConfig, train_router
 
     config = TrainConfig(

@@ -17,8 +17,9 @@ from app.store.db import Store
 from app.store.outage import OutageLog
 from app.store.query_log import prune_queries
 from worker.build import run_build
+from worker.child import in_child
 from worker.policy import JobKind, Policy
-from worker.quantize import CatalyzerBudget, run_quantize
+from worker.quantize import CatalyzerBudget, run_quantize, trains_catalyzer
 from worker.runner import Handler, JobListener, JobRunner
 from worker.scheduler import schedule
 from worker.train_emulator import run_train_emulator
@@ -35,10 +36,13 @@ def policy_of(settings: Settings) -> Policy:
         recluster_shrink=settings.recluster_shrink,
         train_min_queries=settings.train_min_queries,
         retrain_min_new_queries=settings.retrain_min_new_queries,
+        catalyzer_min_points=settings.catalyzer_min_points,
     )
 
 
 def job_handlers(settings: Settings) -> dict[str, Handler]:
+    """The handler of every job kind; those that train with torch run in a child process
+    (worker/child.py), so that torch never enters this one (the API's, when embedded)."""
     plan = TrainingPlan(
         max_queries=settings.query_log_retention,
         min_queries=settings.train_min_queries,
@@ -46,14 +50,17 @@ def job_handlers(settings: Settings) -> dict[str, Handler]:
     )
     return {
         JobKind.BUILD.value: run_build,
-        JobKind.TRAIN_ROUTER.value: partial(_train, plan=plan),
-        JobKind.QUANTIZE.value: partial(
-            run_quantize,
-            budget=CatalyzerBudget(
-                min_points=settings.catalyzer_min_points,
-                epochs=settings.catalyzer_epochs,
-                hidden=settings.catalyzer_hidden,
+        JobKind.TRAIN_ROUTER.value: in_child(partial(_train, plan=plan)),
+        JobKind.QUANTIZE.value: in_child(
+            partial(
+                run_quantize,
+                budget=CatalyzerBudget(
+                    min_points=settings.catalyzer_min_points,
+                    epochs=settings.catalyzer_epochs,
+                    hidden=settings.catalyzer_hidden,
+                ),
             ),
+            trains_catalyzer,
         ),
     }
 

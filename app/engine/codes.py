@@ -347,14 +347,17 @@ def _assignment_metric(clustering: Clustering) -> int:
 # .002 of its ceiling at every nprobe (30 already reaches .90 at 16 probes, 40 loses up to
 # .005 at 32-64 probes); pq96 needs 100 (at 50 it loses .01-.025: .889 against .905 at 16
 # probes, .930 against .955 at 64).
-# Catalyzer kinds: 200, from a tiny catalyzer (6 epochs, 3,000 cos documents, nprobe 16:
-# recall@10 sign 64 .62 at 100 / .76 at 200, lattice .73 / .83); not yet measured at scale.
+# Catalyzer kinds (bench/results/compressed_catalyzer.*: cos, default catalyzer training,
+# learned routing, rerank 50-800 x nprobe 4-128): none reaches 0.95; the fewest candidates
+# reaching 0.90 are lattice 400 (.904 at nprobe 64; .845 at 200, best .938 at 800) and sign
+# 800 for 64 bits (.902 at nprobe 32; .789 at 200) and 128 bits (.937 at nprobe 64; .898 at
+# 400). Sign 128 takes 800, not 400 (.898): the default is for a user who sets nothing.
 DEFAULT_RERANK = {
     CodeKind.SQ8: 50,
     CodeKind.PQ: 100,
     CodeKind.RABITQ: 50,
-    CodeKind.CATALYZER_SIGN: 200,
-    CodeKind.CATALYZER_LATTICE: 200,
+    CodeKind.CATALYZER_SIGN: 800,
+    CodeKind.CATALYZER_LATTICE: 400,
 }
 
 

@@ -118,6 +118,18 @@ def pending_jobs(session: Session, collection: str, kind: str | None = None) -> 
     return [JobRecord.of(r) for r in session.execute(stmt).scalars()]
 
 
+def latest_job(session: Session, collection: str, kind: str) -> JobRecord | None:
+    """The newest job of ``kind`` for a collection, whatever its status."""
+    stmt = (
+        select(JobRow)
+        .where(JobRow.collection == collection, JobRow.kind == kind)
+        .order_by(JobRow.created_at.desc(), JobRow.id)
+        .limit(1)
+    )
+    row = session.execute(stmt).scalar_one_or_none()
+    return JobRecord.of(row) if row else None
+
+
 def claim(
     store: Store, worker_id: str, kinds: Sequence[str], *, lease_s: float
 ) -> JobRecord | None:

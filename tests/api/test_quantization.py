@@ -66,6 +66,11 @@ def search(client: httpx.Client, q: np.ndarray, **extra: Any) -> dict[str, Any]:
     return dict(json_of(client.post("/search", json=body)))
 
 
+def maps_torch(pid: int) -> bool:
+    """The process has torch's libraries mapped: it imported torch (seen from outside)."""
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
 def exact_scores(docs: np.ndarray, q: np.ndarray, hits: list[dict[str, Any]]) -> np.ndarray:
     x = prepare(docs, Metric.COSINE)
     qq = prepare(q, Metric.COSINE)[0]
@@ -192,6 +197,7 @@ class SearchLoop:
                 if r.status_code != 200 or len(r.json()["hits"]) != 10:
                     self.failures.append(f"{r.status_code}: {r.text[:200]}")
 
+
 def test_patch_rebuilds_while_searches_go_on_and_survives_a_restart(
     database_url: str, tmp_path: Path, data: debian.Dataset
 ) -> None:
@@ -209,8 +215,9 @@ def test_patch_rebuilds_while_searches_go_on_and_survives_a_restart(
                 assert r.status_code == 202, r.text
                 succeeded_job(client, r.json()["job_id"])
                 info = wait_until(
-                    lambda: (i := collection(client))["index"]["quantization"]["kind"] == "pq"
-                    and i,
+                    lambda: (
+                        (i := collection(client))["index"]["quantization"]["kind"] == "pq" and i
+                    ),
                     what="the pq index to be served",
                 )
                 loop.wait_for_more(20)
@@ -294,6 +301,8 @@ def test_patch_to_catalyzer_codes_while_searches_go_on_and_survives_a_restart(
                 assert r.status_code == 202, r.text
                 job = succeeded_job(client, r.json()["job_id"])
                 assert job["progress"] == 1.0
+                # trained in the embedded worker's child process, never in the API's
+                assert server.proc is not None and not maps_torch(server.proc.pid)
                 info = wait_until(
                     lambda: (i := collection(client))["index"]["quantization"] == wanted and i,
                     what="the catalyzer-sign index to be served",
@@ -312,6 +321,50 @@ def test_patch_to_catalyzer_codes_while_searches_go_on_and_survives_a_restart(
         with httpx.Client(base_url=server.url, timeout=60) as client:
             assert collection(client)["index"]["quantization"] == wanted
             assert [search(client, q, nprobe=4) for q in data.test_queries[:5]] == before
+    finally:
+        server.stop()
+
+
+def test_the_policy_trains_a_created_catalyzer_kind_once_built(
+    database_url: str, tmp_path: Path, data: debian.Dataset
+) -> None:
+    """POST with a catalyzer kind, then only writes: the policy builds the IVF, then has the
+    worker train the catalyzer (in a child process: the API process never maps torch) and
+    the lists are coded, with no PATCH."""
+    env = {
+        "VECROUTE_BUILD_MIN_POINTS": "1000",
+        "VECROUTE_SCHEDULE_INTERVAL_S": "0.2",
+        "VECROUTE_WORKER_POLL_S": "0.1",
+        "VECROUTE_EXACT_VECTORS": "mmap",
+        **TINY_CATALYZER_ENV,
+    }
+    wanted = {"kind": "catalyzer-lattice", "bits": 64}
+    server = Server(database_url, tmp_path / "api", **env).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            create(client, wanted)
+            upload(client, data.docs)
+
+            def policy_quantize() -> dict[str, Any] | None:
+                listed = json_of(client.get("/jobs", params={"collection": "docs"}))["jobs"]
+                return next((j for j in listed if j["kind"] == "quantize"), None)
+
+            job = finished_job(client, wait_until(policy_quantize, what="the policy's job")["id"])
+            assert job["status"] == "succeeded", job
+            assert job["result"]["quantization"] == wanted
+            info = wait_until(
+                lambda: (i := collection(client))["index"]["bytes_per_vector"] < 200 and i,
+                what="the lattice codes to be served",
+            )
+            assert info["index"]["quantization"] == wanted and info["index"]["state"] == "ivf"
+            assert server.proc is not None and not maps_torch(server.proc.pid)
+            for q in data.test_queries[:5]:
+                every = search(client, q, nprobe=16, rerank=N_DOCS)
+                exact = search(client, q, routing="exact")
+                assert every["candidates"] > 0  # ranked on codes, then re-scored
+                assert [h["id"] for h in every["hits"]] == [h["id"] for h in exact["hits"]]
+            kinds = [j["kind"] for j in json_of(client.get("/jobs"))["jobs"]]
+            assert kinds.count("quantize") == 1  # once: the stored catalyzer serves from now on
     finally:
         server.stop()
 

@@ -1,8 +1,14 @@
-"""The automatic policy builds, reclusters and retrains exactly when its thresholds say."""
+"""The automatic policy builds, reclusters, retrains and trains catalyzers exactly when its
+thresholds say."""
 
 from worker.policy import CollectionCounters, JobKind, Policy, due_jobs
 
-POLICY = Policy(build_min_points=1000, train_min_queries=100, retrain_min_new_queries=500)
+POLICY = Policy(
+    build_min_points=1000,
+    train_min_queries=100,
+    retrain_min_new_queries=500,
+    catalyzer_min_points=3000,
+)
 
 
 def counters(**kw: object) -> CollectionCounters:
@@ -56,3 +62,22 @@ def test_retrains_after_enough_new_queries() -> None:
 def test_disabled_policy_does_nothing() -> None:
     off = Policy(enabled=False)
     assert due_jobs(counters(points=10**6, points_at_clustering=None), off) == []
+
+
+def test_trains_a_wanted_catalyzer_once_built_with_enough_points() -> None:
+    wanted = {"catalyzer_wanted": True}
+    assert due_jobs(counters(points=2999, **wanted), POLICY) == []
+    assert due_jobs(counters(points=3000, points_at_clustering=3000, **wanted), POLICY) == [
+        JobKind.QUANTIZE
+    ]
+    # not before the first clustering: the build comes first, the catalyzer after it
+    unbuilt = counters(points=3000, points_at_clustering=None, **wanted)
+    assert due_jobs(unbuilt, POLICY) == [JobKind.BUILD]
+    building = counters(points=3000, pending=frozenset({JobKind.BUILD}), **wanted)
+    assert due_jobs(building, POLICY) == []
+
+
+def test_never_trains_a_catalyzer_twice_or_unasked() -> None:
+    pending = frozenset({JobKind.QUANTIZE})
+    assert due_jobs(counters(points=3500, catalyzer_wanted=True, pending=pending), POLICY) == []
+    assert due_jobs(counters(points=3500, catalyzer_wanted=False), POLICY) == []

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sqlalchemy import event
 
+from app.settings import Settings
 from app.store import jobs
 from app.store.collections import CollectionRecord, create_collection, get_collection
 from app.store.db import Store
 from app.store.points import upsert_points
 from app.store.query_log import LoggedQuery, append_queries, prune_queries
 from app.store.seq import next_seq
+from bench import debian
 from worker.build import run_build
 from worker.policy import Policy
+from worker.runner import JobRunner
 from worker.scheduler import counters, schedule
 from worker.train_router import TrainingPlan, run_train_router
+from worker.worker import job_handlers
 
 POLICY = Policy(build_min_points=500, train_min_queries=200, retrain_min_new_queries=300)
 
@@ -91,3 +96,72 @@ def test_scheduling_never_counts_points_or_logged_queries(store: Store) -> None:
         s for s in statements if "count(" in s and ("from points" in s or "from query_log" in s)
     ]
     assert counting == []
+
+
+@pytest.fixture(scope="module")
+def docs() -> np.ndarray:
+    return debian.load("cos", n_docs=1200, n_train=1, n_test=1).docs
+
+
+def _catalyzer_collection(store: Store, docs: np.ndarray) -> None:
+    """Collection ``c`` created with a catalyzer kind (nothing to train it on yet), then
+    1,200 points written."""
+    record = create_collection(
+        store,
+        name="c",
+        dim=384,
+        metric="cosine",
+        nlist=8,
+        algorithm="kmeans",
+        quantization={"kind": "catalyzer-sign", "bits": 64},
+    )
+    assert record is not None
+    with store.write() as session:
+        ids = [str(i) for i in range(len(docs))]
+        upsert_points(session, record.id, next_seq(session), ids, docs, [None] * len(docs))
+
+
+def _runner(store: Store, **settings: object) -> JobRunner:
+    """The worker's own handlers (a catalyzer is trained in a child process), tiny catalyzer."""
+    tiny = Settings(database_url=store.url, catalyzer_epochs=2, catalyzer_hidden=128, **settings)
+    return JobRunner(store, job_handlers(tiny), lease_s=60, poll_s=0.05)
+
+
+def test_the_policy_trains_the_catalyzer_a_collection_was_created_with(
+    store: Store, docs: np.ndarray
+) -> None:
+    _catalyzer_collection(store, docs)
+    policy = Policy(build_min_points=1000, catalyzer_min_points=1000)
+    runner = _runner(store, catalyzer_min_points=1000)
+    assert [j.kind for j in schedule(store, policy)] == ["build"]  # the IVF first
+    assert runner.run_once()
+    [job] = schedule(store, policy)
+    assert job.kind == "quantize"
+    assert job.params == {
+        "reason": "policy",
+        "quantization": {"kind": "catalyzer-sign", "bits": 64},
+    }
+    assert schedule(store, policy) == []  # pending: not twice
+    assert runner.run_once()
+    done = jobs.get_job(store, job.id)
+    assert done is not None and done.status == jobs.SUCCEEDED, done
+    with store.read() as session:
+        record = get_collection(session, "c")
+    assert record is not None and record.catalyzer_version is not None
+    assert schedule(store, policy) == []  # once: the stored catalyzer serves from now on
+
+
+def test_a_failed_policy_catalyzer_is_not_scheduled_again(store: Store, docs: np.ndarray) -> None:
+    """The job refuses (its settings want more points than the policy's): a permanent
+    failure, on the job, and the policy does not retry it every round."""
+    _catalyzer_collection(store, docs)
+    policy = Policy(build_min_points=1000, catalyzer_min_points=1000)
+    runner = _runner(store, catalyzer_min_points=2000)
+    schedule(store, policy)
+    assert runner.run_once()  # build
+    [job] = schedule(store, policy)
+    assert runner.run_once()
+    failed = jobs.get_job(store, job.id)
+    assert failed is not None and failed.status == jobs.FAILED
+    assert failed.error is not None and "at least 2000 points" in failed.error
+    assert schedule(store, policy) == []
