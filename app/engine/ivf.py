@@ -300,7 +300,11 @@ class VectorIndex:
             return SearchResult(
                 scores.astype(np.float32, copy=False), ids, probes, scored / n if n else 0.0
             )
-        width = int(state.ivf.ntotal) if exact else (rerank or default_rerank(state.quantization))
+        width = (
+            int(state.ivf.ntotal)
+            if exact
+            else (rerank or default_rerank(state.quantization, self.metric))
+        )
         width = max(k, width, 1)
         coarse = reranking.centre_terms(state.ivf, state.clustering, q, probe, padded=padded)
         exact_vectors = state.exact

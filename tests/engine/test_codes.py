@@ -16,6 +16,8 @@ from app.engine.allowed import AllowedIds
 from app.engine.catalyzer import Catalyzer
 from app.engine.clustering import Algorithm, Clustering, auto_nlist, train_clustering
 from app.engine.codes import (
+    DEFAULT_RERANK,
+    DEFAULT_RERANK_PQ_IP,
     FAST_SCAN_IMPLEM,
     CodeKind,
     Quantization,
@@ -346,6 +348,20 @@ def test_too_few_points_keep_float_lists_until_a_rebuild(random_vectors: np.ndar
     assert not index.coded and len(index._state.exact or []) == 100
     scores, _ = brute_force(x, np.arange(100), x[:5], K, Metric.IP)
     np.testing.assert_allclose(index.search(x[:5], K, exact=True).scores, scores, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("metric", "expected"),
+    [(Metric.IP, DEFAULT_RERANK_PQ_IP), (Metric.COSINE, DEFAULT_RERANK[CodeKind.PQ])],
+)
+def test_product_codes_on_raw_inner_product_rerank_deeper_by_default(
+    metric: Metric, expected: int, random_vectors: np.ndarray, random_queries: np.ndarray
+) -> None:
+    clustering = train_clustering(prepare(random_vectors, metric), 4, Algorithm.KMEANS, metric)
+    index = VectorIndex(32, metric, clustering, codes(CodeKind.PQ, 32))
+    index.upsert(np.arange(len(random_vectors)), random_vectors)
+    assert index.coded
+    assert index.search(random_queries, K, nprobe=4).candidates == expected
 
 
 def test_quantization_descriptions_are_checked() -> None:
