@@ -265,6 +265,12 @@ def search_body(
     return _search_request("/search", {"vector": query}, nprobe, routing, log)
 
 
+def centroid_search_json(query: np.ndarray, nprobe: int) -> bytes:
+    """A ``/search`` body routed by centroids at ``nprobe`` (the breakdown's request)."""
+    body = {"collection": NAME, "vector": query, "k": K, "nprobe": nprobe, "routing": "centroid"}
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 def batch_body(
     queries: np.ndarray, nprobe: int | None, routing: str = "auto", log: bool = True
 ) -> bytes:
@@ -808,19 +814,7 @@ def breakdown(args: argparse.Namespace) -> dict[str, Any]:
             ),
             "http": http_recall(client, recall_q, recall_gt, args.nprobe, "centroid"),
         }
-        bodies = [
-            orjson.dumps(
-                {
-                    "collection": NAME,
-                    "vector": q,
-                    "k": K,
-                    "nprobe": args.nprobe,
-                    "routing": "centroid",
-                },
-                option=orjson.OPT_SERIALIZE_NUMPY,
-            )
-            for q in queries
-        ]
+        bodies = [centroid_search_json(q, args.nprobe) for q in queries]
         client.close()  # idle past the keep-alive timeout while pgvector loads
         with contextlib.ExitStack() as stack:
             rows = pgvector_rows(stack, args, docs, queries, gt, report)

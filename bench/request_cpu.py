@@ -52,9 +52,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 from app.main import VecrouteApp, create_app
 from app.settings import Settings
 from bench import debian
-
-NAME = "bench"
-K = 10
+from bench.http import NAME, K, centroid_search_json
 
 
 class Driver:
@@ -205,19 +203,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 return fixed
 
             index.search = stub  # type: ignore[method-assign]
-        bodies = [
-            orjson.dumps(
-                {
-                    "collection": NAME,
-                    "vector": q,
-                    "k": K,
-                    "nprobe": args.nprobe,
-                    "routing": "centroid",
-                },
-                option=orjson.OPT_SERIALIZE_NUMPY,
-            )
-            for q in queries
-        ]
+        bodies = [centroid_search_json(q, args.nprobe) for q in queries]
 
         engine_inside: list[float] = []
 
