@@ -84,7 +84,6 @@ class FastRoutes:
             await as_problem(exc)(scope, receive, send)
             return
         headers = [_JSON, (b"content-length", b"%d" % len(content))]
-        if reply.engine_seconds is not None:
-            headers.append((b"server-timing", b"engine;dur=%.3f" % (reply.engine_seconds * 1e3)))
+        headers += [(k.encode(), v.encode()) for k, v in (reply.headers() or {}).items()]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": content})
