@@ -11,7 +11,9 @@ result or raises the handler's own exception, so the job runner records it as be
 A child that dies without an outcome (killed, out of memory) raises ``ChildDied``, which
 is not permanent: the job goes back to the queue as any failed job does. The child exits
 as soon as its parent dies (a watchdog on the parent's sentinel), so a killed worker leaves
-no orphan that publishes after another worker took the job over.
+no orphan that publishes after another worker took the job over; a worker stopped
+gracefully ends its children (``JobChildren.stop``), so their jobs go back to the queue at
+once rather than when the process exits.
 """
 
 from __future__ import annotations
@@ -50,21 +52,58 @@ def always(_params: dict[str, Any]) -> bool:
     return True
 
 
-def in_child(handler: Handler, needs_child: NeedsChild = always) -> Handler:
+class JobChildren:
+    """The job children a worker runs, so that stopping the worker ends them: a stopped
+    child's job fails with ``ChildDied`` and goes back to the queue for another worker."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[multiprocessing.process.BaseProcess] = set()
+        self._stopped = False
+
+    def start(self, child: multiprocessing.process.BaseProcess) -> None:
+        with self._lock:
+            if self._stopped:
+                raise ChildDied("the worker is stopping: the job was not started")
+            child.start()
+            self._running.add(child)
+
+    def ended(self, child: multiprocessing.process.BaseProcess) -> None:
+        with self._lock:
+            self._running.discard(child)
+
+    def stop(self) -> None:
+        """End every running child (SIGTERM) and start no more."""
+        with self._lock:
+            self._stopped = True
+            running = list(self._running)
+        for child in running:
+            child.terminate()
+
+
+def in_child(
+    handler: Handler, needs_child: NeedsChild = always, children: JobChildren | None = None
+) -> Handler:
     """``handler`` run in a spawned child for the jobs whose params ``needs_child`` picks
-    (the others run in this process). ``handler`` must pickle: a module-level function or
-    a ``functools.partial`` of one."""
+    (the others run in this process), tracked in ``children`` if given. ``handler`` must
+    pickle: a module-level function or a ``functools.partial`` of one."""
+    tracked = children if children is not None else JobChildren()
 
     def run(store: Store, collection: str, params: dict[str, Any], progress: Progress) -> Any:
         if not needs_child(params):
             return handler(store, collection, params, progress)
-        return run_in_child(handler, store.url, collection, params, progress)
+        return run_in_child(handler, store.url, collection, params, progress, tracked)
 
     return run
 
 
 def run_in_child(
-    handler: Handler, url: str, collection: str, params: dict[str, Any], progress: Progress
+    handler: Handler,
+    url: str,
+    collection: str,
+    params: dict[str, Any],
+    progress: Progress,
+    children: JobChildren,
 ) -> Any:
     """Run ``handler`` in a spawned child on the store at ``url``; its result, or its error."""
     context = multiprocessing.get_context("spawn")
@@ -75,12 +114,14 @@ def run_in_child(
         name=f"job-{collection}",
         daemon=True,  # ended with this process at exit, never left behind
     )
-    child.start()
-    send.close()  # the child holds the only writer: its exit reads as end of file here
     try:
+        children.start(child)
+        send.close()  # the child holds the only writer: its exit reads as end of file here
         outcome = _relay(receive, progress)
     finally:
+        send.close()  # (closing twice is harmless)
         receive.close()  # a child still sending gets a broken pipe and ends
+        children.ended(child)
     if outcome is None:
         child.join()
         raise ChildDied(

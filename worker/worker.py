@@ -17,7 +17,7 @@ from app.store.db import Store
 from app.store.outage import OutageLog
 from app.store.query_log import prune_queries
 from worker.build import run_build
-from worker.child import in_child
+from worker.child import JobChildren, in_child
 from worker.policy import JobKind, Policy
 from worker.quantize import CatalyzerBudget, run_quantize, trains_catalyzer
 from worker.runner import Handler, JobListener, JobRunner
@@ -40,9 +40,10 @@ def policy_of(settings: Settings) -> Policy:
     )
 
 
-def job_handlers(settings: Settings) -> dict[str, Handler]:
+def job_handlers(settings: Settings, children: JobChildren) -> dict[str, Handler]:
     """The handler of every job kind; those that train with torch run in a child process
-    (worker/child.py), so that torch never enters this one (the API's, when embedded)."""
+    (worker/child.py, tracked in ``children``), so that torch never enters this one (the
+    API's, when embedded)."""
     plan = TrainingPlan(
         max_queries=settings.query_log_retention,
         min_queries=settings.train_min_queries,
@@ -50,7 +51,7 @@ def job_handlers(settings: Settings) -> dict[str, Handler]:
     )
     return {
         JobKind.BUILD.value: run_build,
-        JobKind.TRAIN_ROUTER.value: in_child(partial(_train, plan=plan)),
+        JobKind.TRAIN_ROUTER.value: in_child(partial(_train, plan=plan), children=children),
         JobKind.QUANTIZE.value: in_child(
             partial(
                 run_quantize,
@@ -61,6 +62,7 @@ def job_handlers(settings: Settings) -> dict[str, Handler]:
                 ),
             ),
             trains_catalyzer,
+            children,
         ),
     }
 
@@ -80,9 +82,10 @@ class Worker:
         self.settings = settings
         self.store = store
         self.policy = policy_of(settings)
+        self.children = JobChildren()
         self.runner = JobRunner(
             store,
-            job_handlers(settings),
+            job_handlers(settings, self.children),
             lease_s=settings.job_lease_s,
             poll_s=settings.worker_poll_s,
         )
@@ -101,7 +104,10 @@ class Worker:
         self._scheduler.start()
 
     def stop(self) -> None:
+        """Stop scheduling and claiming; a running torch job's child is ended, and its job
+        goes back to the queue."""
         self._stop.set()
+        self.children.stop()
         self.runner.stop()
         if self._scheduler is not None:
             self._scheduler.join(timeout=30)

@@ -16,7 +16,7 @@ import pytest
 from app.store import jobs
 from app.store.db import Store
 from tests.waiting import wait_until
-from worker.child import ChildDied, in_child
+from worker.child import ChildDied, JobChildren, in_child
 from worker.quantize import QuantizeError, trains_catalyzer
 from worker.runner import JobRunner
 
@@ -95,6 +95,29 @@ def test_a_killed_child_fails_its_job_back_to_the_queue(store: Store, tmp_path: 
     assert failed.status == jobs.QUEUED and failed.attempts == 1  # retried, as any failure
     assert failed.error is not None and failed.error.startswith(ChildDied.__name__)
     assert f"exit code -{signal.SIGKILL.value}" in failed.error
+
+
+def test_stopping_ends_the_running_children_and_starts_no_more(
+    store: Store, tmp_path: Path
+) -> None:
+    """A graceful worker stop hands a running torch job back to the queue at once."""
+    pid_file = tmp_path / "child.pid"
+    children = JobChildren()
+    runner = JobRunner(
+        store, {"slow": in_child(wait_to_be_killed, children=children)}, lease_s=30, poll_s=0.05
+    )
+    job = jobs.enqueue(store, "slow", "docs", {"pid_file": str(pid_file)}, max_attempts=2)
+    ran = threading.Thread(target=runner.run_once)
+    ran.start()
+    pid = wait_until(lambda: pid_file.exists() and int(pid_file.read_text()), what="the child")
+    children.stop()
+    ran.join()
+    assert not _alive(pid)
+    stopped = jobs.get_job(store, job.id)
+    assert stopped is not None and stopped.status == jobs.QUEUED
+    assert stopped.error is not None and f"exit code -{signal.SIGTERM.value}" in stopped.error
+    with pytest.raises(ChildDied, match="stopping"):
+        in_child(report_process, children=children)(store, "docs", {"echo": 1}, ignore)
 
 
 def test_only_catalyzer_quantize_jobs_need_a_child() -> None:

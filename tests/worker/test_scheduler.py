@@ -15,6 +15,7 @@ from app.store.query_log import LoggedQuery, append_queries, prune_queries
 from app.store.seq import next_seq
 from bench import debian
 from worker.build import run_build
+from worker.child import JobChildren
 from worker.policy import Policy
 from worker.runner import JobRunner
 from worker.scheduler import counters, schedule
@@ -124,7 +125,7 @@ def _catalyzer_collection(store: Store, docs: np.ndarray) -> None:
 def _runner(store: Store, **settings: object) -> JobRunner:
     """The worker's own handlers (a catalyzer is trained in a child process), tiny catalyzer."""
     tiny = Settings(database_url=store.url, catalyzer_epochs=2, catalyzer_hidden=128, **settings)
-    return JobRunner(store, job_handlers(tiny), lease_s=60, poll_s=0.05)
+    return JobRunner(store, job_handlers(tiny, JobChildren()), lease_s=60, poll_s=0.05)
 
 
 def test_the_policy_trains_the_catalyzer_a_collection_was_created_with(
