@@ -5,19 +5,25 @@ route with (and to label new points with their list, ``lists_of``), which ids it
 in which list (the count, the list sizes). A point's vector is seen when it is written,
 assigned to its list and dropped.
 
-Storage: one int32 list number per id of a dense id range (``-1``: not held), grown at
-either end as ids arrive, so a write and a removal are numpy scatters and a point costs
-4 bytes of the range it sits in (ids are the store's, increasing as rows are written; a
-range shared with other collections' ids costs their slots too). ``_sizes`` counts the
-points per list.
+Storage: pages of ``PAGE`` int32 list numbers (``-1``: not held), one per run of ``PAGE``
+consecutive ids that holds any, so a write and a removal are numpy scatters and a point
+costs 4 bytes of the pages its id falls in: the store's ids increase as rows are written,
+so a collection's ids fill its pages, except where other collections' rows interleave.
+``_sizes`` counts the points per list.
 
 Concurrency: writers are serialised by the caller (the registry's apply lock); ``_lock``
-makes each write one step for readers of the count and the sizes.
+makes each write one step for readers of the count, the sizes and a snapshot.
+
+A snapshot (``save_routing_snapshot``) is the held ids and their lists: a restart loads
+it and catches up from the store, instead of reading every row's label.
 """
 
 from __future__ import annotations
 
+import json
 import threading
+import zipfile
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -27,6 +33,10 @@ from app.engine.ivf import Assignment
 from app.engine.metric import Metric, prepare
 
 NOT_HELD = -1
+PAGE_BITS = 10
+PAGE = 1 << PAGE_BITS  # ids per page: 4 KiB of list numbers
+PAGE_MASK = PAGE - 1
+PAGE_OVERHEAD = 200  # a page's numpy header and its dict entry, about
 
 
 class RoutingIndex:
@@ -42,8 +52,7 @@ class RoutingIndex:
         self.clustering = clustering
         self.quantization = Quantization()  # none held: the shards hold float lists
         self._lock = threading.Lock()
-        self._base = 0  # the id of _list_of[0]
-        self._list_of = np.empty(0, np.int32)
+        self._pages: dict[int, np.ndarray] = {}  # id >> PAGE_BITS -> int32[PAGE]
         self._sizes = np.zeros(clustering.nlist, np.int64)
 
     @property
@@ -57,24 +66,39 @@ class RoutingIndex:
         with self._lock:
             return self._sizes.copy()
 
+    def held(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids held, ascending; the list of each)."""
+        ids, lists = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+        with self._lock:
+            for page_no in sorted(self._pages):
+                page = self._pages[page_no]
+                slot = np.flatnonzero(page != NOT_HELD)
+                ids.append(slot + (page_no << PAGE_BITS))
+                lists.append(page[slot].astype(np.int64))
+        return np.concatenate(ids), np.concatenate(lists)
+
     def lists_held(self, ids: np.ndarray) -> np.ndarray:
         """The list of each of ``ids``, ``NOT_HELD`` for those not held."""
         ids = np.asarray(ids, np.int64)
+        out = np.full(len(ids), NOT_HELD, np.int64)
         with self._lock:
-            slot = ids - self._base
-            inside = (slot >= 0) & (slot < len(self._list_of))
-            out = np.full(len(ids), NOT_HELD, np.int64)
-            out[inside] = self._list_of[slot[inside]]
+            for page_no, rows in _by_page(ids):
+                page = self._pages.get(page_no)
+                if page is not None:
+                    out[rows] = page[ids[rows] & PAGE_MASK]
         return out
 
+    def _bytes(self) -> int:
+        return len(self._pages) * (PAGE * 4 + PAGE_OVERHEAD) + int(self._sizes.nbytes)
+
     def memory_bytes(self) -> int:
-        """The id range's list numbers, the list sizes and the representatives (as
-        ``VectorIndex.memory_bytes`` counts them; ``bytes_per_vector`` leaves them out)."""
-        return int(self._list_of.nbytes + self._sizes.nbytes) + self.clustering.nlist * self.dim * 4
+        """The pages, the list sizes and the representatives (as ``VectorIndex`` counts
+        them; ``bytes_per_vector`` leaves them out)."""
+        return self._bytes() + self.clustering.nlist * self.dim * 4
 
     def bytes_per_vector(self) -> float:
         count = self.count
-        return (self._list_of.nbytes + self._sizes.nbytes) / count if count else 0.0
+        return self._bytes() / count if count else 0.0
 
     def lists_of(self, vectors: np.ndarray) -> Assignment:
         """(clustering version, the list of each raw vector), as ``VectorIndex.lists_of``."""
@@ -107,37 +131,62 @@ class RoutingIndex:
         last = len(ids) - 1 - np.unique(ids[::-1], return_index=True)[1]
         ids, lists = ids[last], lists[last]
         with self._lock:
-            self._cover(int(ids.min()), int(ids.max()))
-            slot = ids - self._base
-            self._drop(slot)
-            self._list_of[slot] = lists
-            np.add.at(self._sizes, lists, 1)
+            for page_no, rows in _by_page(ids):
+                page = self._pages.get(page_no)
+                if page is None:
+                    page = self._pages[page_no] = np.full(PAGE, NOT_HELD, np.int32)
+                slot = ids[rows] & PAGE_MASK
+                was = page[slot]
+                np.subtract.at(self._sizes, was[was != NOT_HELD], 1)
+                page[slot] = lists[rows]
+                np.add.at(self._sizes, lists[rows], 1)
 
     def remove(self, ids: np.ndarray) -> int:
         """Stop holding ``ids``; returns how many were held."""
         ids = np.unique(np.asarray(ids, np.int64))
+        removed = 0
         with self._lock:
-            slot = ids - self._base
-            slot = slot[(slot >= 0) & (slot < len(self._list_of))]
-            return self._drop(slot)
+            for page_no, rows in _by_page(ids):
+                page = self._pages.get(page_no)
+                if page is None:
+                    continue
+                slot = ids[rows] & PAGE_MASK
+                slot = slot[page[slot] != NOT_HELD]
+                np.subtract.at(self._sizes, page[slot], 1)
+                page[slot] = NOT_HELD
+                removed += len(slot)
+                if not (page != NOT_HELD).any():
+                    del self._pages[page_no]
+        return removed
 
-    def _drop(self, slot: np.ndarray) -> int:
-        """Under ``_lock``: empty the distinct ``slot``s; how many held an id."""
-        held = slot[self._list_of[slot] != NOT_HELD]
-        np.subtract.at(self._sizes, self._list_of[held], 1)
-        self._list_of[held] = NOT_HELD
-        return len(held)
 
-    def _cover(self, low: int, high: int) -> None:
-        """Under ``_lock``: grow the id range to hold ``low``..``high``, doubling."""
-        size = len(self._list_of)
-        if not size:
-            self._base = low
-        start, end = self._base, self._base + size
-        if low >= start and high < end:
-            return
-        new_start = min(start, max(0, low - size)) if low < start else start
-        new_end = max(end, high + 1 + size) if high >= end else end
-        grown = np.full(new_end - new_start, NOT_HELD, np.int32)
-        grown[start - new_start : end - new_start] = self._list_of
-        self._base, self._list_of = new_start, grown
+def _by_page(ids: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """(page number, the rows of ``ids`` in it) for each page ``ids`` touch."""
+    pages = ids >> PAGE_BITS
+    order = np.argsort(pages, kind="stable")
+    numbers, starts = np.unique(pages[order], return_index=True)
+    return list(zip(numbers.tolist(), np.split(order, starts[1:]), strict=True))
+
+
+def save_routing_snapshot(index: RoutingIndex, out: BinaryIO, meta: dict[str, Any]) -> None:
+    """Write ``index``'s ids and lists and the caller's ``meta`` (a zip: each member is
+    CRC-checked when read back); the clustering is the caller's to name in ``meta``."""
+    ids, lists = index.held()
+    header = {"dim": index.dim, "metric": str(index.metric), "meta": meta}
+    np.savez(out, ids=ids, lists=lists, header=np.frombuffer(json.dumps(header).encode(), np.uint8))
+
+
+def load_routing_snapshot(
+    src: BinaryIO, clustering: Clustering
+) -> tuple[RoutingIndex, dict[str, Any]]:
+    """The index ``save_routing_snapshot`` wrote, under ``clustering``, and its ``meta``;
+    ``ValueError`` for a file that is not one, or does not fit ``clustering``."""
+    try:
+        with np.load(src, allow_pickle=False) as f:
+            header = json.loads(f["header"].tobytes())
+            ids, lists = f["ids"], f["lists"]
+    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        raise ValueError(f"not a routing snapshot: {exc}") from None
+    index = RoutingIndex(int(header["dim"]), Metric(header["metric"]), clustering)
+    index.place(ids, lists)
+    return index, dict(header["meta"])

@@ -15,8 +15,8 @@ record: it is rebuilt from the store when they serve a new clustering, so this p
 routes with the clustering the shards hold. A process starting with a sharded collection
 that has a clustering loads it so at once (its searches wait for the shards: 503). Until
 the first placement, and for lists holding codes, the collection is held whole, as
-without a cluster. Routing-only indexes are not snapshotted: the store's labels rebuild
-them without reading a vector (except those of rows not labelled yet).
+without a cluster. A routing-only index is snapshotted as its ids and lists; without a
+snapshot the store's labels rebuild it (reading the vectors only of rows not labelled).
 """
 
 from __future__ import annotations
@@ -155,13 +155,20 @@ class Registry:
         assert record.clustering_version is not None
         with self.store.read() as session:
             clustering = load_clustering(session, record.id, record.clustering_version)
-            index = routing_index(session, record, clustering)
+        snap = self.snapshots.load_routing(record, clustering)
+        with self.store.read() as session:
+            if snap is None:
+                index = routing_index(session, record, clustering)
+            else:
+                index, seq = snap
+                for change in changes_since(session, seq, {record.id: record.dim}, record.id):
+                    index.upsert(change.upsert_ids, change.upsert_vectors)
+                    index.remove(change.removed_ids)
             live = LiveCollection(
                 record, index, filter_cache=self.filter_cache, filter_views=self.filter_views
             )
             live.load_labels(get_labels(session, record.id))
         self._sync_versions(live, record)
-        self.snapshots.remove(record.name)  # a whole index's: this process holds none now
         return live
 
     def _rebuild(self, record: CollectionRecord) -> LiveCollection:
@@ -255,12 +262,10 @@ class Registry:
         reappears after ``drop`` removed it.
         """
         index = live.index
-        if not isinstance(index, VectorIndex):  # routing-only: the store rebuilds it
-            return False
         staged = self.snapshots.stage(live.name, index, meta)
         with self.apply_lock:
             if self._by_name.get(live.name) is live:
-                self.snapshots.publish(staged, live.name)
+                self.snapshots.publish(staged, live.name, index)
                 return True
         staged.unlink(missing_ok=True)
         return False
@@ -312,7 +317,6 @@ class Registry:
                 self.filter_views.forget(live.index)
                 live.index = index
                 self._sync_versions(live, live.record)  # the router of this clustering
-                self.snapshots.remove(live.name)
                 log.info(
                     "collection held routing-only",
                     extra={"collection": live.name, "clustering_version": serving.version},
