@@ -10,6 +10,10 @@ client), q/s with ``--clients`` concurrent clients, shards probed per query, rep
 time (store -> ready), rebuild time after kill -9 of a replica (until ready again, with a
 new pid), resident memory per node (actor processes' RSS) and the index bytes per replica,
 and what each replica read: the vectors it read from the store, its peak RSS (VmHWM).
+Beside the replicas, the coordinator: this process holds what the API process holds of a
+sharded collection (its routing-only index, built from the store's labels as the
+registry builds it; the documents are dropped once stored), so its RSS and that index's
+size are the API process's side (without the labels and payloads the API keeps too).
 
 The points are labelled with their lists first (as a rebalance does), so a replica reads
 only its lists' rows; ``--no-labels`` leaves them unlabelled, so every replica reads every
@@ -20,11 +24,14 @@ On a shared 2-core machine the timings are noisy: the lead re-runs them on a qui
 
     .venv/bin/python bench/cluster.py                  # all documents, N = 1 2 4
     .venv/bin/python bench/cluster.py --docs 20000     # a slice
+    .venv/bin/python bench/cluster.py --shards 2       # one N alone
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import gc
 import json
 import os
 import shutil
@@ -55,6 +62,7 @@ from app.cluster.shard_set import ShardSet
 from app.cluster.sharded import label_lists
 from app.engine.metric import prepare
 from app.engine.routing import centroid_router
+from app.service.indexes import routing_index
 from app.store.collections import create_collection, get_collection
 from app.store.db import Store
 from app.store.migrate import upgrade
@@ -169,7 +177,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--variant", default="cos", choices=["cos", "ip"])
     ap.add_argument("--docs", type=int, default=None, help="first N documents (default: all)")
-    ap.add_argument("--shards", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument(
+        "--shards", type=int, nargs="+", default=[1, 2, 4], help="N [N ...]: shard counts to run"
+    )
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--nodes", type=int, default=4)
     ap.add_argument("--nprobe", type=int, default=27, help="centroid recall@10 ~.90 on cos")
@@ -212,6 +222,12 @@ def main() -> None:
         logged = router.route(prepare(ds.train_queries, ds.metric), args.nprobe)
         queries = ds.test_queries[: args.queries]
         probes = router.route(prepare(queries, ds.metric), args.nprobe)
+        n_docs = len(ds.docs)
+        # Stored: the coordinator holds none (a fresh empty array: a view would keep them).
+        ds = dataclasses.replace(ds, docs=np.empty((0, record.dim), np.float32))
+        gc.collect()
+        with store.read() as session:
+            coordinator = routing_index(session, record, clustering)
         head = {"num_cpus": 1, "include_dashboard": False, "temp_dir": os.path.join(root, "ray")}
         cluster = Cluster(initialize_head=True, head_node_args=head)
         for _ in range(args.nodes - 1):
@@ -254,6 +270,12 @@ def main() -> None:
             rebuild_s, row["rebuilt_from"] = rebuild_seconds(shard_set, args.snapshots)
             row["rebuild_s"] = round(rebuild_s, 2)
             row["points_per_shard"] = [s["points"] for s in shard_set.describe()]
+            row["replica_bytes_per_vector"] = round(
+                max(i["memory_bytes"] / max(i["points"], 1) for i in infos), 1
+            )
+            row["coordinator_index_mib"] = round(coordinator.memory_bytes() / 2**20, 2)
+            row["coordinator_bytes_per_vector"] = round(coordinator.bytes_per_vector(), 1)
+            row["coordinator_rss_mib"] = round(rss_bytes(os.getpid()) / 2**20)
             rows.append(row)
             print(json.dumps(row))
             shard_set.close()
@@ -268,7 +290,7 @@ def main() -> None:
         admin.dispose()
     meta = {
         "args": vars(args),
-        "docs": len(ds.docs),
+        "docs": n_docs,
         "nlist": int(clustering.nlist),
         "store_fill_and_build_s": round(fill_s, 1),
         "label_s": round(label_s, 1),
@@ -287,9 +309,10 @@ def print_table(rows: list[dict[str, Any]], meta: dict[str, Any], clients: int) 
     print(
         f"| shards x replicas | p50 / p99 ms | q/s (1 client) | q/s ({clients} clients) "
         "| shards probed | replica load s | rebuild s (from) | index MiB / replica "
-        "| RSS MiB per node | vectors read / replica | peak RSS MiB / replica |"
+        "| RSS MiB per node | vectors read / replica | peak RSS MiB / replica "
+        "| coordinator RSS MiB (index MiB) | bytes / vector: coordinator, replica |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['shards']} x {r['replicas']} | {r['p50_ms']} / {r['p99_ms']} "
@@ -298,7 +321,9 @@ def print_table(rows: list[dict[str, Any]], meta: dict[str, Any], clients: int) 
             f"| {r['index_mib_per_replica']} "
             f"| {', '.join(str(v) for v in r['rss_mib_per_node'].values())} "
             f"| {', '.join(str(v) for v in r['vectors_read_per_replica'])} "
-            f"| {', '.join(str(v) for v in r['peak_rss_mib_per_replica'])} |"
+            f"| {', '.join(str(v) for v in r['peak_rss_mib_per_replica'])} "
+            f"| {r['coordinator_rss_mib']} ({r['coordinator_index_mib']}) "
+            f"| {r['coordinator_bytes_per_vector']}, {r['replica_bytes_per_vector']} |"
         )
 
 

@@ -122,6 +122,8 @@ class VectorIndex:
     clustering, or with too few points to train a codebook, the lists stay float32.
     """
 
+    holds_vectors = True  # unlike ``RoutingIndex``, which a coordinator holds instead
+
     def __init__(
         self,
         dim: int,

@@ -124,7 +124,7 @@ class FilterViews:
             self._pending.add(future)
         future.add_done_callback(self._finished)
 
-    def forget(self, index: VectorIndex) -> None:
+    def forget(self, index: object) -> None:
         """Drop the views copied from ``index`` (its collection is gone, or its payloads were
         indexed anew), and those whose index no longer exists."""
         with self._lock:

@@ -29,7 +29,7 @@ def emulator_search(
 ) -> SearchResult:
     """``scanned`` counts the members level 2 scored plus the fresh points, per query;
     ``candidates`` those re-scored exactly (mean per query)."""
-    index = live.index
+    index = live.vector_index
     q = prepare(queries, index.metric, index.dim)
     proposed, scored = emulator.propose(q, nprobe, per_list)
     n = q.shape[0]

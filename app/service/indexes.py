@@ -1,4 +1,5 @@
-"""How this process builds a collection's index: its codes, where its exact vectors live."""
+"""How this process builds a collection's index: its codes, where its exact vectors live;
+or, for a collection its shards serve, the routing-only index (no vectors) from the store."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from app.engine.clustering import Clustering
 from app.engine.codes import CATALYZER_KINDS, Quantization
 from app.engine.exact import ExactStorage
 from app.engine.ivf import VectorIndex
-from app.engine.metric import Metric
+from app.engine.metric import Metric, prepare
+from app.engine.routing_index import RoutingIndex
 from app.store.collections import CollectionRecord, load_catalyzer
+from app.store.point_lists import iter_point_lists
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,22 @@ class IndexFactory:
             self.exact_storage,
             self.exact_dir,
         )
+
+
+def routing_index(
+    session: Session, record: CollectionRecord, clustering: Clustering
+) -> RoutingIndex:
+    """Every live point's list under ``clustering``: the store's labels, and the vectors
+    only of rows not labelled for it (assigned here, then dropped)."""
+    metric = Metric(record.metric)
+    index = RoutingIndex(record.dim, metric, clustering)
+    for ids, lists, unlabelled in iter_point_lists(
+        session, record.id, clustering.version, record.dim
+    ):
+        if len(unlabelled):
+            lists[lists < 0] = clustering.assign(prepare(unlabelled, metric, record.dim))
+        index.place(ids, lists)
+    return index
 
 
 def quantization_of(record: CollectionRecord) -> Quantization:

@@ -1,4 +1,9 @@
-"""A live collection: its store row, its in-memory index, its labels and active router."""
+"""A live collection: its store row, its in-memory index, its labels and active router.
+
+The index holds the vectors (``VectorIndex``), except for a collection its shards serve
+(cluster mode): then it is a ``RoutingIndex`` (each point's list, no vector), replaced
+whole by the registry when the shards serve another clustering.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,9 @@ from app.engine.emulator import Emulator
 from app.engine.ivf import Assignment, SearchResult, VectorIndex
 from app.engine.payload_index import PayloadIndex
 from app.engine.routing import Router
+from app.engine.routing_index import RoutingIndex
 from app.engine.views import FilterViews
+from app.service.errors import ShardDown
 from app.store.collections import CollectionRecord
 
 Label = tuple[str, Any]  # (external id, payload)
@@ -32,7 +39,7 @@ class LiveCollection:
     """
 
     record: CollectionRecord
-    index: VectorIndex
+    index: VectorIndex | RoutingIndex
     labels: dict[int, Label] = field(default_factory=dict)
     payloads: PayloadIndex = field(default_factory=PayloadIndex)
     router: Router | None = None  # the active learned router, if it fits the clustering
@@ -69,6 +76,15 @@ class LiveCollection:
     @property
     def name(self) -> str:
         return self.record.name
+
+    @property
+    def vector_index(self) -> VectorIndex:
+        """The index holding the vectors; a collection its shards serve has none here (a
+        search that planned on the vectors just before the registry let them go retries)."""
+        index = self.index
+        if not isinstance(index, VectorIndex):
+            raise ShardDown(f"collection {self.name!r} is served by its shards now: retry")
+        return index
 
     @property
     def clustering_version(self) -> int | None:

@@ -7,6 +7,16 @@ Locks:
   after a newer one, whichever path brought each.
 - ``_applied`` (a Condition) guards ``applied_seq``: every write with seq <= applied_seq
   is reflected in memory. ``wait_for_seq`` sleeps on it for read-your-writes.
+
+Sharded collections (cluster mode, ``shards`` given): once its shards serve a clustering,
+a collection of float lists is held here as a ``RoutingIndex`` of that clustering (each
+point's list from the store's labels, no vector), which follows the shards, not the
+record: it is rebuilt from the store when they serve a new clustering, so this process
+routes with the clustering the shards hold. A process starting with a sharded collection
+that has a clustering loads it so at once (its searches wait for the shards: 503). Until
+the first placement, and for lists holding codes, the collection is held whole, as
+without a cluster. A routing-only index is snapshotted as its ids and lists; without a
+snapshot the store's labels rebuild it (reading the vectors only of rows not labelled).
 """
 
 from __future__ import annotations
@@ -14,26 +24,34 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
 from app.engine.allowed import AllowedCache
 from app.engine.clustering import Clustering
 from app.engine.codes import Quantization
+from app.engine.ivf import VectorIndex
 from app.engine.views import FilterViews
 from app.service.errors import CollectionNotFound, NotReady
-from app.service.indexes import IndexFactory, wanted_codes
+from app.service.indexes import IndexFactory, quantization_of, routing_index, wanted_codes
 from app.service.live import LiveCollection
 from app.service.snapshots import SnapshotDir
 from app.store.collections import CollectionRecord, list_collections
 from app.store.db import Store
 from app.store.emulators import load_emulator, newest_emulator_version, written_since
+from app.store.placements import requested_shards
 from app.store.points import changes_since, get_labels, iter_live_points
 from app.store.seq import current_seq
 from app.store.versions import load_clustering, load_router
 
 log = logging.getLogger(__name__)
+
+
+class ServedClusterings(Protocol):
+    """What the registry needs of the cluster coordinator (``app/cluster/coordinator.py``)."""
+
+    def serving_clustering(self, collection_id: int) -> Clustering | None: ...
 
 
 class Registry:
@@ -44,8 +62,11 @@ class Registry:
         filter_cache: AllowedCache,
         filter_views: FilterViews,
         indexes: IndexFactory | None = None,
+        shards: ServedClusterings | None = None,
     ) -> None:
+        """``shards``: the coordinator of sharded collections (cluster mode), else None."""
         self.store = store
+        self.shards = shards
         self.indexes = indexes or IndexFactory()
         self.snapshots = snapshots
         self.filter_cache = filter_cache
@@ -92,10 +113,14 @@ class Registry:
             with self.store.read() as session:
                 head = current_seq(session)
                 records = list_collections(session)
+                sharded = requested_shards(session) if self.shards is not None else {}
             self.snapshots.remove_leftovers({r.name for r in records})
             for record in records:
                 started = time.perf_counter()
-                self._by_name[record.name] = self._load(record)
+                if record.id in sharded and _routable(record):
+                    self._by_name[record.name] = self._load_routing(record)
+                else:
+                    self._by_name[record.name] = self._load(record)
                 log.info(
                     "collection loaded",
                     extra={"collection": record.name, "seconds": time.perf_counter() - started},
@@ -113,16 +138,37 @@ class Registry:
             with self.store.read() as session:
                 live.load_labels(get_labels(session, record.id))
                 for change in changes_since(session, seq, {record.id: record.dim}, record.id):
-                    live.index.upsert(change.upsert_ids, change.upsert_vectors)
-                    live.index.remove(change.removed_ids)
+                    index.upsert(change.upsert_ids, change.upsert_vectors)
+                    index.remove(change.removed_ids)
         else:
             live = self._rebuild(record)
         clustering, quantization = self._sync_versions(live, record)
         if clustering is not None:  # the snapshot predates the active clustering
-            live.index.set_clustering(clustering)
+            live.vector_index.set_clustering(clustering)
             self._sync_versions(live, record)  # now the router fits
         if quantization is not None:  # ... or the quantization
             self._requantize(live, quantization)
+        return live
+
+    def _load_routing(self, record: CollectionRecord) -> LiveCollection:
+        """A sharded collection with a clustering, without its vectors (see the module)."""
+        assert record.clustering_version is not None
+        with self.store.read() as session:
+            clustering = load_clustering(session, record.id, record.clustering_version)
+        snap = self.snapshots.load_routing(record, clustering)
+        with self.store.read() as session:
+            if snap is None:
+                index = routing_index(session, record, clustering)
+            else:
+                index, seq = snap
+                for change in changes_since(session, seq, {record.id: record.dim}, record.id):
+                    index.upsert(change.upsert_ids, change.upsert_vectors)
+                    index.remove(change.removed_ids)
+            live = LiveCollection(
+                record, index, filter_cache=self.filter_cache, filter_views=self.filter_views
+            )
+            live.load_labels(get_labels(session, record.id))
+        self._sync_versions(live, record)
         return live
 
     def _rebuild(self, record: CollectionRecord) -> LiveCollection:
@@ -151,7 +197,8 @@ class Registry:
         live.declare_payload_indexes(record.payload_indexes)
         with self.store.read() as session:
             swap = None
-            if record.clustering_version != live.clustering_version:
+            whole = live.index.holds_vectors  # a routing index follows the shards instead
+            if whole and record.clustering_version != live.clustering_version:
                 assert record.clustering_version is not None  # a clustering is never withdrawn
                 swap = load_clustering(session, record.id, record.clustering_version)
             wanted = record.router_version
@@ -162,7 +209,7 @@ class Registry:
             elif live.router is not None:
                 live.set_router(live.router)
             _sync_emulator(session, live, record)
-            requantize = wanted_codes(session, record, live.index.quantization)
+            requantize = wanted_codes(session, record, live.index.quantization) if whole else None
         return swap, requantize
 
     def _swap_in(
@@ -174,8 +221,11 @@ class Registry:
         Writes (to this collection and all others) go on during the re-assignment; only its
         last step holds this collection's writers off (VectorIndex.set_clustering).
         """
+        index = live.index
+        if not isinstance(index, VectorIndex):  # made routing-only meanwhile
+            return
         if clustering is not None:
-            live.index.set_clustering(clustering)
+            index.set_clustering(clustering)
             with self.apply_lock:
                 if self._by_name.get(live.name) is live:
                     self._sync_versions(live, live.record)
@@ -185,7 +235,7 @@ class Registry:
     def _requantize(self, live: LiveCollection, codes: Quantization) -> None:
         """Rebuild with ``codes``; if that fails the current index keeps serving (logged)."""
         try:
-            live.index.set_quantization(codes)
+            live.vector_index.set_quantization(codes)
         except Exception:
             log.exception(
                 "rebuilding with new codes failed; the current index keeps serving",
@@ -211,10 +261,11 @@ class Registry:
         only while ``live`` is still registered: a snapshot of a dropped collection never
         reappears after ``drop`` removed it.
         """
-        staged = self.snapshots.stage(live.name, live.index, meta)
+        index = live.index
+        staged = self.snapshots.stage(live.name, index, meta)
         with self.apply_lock:
             if self._by_name.get(live.name) is live:
-                self.snapshots.publish(staged, live.name)
+                self.snapshots.publish(staged, live.name, index)
                 return True
         staged.unlink(missing_ok=True)
         return False
@@ -235,11 +286,51 @@ class Registry:
     # -- catch-up --------------------------------------------------------------------------
 
     def catch_up(self) -> int:
-        """Apply every write committed by anyone since ``applied_seq``; returns the new head."""
+        """Apply every write committed by anyone since ``applied_seq``, then follow the
+        clusterings the shards serve; returns the new head."""
         with self.store.read() as session:
             head = current_seq(session)
-        if head <= self.applied_seq:
-            return self.applied_seq
+        if head > self.applied_seq:
+            self._apply_changes()
+        if self.shards is not None:
+            for live in list(self._by_name.values()):
+                self._follow_shards(live, self.shards.serving_clustering(live.record.id))
+        return self.applied_seq
+
+    def _follow_shards(self, live: LiveCollection, serving: Clustering | None) -> None:
+        """Hold ``live`` routing-only under the clustering its shards serve; whole again
+        if its record asks for codes (the shards hold float lists only)."""
+        if serving is None:  # not sharded, or nothing placed yet: as held
+            return
+        routable, held = _routable(live.record), live.index
+        if not routable and held.holds_vectors:
+            return  # whole, as lists of codes are held
+        serving_now = held.clustering is not None and held.clustering.version == serving.version
+        if routable and not held.holds_vectors and serving_now:
+            return  # routing-only under the clustering the shards serve
+        with self.apply_lock:
+            if self._by_name.get(live.name) is not live:
+                return
+            if routable:
+                with self.store.read() as session:
+                    index = routing_index(session, live.record, serving)
+                self.filter_views.forget(live.index)
+                live.index = index
+                self._sync_versions(live, live.record)  # the router of this clustering
+                log.info(
+                    "collection held routing-only",
+                    extra={"collection": live.name, "clustering_version": serving.version},
+                )
+                swap: tuple[Clustering | None, Quantization | None] = (None, None)
+            else:
+                whole = self._rebuild(live.record)
+                swap = self._sync_versions(whole, live.record)
+                self._by_name[live.name] = whole
+                live = whole
+        if swap != (None, None):
+            self._swap_in(live, *swap)
+
+    def _apply_changes(self) -> None:
         with self.apply_lock:
             with self.store.read() as session:
                 # The head is read first: every write up to it is committed, hence visible now.
@@ -268,7 +359,12 @@ class Registry:
             self._advance(head)
         for live, clustering, codes in swaps:
             self._swap_in(live, clustering, codes)
-        return head
+
+
+def _routable(record: CollectionRecord) -> bool:
+    """Whether the collection can be held routing-only once sharded: a clustering, and
+    float lists (codes stay whole here: the shards hold float lists only)."""
+    return record.clustering_version is not None and not quantization_of(record).compressed
 
 
 def _sync_emulator(session: Session, live: LiveCollection, record: CollectionRecord) -> None:

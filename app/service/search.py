@@ -162,7 +162,7 @@ def _adaptive(
 ) -> tuple[SearchResult, bool]:
     """Each query probes the lists the calibrated threshold picks for it; (result, whether
     the learned router's lists were used: not if the clustering was swapped meanwhile)."""
-    index = live.index
+    index = live.vector_index
     lists = calibration.probe_lists(router, level, prepare(queries, index.metric, index.dim))
     k, rerank = opts.k, opts.rerank
     try:
@@ -188,9 +188,9 @@ def _exact(
 ) -> SearchResult:
     """Exact search; with a filter, of its matches (on the filter's view once it has one)."""
     if allowed is None:
-        return live.index.search(queries, k, exact=True)
+        return live.vector_index.search(queries, k, exact=True)
     out = filtered_search(
-        live.index,
+        live.vector_index,
         queries,
         k,
         allowed,
@@ -213,10 +213,10 @@ def _scan(
     """(result, plan, nprobe used): routed IVF search, or the filtered planner's choice."""
     k, rerank = opts.k, opts.rerank
     if allowed is None:
-        result = live.index.search(queries, k, nprobe=nprobe, router=router, rerank=rerank)
+        result = live.vector_index.search(queries, k, nprobe=nprobe, router=router, rerank=rerank)
         return result, "ivf", nprobe
     out = filtered_search(
-        live.index,
+        live.vector_index,
         queries,
         k,
         allowed,

@@ -19,6 +19,7 @@ from app.engine.codes import (
     QuantizationError,
 )
 from app.engine.exact import ExactStorage
+from app.engine.ivf import VectorIndex
 from app.engine.recall_table import RecallTable
 from app.engine.views import FilterViews
 from app.service import browse
@@ -76,6 +77,7 @@ class Service:
             AllowedCache(settings.filter_cache_mib << 20),
             FilterViews(settings.filter_view_mib << 20),
             IndexFactory(ExactStorage(settings.exact_vectors), settings.exact_vectors_dir),
+            cluster,
         )
         self.query_log = QueryLogBuffer(
             store, max_buffer=settings.query_log_max_buffer, flush_s=settings.query_log_flush_s
@@ -321,7 +323,9 @@ class Service:
         live = self.registry.get(name)
         index = live.index
         route = plan_route(live, opts, self.settings.default_nprobe)
-        if self.cluster is not None and self.cluster.serving_clustering(live.record.id) is not None:
+        if not isinstance(index, VectorIndex) or (
+            self.cluster is not None and self.cluster.serving_clustering(live.record.id) is not None
+        ):
             return route, False  # the shards answer over the network: never on the loop
         if opts.filter is None:
             if route.nprobe is None or route.clustering is None:

@@ -9,16 +9,25 @@ the single-process planner (``app/engine/filtered.py``): the payload index (held
 gives the matching ids, the shards scan with their bitmap, every list for the exact plan,
 the routed lists widened pass by pass for the IVF plan; same plan, same passes, same hits.
 
+Once its shards serve, a collection of float lists is held here routing-only
+(``RoutingIndex``: the clustering, routers, each point's list; no vector, see
+``registry.py``), so every search of it goes to the shards:
+- emulator searches are refused (409 ``no-emulator``): level 2 proposes member ids and
+  re-scores them with vectors held here, which this process no longer has;
+- while the registry still holds the clustering the shards served before a rebalance, or
+  already the next, the serving clustering's centroids route (``routing: centroid``);
+- a restarted process holds it routing-only from the start, and answers 503
+  (``shard-unavailable``) until its shards are built again.
+
 Answered by the API process's own index, which holds the whole collection:
-- emulator searches: level 2 proposes member ids inside the lists and re-scores them with
-  the ids written since its training, not a scan of lists;
-- collections whose lists hold codes (sq8, pq, rabitq, catalyzer kinds): the shards hold
-  float lists. Codes equal to the API's need its codebooks, which each API process trains
-  at load and the store does not hold (only the catalyzer), and the single-process answer
-  re-ranks the best code candidates of all probed lists together, so shards would have to
-  return their code candidates for a global cut before the exact re-rank;
-- any search while the shards still serve another clustering than the API's (a rebalance
-  in progress), and flat collections (no clustering yet).
+- collections whose lists hold codes (sq8, pq, rabitq, catalyzer kinds), which stay whole
+  here (their ``index.bytes_per_vector`` says so): the shards hold float lists. Codes equal
+  to the API's need its codebooks, which each API process trains at load and the store
+  does not hold (only the catalyzer), and the single-process answer re-ranks the best code
+  candidates of all probed lists together, so shards would have to return their code
+  candidates for a global cut before the exact re-rank;
+- a collection before its first placement (flat, or its first shards still building), and
+  emulator searches of one not yet held routing-only.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from app.engine.filtered import Plan, choose_plan, widening
 from app.engine.ivf import SearchResult
 from app.engine.metric import prepare
 from app.engine.routing import Router
+from app.service.errors import NoEmulator, ShardDown
 from app.service.live import LiveCollection
 from app.service.search import Route, SearchOptions, allowed_ids
 
@@ -100,18 +110,33 @@ def search_shards(
     ``min_seq``: every write this process has applied, so the shards answer what the
     API's own index would (read-your-writes across shards).
     """
+    routing_only = not live.index.holds_vectors
     if route.clustering is None:  # flat: nothing is sharded yet
         return None
     if route.emulator is not None:  # the emulator proposes members, not lists to scan
+        if routing_only:
+            raise NoEmulator(
+                f"routing 'emulator' is not served for {live.name!r}: its shards hold its "
+                "vectors, which the emulator's proposals need here; use learned or centroid"
+            )
         return None
     if live.index.quantization.compressed:  # the shards hold float lists only
         return None
     serving = coordinator.serving_clustering(live.record.id)
-    if serving is None or serving.version != route.clustering.version:
+    if serving is None:
+        if routing_only:  # a restarted process: its shards are being built from the store
+            raise ShardDown(f"the shards of {live.name!r} are loading: retry")
         return None
+    if serving.version != route.clustering.version:
+        if not routing_only:  # the API's own index answers until the shards catch up
+            return None
+        # Swapped between planning and now: the serving clustering's centroids route.
+        widest = None if route.nprobe is None else min(route.nprobe, serving.nlist)
+        route = Route(serving, None, widest)
+    clustering = serving
     allowed = allowed_ids(live, opts.filter) if opts.filter is not None else None
     scatter = _Scatter(coordinator, live, queries, opts, min_seq, allowed)
-    nlist = route.clustering.nlist
+    nlist = clustering.nlist
     if route.nprobe is None:  # exact: every list, as the single-process exact search
         result = scatter(np.arange(len(queries)), nlist)
         return scatter.response(result, None, "exact", "exact", None)

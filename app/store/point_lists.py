@@ -79,6 +79,28 @@ def iter_shard_points(
         yield ids, vectors_from_bytes([r[1] for r in rows], dim), lists
 
 
+def iter_point_lists(
+    session: Session, collection_id: int, version: int, dim: int, block: int = BLOCK
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every live point's list under clustering ``version``, without its vector where it is
+    labelled for it: blocks of (internal ids, lists: -1 where not labelled for ``version``,
+    the raw vectors of those -1 rows in their order, for the reader to assign)."""
+    unlabelled = or_(Point.list_version.is_(None), Point.list_version != version)
+    stmt = (
+        select(
+            Point.id,
+            _label(ListsOf(collection_id, version, ())),
+            case((unlabelled, Point.vector), else_=None),
+        )
+        .where(Point.collection_id == collection_id, Point.deleted.is_(False))
+        .execution_options(yield_per=block)
+    )
+    for rows in session.execute(stmt).partitions(block):
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        lists = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        yield ids, lists, vectors_from_bytes([r[2] for r in rows if r[2] is not None], dim)
+
+
 def shard_changes_since(session: Session, after_seq: int, part: ListsOf, dim: int) -> ShardChanges:
     """Every point of the collection written after ``after_seq``: the vectors of those
     ``part`` must read, only the ids of the others (deleted, or now in another's list)."""

@@ -5,7 +5,9 @@
 Parity with an unsharded twin collection (same points, same build seed, so the same
 clustering): unfiltered, filtered (both plans) and exact searches; read-your-writes, kill
 -9 of a replica mid search loop, a shard with no live replica (503, or partial results
-when asked), and kill -9 of the API process while writing.
+when asked), and kill -9 of the API process while writing. Once its shards serve, the API
+process holds the sharded collection routing-only (each point's list, no vector): every
+search above is the shards' answer.
 One server and one pair of collections for the module (each start costs seconds).
 """
 
@@ -34,6 +36,7 @@ from tests.waiting import wait_until
 pytestmark = pytest.mark.slow
 
 DIM, N_POINTS, NLIST, K, NPROBE = 16, 3000, 24, 10, 4
+ROUTING_BYTES = 8  # per point, at most, of a routing-only index of these few points
 SHARDED = {"name": "sharded", "dim": DIM, "metric": "l2", "nlist": NLIST}
 TWIN = {"name": "twin", "dim": DIM, "metric": "l2", "nlist": NLIST}
 
@@ -57,6 +60,7 @@ def _server(database_url: str, data_dir: Path, cluster: Cluster) -> Server:
         VECROUTE_CLUSTER_SEARCH_TIMEOUT_S="2",
         VECROUTE_CLUSTER_SYNC_INTERVAL_S="0.2",
         VECROUTE_AUTO_POLICY="false",
+        VECROUTE_SNAPSHOT_INTERVAL_S="0.5",
     ).start()
 
 
@@ -80,6 +84,7 @@ def server(
             assert c.post("/index", json={"collection": name, "points": points}).status_code == 200
             assert c.post(f"/collections/{name}/build", json={"seed": 7}).status_code == 202
         wait_until(lambda: _all_ready(c), what="both collections built, every replica ready")
+        wait_until(lambda: _routing_only(c), what="the API holding the sharded one routing-only")
     yield srv
     srv.stop()
 
@@ -90,6 +95,13 @@ def _all_ready(c: httpx.Client) -> bool:
     shards = infos["sharded"]["shards"]
     replicas = [r for s in shards for r in s["replicas"]]
     return built and len(replicas) == 4 and all(r["state"] == "ready" for r in replicas)
+
+
+def _routing_only(c: httpx.Client) -> bool:
+    """The sharded collection's index in the API process holds no vectors: a list number
+    per id of the pages its ids fall in (4 bytes; the twin's ids share some pages here,
+    and these are few), not a DIM-float vector (64 bytes)."""
+    return bool(c.get("/collections/sharded").json()["index"]["bytes_per_vector"] <= ROUTING_BYTES)
 
 
 def _search(c: httpx.Client, name: str, queries: np.ndarray, **extra: Any) -> httpx.Response:
@@ -119,6 +131,10 @@ def test_sharded_search_equals_the_unsharded_twin(server: Server) -> None:
         assert got["scanned"] == pytest.approx(want["scanned"], abs=0.1)
         shards = _shards(c)
         assert sum(s["points"] for s in shards) == N_POINTS
+        info, twin_info = c.get("/collections/sharded").json(), c.get("/collections/twin").json()
+        assert info["count"] == twin_info["count"] == N_POINTS
+        assert info["index"]["bytes_per_vector"] <= ROUTING_BYTES < DIM * 4
+        assert twin_info["index"]["bytes_per_vector"] > DIM * 4
         assert sum(s["lists"] for s in shards) == NLIST
         for shard in shards:  # the two replicas of a shard on distinct nodes
             assert len({r["node"] for r in shard["replicas"]}) == 2
@@ -259,8 +275,9 @@ def _in_store(database_url: str) -> tuple[tuple[int, str], int]:
 def test_a_reclustering_is_placed_by_co_probes_under_a_search_loop(
     server: Server, pg_database: str
 ) -> None:
-    """Both collections rebuilt alike: the API process answers from its own index while the
-    shards still serve the old clustering, then the shards of the new placement answer."""
+    """Both collections rebuilt alike: the shards of the old clustering answer (routed by the
+    API's routing-only index of it) until the new placement serves, then its shards; the
+    API's index follows them to the new clustering, still without vectors."""
     before, _ = _active_placement(pg_database)
     with httpx.Client(base_url=server.url, timeout=60) as c:
         assert _search(c, "sharded", _points(3, 300), log=True).status_code == 200
@@ -295,6 +312,8 @@ def test_a_reclustering_is_placed_by_co_probes_under_a_search_loop(
             stop.set()
             thread.join()
         new = _hits(_search(c, "twin", QUERIES))
+        wait_until(lambda: _routing_only(c), what="the routing-only index of the new clustering")
+        assert c.get("/collections/sharded").json()["count"] == N_POINTS
     assert _active_placement(pg_database)[1] == "coprobe"
     assert failures == [] and old != new
     assert all(hits in (old, new) for hits, _ in answers)
@@ -307,10 +326,15 @@ def _rebuilt(c: httpx.Client) -> bool:
 
 
 def test_kill_9_of_the_api_process_while_writing_loses_nothing_acknowledged(
-    server: Server, ray_cluster: Cluster, pg_database: str, tmp_path: Path
+    server: Server, ray_cluster: Cluster, pg_database: str
 ) -> None:
+    """The restarted process loads the sharded collection from its routing-only snapshot
+    (ids and lists, no vector) and catches up with the writes acknowledged after it."""
     fresh = _points(2, 400) + 50  # far from the rest: each is its own nearest point
     acked: list[int] = []
+    snapshot = server.data_dir / "snapshots" / "sharded.lists"
+    wait_until(snapshot.exists, what="a routing-only snapshot of the sharded collection")
+    assert not (server.data_dir / "snapshots" / "sharded.snap").exists()
 
     def write() -> None:
         with httpx.Client(base_url=server.url, timeout=60) as wc:
@@ -328,9 +352,11 @@ def test_kill_9_of_the_api_process_while_writing_loses_nothing_acknowledged(
     wait_until(lambda: len(acked) >= 20, what="writes acknowledged before the kill")
     server.kill()
     writer.join()
-    restarted = _server(pg_database, tmp_path / "api", ray_cluster)
+    restarted = _server(pg_database, server.data_dir, ray_cluster)
     try:
         with httpx.Client(base_url=restarted.url, timeout=60) as c:
+            # Loaded routing-only from the store's labels: no vector read into this process.
+            assert _routing_only(c)
             wait_until(lambda: _all_ready(c), what="the shards rebuilt from the store")
             found = c.post(
                 "/search/batch",
@@ -344,5 +370,8 @@ def test_kill_9_of_the_api_process_while_writing_loses_nothing_acknowledged(
             )
             assert found.status_code == 200 and "shards_probed" in found.json()
             assert _hits(found) == [[f"w{i}"] for i in acked]
+            # Every committed write counted: the acknowledged, maybe one cut off by the kill.
+            count = c.get("/collections/sharded").json()["count"]
+            assert N_POINTS + len(acked) <= count <= N_POINTS + len(acked) + 1
     finally:
         restarted.stop()
