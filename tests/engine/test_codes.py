@@ -8,6 +8,7 @@ import functools
 import threading
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -27,7 +28,9 @@ from app.engine.codes import (
 from app.engine.evaluation import recall_at_k
 from app.engine.exact import ExactStorage
 from app.engine.ivf import HASHTABLE_BYTES_PER_ENTRY, VectorIndex
+from app.engine.lists import scan
 from app.engine.metric import Metric, prepare
+from app.engine.rerank import centre_terms
 from app.engine.routing import Router, RouterKind
 from app.engine.snapshot import load_snapshot, save_snapshot
 from bench import debian
@@ -252,6 +255,28 @@ def test_fast_scan_lists_scan_query_by_query_when_built_and_loaded(
     save_snapshot(index, tmp_path / "pq.snap", {})
     loaded, _ = load_snapshot(tmp_path / "pq.snap")
     assert loaded._state.ivf.implem == FAST_SCAN_IMPLEM
+
+
+def test_rabitq_lists_are_fast_scan_blocks_that_need_no_centre_term(
+    built: dict[CodeKind, VectorIndex],
+    world: tuple[np.ndarray, np.ndarray, Clustering],
+    debian_cos: Dataset,
+) -> None:
+    """RaBitQ's fast scan finds each probed list's residual itself: the centre terms we
+    would pass change nothing, so none are computed."""
+    index = built[CodeKind.RABITQ]
+    ivf = index._state.ivf
+    assert isinstance(ivf, faiss.IndexIVFRaBitQFastScan) and ivf.implem == FAST_SCAN_IMPLEM
+    clustering = world[2]
+    q = prepare(debian_cos.test_queries[:20], Metric.COSINE)
+    router = index._state.router
+    assert router is not None
+    probe = router.route(q, NPROBE)
+    assert centre_terms(ivf, clustering, q, probe) is None
+    skipped = scan(ivf, q, 50, probe, None)
+    terms = np.take_along_axis(q @ clustering.representatives.T, probe, axis=1)
+    given = scan(ivf, q, 50, probe, None, np.ascontiguousarray(terms, dtype=np.float32))
+    np.testing.assert_array_equal(skipped[1], given[1])
 
 
 @pytest.mark.parametrize("kind", KINDS)
