@@ -24,6 +24,8 @@ from app.engine.codes import (
     Quantization,
     QuantizationError,
     default_pq_m,
+    preferred_nlist,
+    reclustering_wanted,
 )
 from app.engine.evaluation import recall_at_k
 from app.engine.exact import ExactStorage
@@ -465,3 +467,22 @@ def test_a_catalyzer_kind_keeps_float_lists_until_its_catalyzer_is_attached(
         Quantization.parse({"kind": "catalyzer-sign", "bits": 128}, x.shape[1]).with_catalyzer(
             tiny_catalyzer(CodeKind.CATALYZER_SIGN)
         )
+
+
+@pytest.mark.parametrize(
+    ("kind", "lists"),
+    [("none", 985), ("sq8", 985), ("pq", 246), ("rabitq", 246), ("catalyzer-sign", 985)],
+)
+def test_fast_scan_kinds_prefer_about_sqrt_n_lists_and_others_four_sqrt_n(
+    kind: str, lists: int
+) -> None:
+    q = Quantization.parse({"kind": kind}, 384)
+    assert preferred_nlist(q, 60631) == lists
+    assert not reclustering_wanted(q, lists, 60631)
+    assert reclustering_wanted(q, 985 if lists == 246 else 246, 60631)  # 4x off
+
+
+def test_a_clustering_within_twice_the_preferred_lists_is_kept() -> None:
+    pq = Quantization.parse({"kind": "pq"}, 384)
+    assert not reclustering_wanted(pq, 492, 60631) and not reclustering_wanted(pq, 123, 60631)
+    assert reclustering_wanted(pq, 493, 60631) and reclustering_wanted(pq, 122, 60631)
