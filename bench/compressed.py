@@ -15,6 +15,11 @@ hnswlib are measured in the same run on the same queries.
     nice -n 10 .venv/bin/python bench/compressed.py --variants cos --kinds none cat-sign64 \
         cat-sign128 cat-lattice pq16 pq32 pq48 --out bench/results/compressed_catalyzer.json
 
+Each kind is clustered into the list count the product picks for it (``codes.preferred_nlist``:
+about sqrt(n) for pq and rabitq, 4 sqrt(n) otherwise), with its own learned router; ScaNN
+runs at sqrt(n) leaves (its own advice) and at 4 sqrt(n). Labels name the count:
+``engine-rabitq/246/float32/learned``, ``scann/246``. On ip, pq re-ranks up to its default 300.
+
 Codes of 24 bytes or fewer (the catalyzer kinds, and pq16/pq32/pq48: product codes of the
 catalyzer's sizes, its equal-bytes reference) are timed at deeper re-ranks (50-800).
 
@@ -34,6 +39,7 @@ import mmap
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +50,8 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import faiss
 import numpy as np
 
-from app.engine.clustering import Algorithm, auto_nlist, train_clustering
-from app.engine.codes import CATALYZER_KINDS, CodeKind, Quantization
+from app.engine.clustering import Algorithm, Clustering, auto_nlist, train_clustering
+from app.engine.codes import CATALYZER_KINDS, CodeKind, Quantization, preferred_nlist
 from app.engine.evaluation import recall_at_k
 from app.engine.exact import ExactStorage
 from app.engine.ivf import VectorIndex
@@ -80,6 +86,20 @@ RERANKS = (20, 30, 50, 70, 100)
 # Codes of 24 bytes or fewer rank coarsely: their curves need deeper re-ranks.
 COARSE_KINDS = frozenset({"cat-sign64", "cat-sign128", "cat-lattice", "pq16", "pq32", "pq48"})
 COARSE_RERANKS = (50, 100, 200, 400, 800)
+# Product codes on raw inner product re-rank 300 by default (codes.DEFAULT_RERANK_PQ_IP).
+PQ_IP_RERANKS = (50, 100, 200, 300)
+# ScaNN's leaves: its own recommendation (about sqrt(n)) and the engine's float lists' count.
+SCANN_LEAVES_PER_ROOT = (1.0, 4.0)
+
+
+@dataclass(frozen=True)
+class Lists:
+    """One clustering of the documents and the routers searched over it."""
+
+    clustering: Clustering
+    routers: dict[str, Router | None]
+    cluster_seconds: float
+    router_seconds: float
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -145,10 +165,37 @@ def learned_router(ds: debian.Dataset, clustering: Any) -> tuple[Router, float]:
     return router, time.perf_counter() - started
 
 
+def train_lists(ds: debian.Dataset, nlist: int) -> Lists:
+    started = time.perf_counter()
+    clustering = train_clustering(ds.docs, nlist, Algorithm.KMEANS, ds.metric, seed=0)
+    cluster_s = time.perf_counter() - started
+    router, train_s = learned_router(ds, clustering)
+    return Lists(clustering, {"centroid": None, "learned": router}, cluster_s, train_s)
+
+
+class ListsByCount:
+    """A variant's clusterings (and learned routers) at the list count the product picks
+    for each kind (``codes.preferred_nlist``), trained once per count."""
+
+    def __init__(self, ds: debian.Dataset, variant: str) -> None:
+        self.ds, self.variant = ds, variant
+        self.built: dict[int, Lists] = {}
+
+    def __call__(self, q: Quantization) -> Lists:
+        nlist = preferred_nlist(q, len(self.ds.docs))
+        if nlist not in self.built:
+            lists = self.built[nlist] = train_lists(self.ds, nlist)
+            print(
+                f"{self.variant}: {len(self.ds.docs)} docs, {nlist} lists, clustered in "
+                f"{lists.cluster_seconds:.0f}s, learned router trained in "
+                f"{lists.router_seconds:.0f}s"
+            )
+        return self.built[nlist]
+
+
 def engine_rows(
     ds: debian.Dataset,
-    clustering: Any,
-    routers: dict[str, Router | None],
+    lists_for: Callable[[Quantization], Lists],
     queries: np.ndarray,
     truth: np.ndarray,
     args: argparse.Namespace,
@@ -164,6 +211,8 @@ def engine_rows(
             train_s = round(time.perf_counter() - started, 1)
             print(f"  {name}: catalyzer trained in {train_s}s")
         storages = [ExactStorage.FLOAT32] if not q.compressed else list(ExactStorage)
+        lists = lists_for(q)  # the list count the product picks for this kind
+        clustering, routers = lists.clustering, lists.routers
         for storage in storages:
             gc.collect()
             heap0, rss0 = heap_bytes(), rss()
@@ -180,6 +229,7 @@ def engine_rows(
                 {
                     "kind": name,
                     "storage": storage.value,
+                    "nlist": clustering.nlist,
                     "build_seconds": round(build_s, 2),
                     "catalyzer_train_seconds": train_s,
                     "bytes_per_vector_reported": round(index.bytes_per_vector(), 1),
@@ -191,7 +241,12 @@ def engine_rows(
             )
             print(f"  {name:7s} {storage.value:8s} built in {build_s:.1f}s, {memory[-1]}")
             if storage is ExactStorage.FLOAT32 or storage is ExactStorage.MMAP:
-                rows.extend(curve(index, name, storage, routers, queries, truth, args))
+                found = curve(index, name, storage, routers, queries, truth, args)
+                # the label names the list count: engine-<kind>/<nlist>, as scann/<leaves>
+                rows.extend(
+                    r | {"system": f"{r['system']}/{clustering.nlist}", "nlist": clustering.nlist}
+                    for r in found
+                )
             del index
     return rows, memory
 
@@ -232,6 +287,8 @@ def curve(
     reranks: tuple[int | None, ...] = (None,) if not index.coded else RERANKS
     if name in COARSE_KINDS:
         reranks = COARSE_RERANKS
+    elif index.quantization.kind is CodeKind.PQ and index.metric is Metric.IP:
+        reranks = PQ_IP_RERANKS
     if args.quick and index.coded:
         reranks = (100, 200) if name in COARSE_KINDS else (50, 100)
     nprobes = NPROBES if not args.quick else (8, 16, 32, 64)
@@ -268,44 +325,56 @@ def curve(
 def scann_rows(
     ds: debian.Dataset, queries: np.ndarray, truth: np.ndarray
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """ScaNN at about sqrt(n) leaves (its documentation's advice) and at 4 sqrt(n) (the
+    float lists' count): system ``scann/<leaves>``."""
     import scann
 
-    nlist = auto_nlist(len(ds.docs))
-    gc.collect()
-    heap0 = heap_bytes()
-    started = time.perf_counter()
-    searcher = (
-        scann.scann_ops_pybind.builder(ds.docs, K, "dot_product")
-        .tree(num_leaves=nlist, num_leaves_to_search=32, training_sample_size=len(ds.docs))
-        .score_ah(2, anisotropic_quantization_threshold=0.2)
-        .reorder(100)
-        .build()
-    )
-    build_s = time.perf_counter() - started
-    info = {
-        "build_seconds": round(build_s, 2),
-        "heap_growth_per_vector": round((heap_bytes() - heap0) / len(ds.docs), 1),
-    }
-    rows = []
-    for leaves in (4, 8, 16, 32, 64, 128):
-        for reorder in (50, 100, 200):
-
-            def one(x: np.ndarray, leaves: int = leaves, reorder: int = reorder) -> np.ndarray:
-                if len(x) == 1:
-                    return searcher.search(x[0], K, reorder, leaves)[0][None]
-                return searcher.search_batched(x, K, reorder, leaves)[0]
-
-            qps, found = single_qps(one, queries)
-            rows.append(
-                {
-                    "system": "scann",
-                    "nprobe": leaves,
-                    "rerank": reorder,
-                    "recall": round(recall_at_k(found, truth, K), 4),
-                    "single_qps": round(qps, 1),
-                    "batch_qps": round(batch_qps(one, queries), 1),
-                }
+    rows, info = [], {}
+    for per_root in SCANN_LEAVES_PER_ROOT:
+        leaves_total = auto_nlist(len(ds.docs), per_root)
+        gc.collect()
+        heap0 = heap_bytes()
+        started = time.perf_counter()
+        searcher = (
+            scann.scann_ops_pybind.builder(ds.docs, K, "dot_product")
+            .tree(
+                num_leaves=leaves_total,
+                num_leaves_to_search=32,
+                training_sample_size=len(ds.docs),
             )
+            .score_ah(2, anisotropic_quantization_threshold=0.2)
+            .reorder(100)
+            .build()
+        )
+        build_s = time.perf_counter() - started
+        system = f"scann/{leaves_total}"
+        info[system] = {
+            "build_seconds": round(build_s, 2),
+            "heap_growth_per_vector": round((heap_bytes() - heap0) / len(ds.docs), 1),
+        }
+        for leaves in (4, 8, 16, 24, 32, 64, 128):
+            for reorder in (50, 100, 200):
+
+                def one(
+                    x: np.ndarray, leaves: int = leaves, reorder: int = reorder, s: Any = searcher
+                ) -> np.ndarray:
+                    if len(x) == 1:
+                        return s.search(x[0], K, reorder, leaves)[0][None]
+                    return s.search_batched(x, K, reorder, leaves)[0]
+
+                qps, found = single_qps(one, queries)
+                rows.append(
+                    {
+                        "system": system,
+                        "nlist": leaves_total,
+                        "nprobe": leaves,
+                        "rerank": reorder,
+                        "recall": round(recall_at_k(found, truth, K), 4),
+                        "single_qps": round(qps, 1),
+                        "batch_qps": round(batch_qps(one, queries), 1),
+                    }
+                )
+        del searcher
     return rows, info
 
 
@@ -464,15 +533,8 @@ def main(argv: list[str] | None = None) -> None:
         ds = debian.Dataset(
             metric, ds.docs, ds.train_queries, ds.test_queries, ds.train_gt, ds.test_gt
         )
-        nlist = auto_nlist(len(ds.docs))
-        started = time.perf_counter()
-        clustering = train_clustering(ds.docs, nlist, Algorithm.KMEANS, metric, seed=0)
-        cluster_s = time.perf_counter() - started
-        router, train_s = learned_router(ds, clustering)
-        print(f"{variant}: {len(ds.docs)} docs, {nlist} lists, clustered in {cluster_s:.0f}s,")
-        print(f"  learned router trained in {train_s:.0f}s")
-        routers: dict[str, Router | None] = {"centroid": None, "learned": router}
-        rows, memory = engine_rows(ds, clustering, routers, queries, truth, args)
+        lists_for = ListsByCount(ds, variant)
+        rows, memory = engine_rows(ds, lists_for, queries, truth, args)
         others: dict[str, Any] = {}
         scann, others["scann"] = scann_rows(ds, queries, truth)
         hnsw, others["hnswlib"] = hnsw_rows(ds, queries, truth)
@@ -481,9 +543,13 @@ def main(argv: list[str] | None = None) -> None:
         print_summary(variant, table, memory, others)
         report["variants"][variant] = {
             "n_docs": len(ds.docs),
-            "nlist": nlist,
-            "cluster_seconds": round(cluster_s, 1),
-            "router_train_seconds": round(train_s, 1),
+            "lists": {
+                str(nlist): {
+                    "cluster_seconds": round(lists.cluster_seconds, 1),
+                    "router_train_seconds": round(lists.router_seconds, 1),
+                }
+                for nlist, lists in lists_for.built.items()
+            },
             "rows": rows,
             "memory": memory,
             "others": others,

@@ -4,6 +4,9 @@ It reads the store, not an API process's index, so any process can run it (the e
 worker or ``vecroute worker``); API processes swap the new clustering in by catch-up. When
 enough queries are logged, it also measures centroid routing's held-out recall table, so
 ``target_recall`` works from the first clustering on, before any router is trained.
+
+Unless the build or the collection names one, the list count is the one the collection's
+codes prefer (``codes.preferred_nlist``: about sqrt(n) for fast-scan codes, 4 sqrt(n) else).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from app.engine.clustering import Algorithm, Clustering, auto_nlist, train_clustering
+from app.engine.clustering import Algorithm, Clustering, train_clustering
+from app.engine.codes import Quantization, preferred_nlist
 from app.engine.labels import exact_neighbours, list_labels
 from app.engine.metric import Metric, prepare
 from app.engine.recall_table import measure
@@ -54,7 +58,8 @@ def run_build(store: Store, collection: str, params: dict[str, Any], progress: P
         _, queries = load_queries(session, record.id, record.dim, limit=TABLE_MAX_QUERIES)
     metric = Metric(record.metric)
     x = prepare(np.concatenate(blocks), metric, record.dim)
-    nlist = min(params.get("nlist") or record.nlist or auto_nlist(len(x)), len(x))
+    codes = Quantization.parse(record.quantization, record.dim)
+    nlist = min(params.get("nlist") or record.nlist or preferred_nlist(codes, len(x)), len(x))
     clustering = train_clustering(
         x, nlist, Algorithm(record.algorithm), metric, seed=int(params.get("seed", 0))
     )

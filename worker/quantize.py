@@ -12,6 +12,11 @@ A catalyzer kind is different: its catalyzer (paper 003) is trained here once, w
 ``worker/child.py``, so torch never enters the worker's own), and stored as a new version with the
 quantization in one transaction; every API process loads that same catalyzer from the store
 (numpy only) and codes its lists with it.
+
+Kinds prefer different list counts (``codes.preferred_nlist``). When the collection names
+none and its clustering is far from what the new kind prefers, the job also re-clusters it
+(the ``build`` job's work, with the new kind's count), once the codes are known to build,
+then records the codes: API processes swap in both as they catch up.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from app.engine.codes import (
     Quantization,
     QuantizationError,
     min_train_points,
+    preferred_nlist,
+    reclustering_wanted,
     train_code_ivf,
 )
 from app.engine.metric import Metric, prepare
@@ -39,6 +46,7 @@ from app.store.collections import get_collection, set_quantization
 from app.store.db import Store
 from app.store.points import count_points, iter_live_points
 from app.store.versions import load_clustering
+from worker.build import run_build
 
 Progress = Callable[[float], None]
 
@@ -87,6 +95,7 @@ def run_quantize(
             if record.clustering_version is not None
             else None
         )
+        fixed_nlist = record.nlist is not None
         catalyzed = quantization.kind in CATALYZER_KINDS
         wanted = (clustering is not None and quantization.compressed) or catalyzed
         sample = _sample(session, record.id, record.dim, total) if wanted else None
@@ -120,6 +129,15 @@ def run_quantize(
         except CodeUnavailable as exc:
             raise QuantizeError(str(exc)) from None
     progress(0.9)
+    reclustered = None
+    if (
+        clustering is not None
+        and not fixed_nlist
+        and reclustering_wanted(quantization, clustering.nlist, total)
+    ):
+        nlist = preferred_nlist(quantization, total)
+        built = run_build(store, collection, {"nlist": nlist}, lambda f: progress(0.9 + 0.09 * f))
+        reclustered = built["clustering_version"]
     stored = quantization.to_dict() if quantization.compressed else None
     if set_quantization(store, collection, stored, weights) is None:
         raise QuantizeError(f"collection {collection!r} no longer exists")
@@ -127,6 +145,7 @@ def run_quantize(
         "quantization": quantization.to_dict(),
         "n_points": total,
         "waits_for_clustering": clustering is None,  # codes come with the first build
+        "reclustered_version": reclustered,  # None: the clustering was kept
         "seconds": round(time.perf_counter() - started, 3),
     }
 

@@ -81,15 +81,16 @@ class Clustering:
         return out
 
 
-def auto_nlist(n: int) -> int:
-    """Lists for ``n`` vectors: about 4 * sqrt(n), and at least 39 points per list.
+def auto_nlist(n: int, lists_per_root: float = 4.0) -> int:
+    """Lists for ``n`` vectors: about ``lists_per_root * sqrt(n)``, at least 39 points per list.
 
-    4 * sqrt(n) gives short lists (cheap probes) and is where learned routing helps most;
-    bench/engine.py measures it against sqrt(n).
+    4 * sqrt(n) gives short lists (cheap probes) and is where learned routing helps most
+    for float32 lists; bench/engine.py measures it against sqrt(n). Code lists that scan
+    long lists cheaply prefer fewer (``codes.preferred_nlist``).
     """
     if n < 2 * MIN_POINTS_PER_LIST:
         return 1
-    return max(1, min(round(4 * math.sqrt(n)), n // MIN_POINTS_PER_LIST))
+    return max(1, min(round(lists_per_root * math.sqrt(n)), n // MIN_POINTS_PER_LIST))
 
 
 def train_clustering(

@@ -45,3 +45,8 @@ def test_same_seed_same_clustering(vectors: np.ndarray) -> None:
 @pytest.mark.parametrize(("n", "expected"), [(10, 1), (1000, 25), (60631, 985)])
 def test_auto_nlist_is_four_sqrt_n_with_at_least_39_points_per_list(n: int, expected: int) -> None:
     assert auto_nlist(n) == expected
+
+
+@pytest.mark.parametrize(("n", "expected"), [(10, 1), (1000, 25), (10_000, 100), (60631, 246)])
+def test_auto_nlist_scales_with_the_lists_per_root_asked_for(n: int, expected: int) -> None:
+    assert auto_nlist(n, lists_per_root=1.0) == expected

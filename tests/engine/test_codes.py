@@ -8,6 +8,7 @@ import functools
 import threading
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -23,11 +24,15 @@ from app.engine.codes import (
     Quantization,
     QuantizationError,
     default_pq_m,
+    preferred_nlist,
+    reclustering_wanted,
 )
 from app.engine.evaluation import recall_at_k
 from app.engine.exact import ExactStorage
 from app.engine.ivf import HASHTABLE_BYTES_PER_ENTRY, VectorIndex
+from app.engine.lists import scan
 from app.engine.metric import Metric, prepare
+from app.engine.rerank import centre_terms
 from app.engine.routing import Router, RouterKind
 from app.engine.snapshot import load_snapshot, save_snapshot
 from bench import debian
@@ -254,6 +259,28 @@ def test_fast_scan_lists_scan_query_by_query_when_built_and_loaded(
     assert loaded._state.ivf.implem == FAST_SCAN_IMPLEM
 
 
+def test_rabitq_lists_are_fast_scan_blocks_that_need_no_centre_term(
+    built: dict[CodeKind, VectorIndex],
+    world: tuple[np.ndarray, np.ndarray, Clustering],
+    debian_cos: Dataset,
+) -> None:
+    """RaBitQ's fast scan finds each probed list's residual itself: the centre terms we
+    would pass change nothing, so none are computed."""
+    index = built[CodeKind.RABITQ]
+    ivf = index._state.ivf
+    assert isinstance(ivf, faiss.IndexIVFRaBitQFastScan) and ivf.implem == FAST_SCAN_IMPLEM
+    clustering = world[2]
+    q = prepare(debian_cos.test_queries[:20], Metric.COSINE)
+    router = index._state.router
+    assert router is not None
+    probe = router.route(q, NPROBE)
+    assert centre_terms(ivf, clustering, q, probe) is None
+    skipped = scan(ivf, q, 50, probe, None)
+    terms = np.take_along_axis(q @ clustering.representatives.T, probe, axis=1)
+    given = scan(ivf, q, 50, probe, None, np.ascontiguousarray(terms, dtype=np.float32))
+    np.testing.assert_array_equal(skipped[1], given[1])
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_snapshot_round_trip_gives_identical_results(
     kind: CodeKind,
@@ -440,3 +467,22 @@ def test_a_catalyzer_kind_keeps_float_lists_until_its_catalyzer_is_attached(
         Quantization.parse({"kind": "catalyzer-sign", "bits": 128}, x.shape[1]).with_catalyzer(
             tiny_catalyzer(CodeKind.CATALYZER_SIGN)
         )
+
+
+@pytest.mark.parametrize(
+    ("kind", "lists"),
+    [("none", 985), ("sq8", 985), ("pq", 246), ("rabitq", 246), ("catalyzer-sign", 985)],
+)
+def test_fast_scan_kinds_prefer_about_sqrt_n_lists_and_others_four_sqrt_n(
+    kind: str, lists: int
+) -> None:
+    q = Quantization.parse({"kind": kind}, 384)
+    assert preferred_nlist(q, 60631) == lists
+    assert not reclustering_wanted(q, lists, 60631)
+    assert reclustering_wanted(q, 985 if lists == 246 else 246, 60631)  # 4x off
+
+
+def test_a_clustering_within_twice_the_preferred_lists_is_kept() -> None:
+    pq = Quantization.parse({"kind": "pq"}, 384)
+    assert not reclustering_wanted(pq, 492, 60631) and not reclustering_wanted(pq, 123, 60631)
+    assert reclustering_wanted(pq, 493, 60631) and reclustering_wanted(pq, 122, 60631)

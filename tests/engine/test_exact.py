@@ -30,6 +30,30 @@ def test_rows_of_misses_padding_absent_and_out_of_range_ids(
     assert np.array_equal(exact.take(rows[0, [0, 5]]), x[[2, 3]])
 
 
+def test_rows_of_answers_alike_while_ids_turn_dense_sparse_and_dense_again() -> None:
+    """Dense ids are looked up in a table by id, sparse ones by binary search: the same
+    rows either way, through writes, removals and the switches between the two."""
+    rng = np.random.default_rng(3)
+    exact = ExactVectors(4, ExactStorage.FLOAT32)
+    held: dict[int, np.ndarray] = {}
+    batches = [np.arange(0, 50), np.arange(50, 120), np.array([5000]), np.arange(120, 3000)]
+    for step, ids in enumerate(batches):
+        ids = rng.permutation(ids).astype(np.int64)
+        x = rng.standard_normal((len(ids), 4)).astype(np.float32)
+        exact.put(ids, x)
+        held.update(zip(ids.tolist(), x, strict=True))
+        gone = rng.choice(list(held), 7, replace=False).astype(np.int64)
+        exact.remove(gone)
+        for i in gone.tolist():
+            del held[i]
+        dense = step != 2  # 5,000 among ~120 ids is sparse; 3,000 ids make it dense again
+        assert (exact._table is not None) == dense
+        asked = np.array([*held, *gone.tolist(), -1, 7000, 5001], np.int64)
+        rows = exact.rows_of(asked[None, :])[0]
+        assert (rows[len(held) :] == -1).all()
+        np.testing.assert_array_equal(exact.take(rows[: len(held)]), np.array(list(held.values())))
+
+
 @pytest.mark.parametrize("storage", list(ExactStorage))
 @pytest.mark.parametrize("metric", [Metric.IP, Metric.L2])
 def test_scores_are_exact_and_minus_inf_where_not_held(
