@@ -352,7 +352,7 @@ def scann_rows(
             "build_seconds": round(build_s, 2),
             "heap_growth_per_vector": round((heap_bytes() - heap0) / len(ds.docs), 1),
         }
-        for leaves in (4, 8, 16, 24, 32, 64, 128):
+        for leaves in NPROBES:  # the engine's probe grid
             for reorder in (50, 100, 200):
 
                 def one(
