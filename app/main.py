@@ -47,6 +47,7 @@ def build_coordinator(settings: Settings, store: Store, address: str) -> ShardCo
         store,
         settings.resolved_database_url,
         ray_runtime.alive_nodes,
+        on_every_node=ray_runtime.on_every_node,
         nprobe=settings.default_nprobe,
         placement_queries=settings.placement_queries,
         sync_interval_s=settings.cluster_sync_interval_s,

@@ -5,12 +5,13 @@
 Parity with an unsharded twin collection (same points, same build seed, so the same
 clustering): unfiltered, filtered (both plans) and exact searches; read-your-writes, kill
 -9 of a replica mid search loop, a shard with no live replica (503, or partial results
-when asked), and kill -9 of the API process while writing. Once its shards serve, the API
-process holds the sharded collection routing-only (each point's list, no vector): every
-search above is the shards' answer, learned and adaptive (``target_recall``) ones too
-(one router published for both twins); emulator searches of it are refused (409), and
-codes asked of it make the API process hold it whole again (and routing-only once the
-lists are float again).
+when asked), kill -9 of the API process while writing, and the shard snapshots of a
+dropped collection removed (dropped while running, or while no API process ran). Once its
+shards serve, the API process holds the sharded collection routing-only (each point's
+list, no vector): every search above is the shards' answer, learned and adaptive
+(``target_recall``) ones too (one router published for both twins); emulator searches of
+it are refused (409), and codes asked of it make the API process hold it whole again (and
+routing-only once the lists are float again).
 One server and one pair of collections for the module (each start costs seconds).
 """
 
@@ -473,6 +474,27 @@ def _router(c: httpx.Client, name: str) -> str:
     return kind
 
 
+def test_dropping_a_sharded_collection_removes_its_shard_snapshots(
+    server: Server, pg_database: str
+) -> None:
+    snapshots = server.data_dir / "shard-snapshots"
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        body = {"name": "dropped", "dim": DIM, "metric": "l2", "nlist": 4, "replicas": 2}
+        assert c.post("/collections", json=body).status_code == 201
+        points = [{"id": str(i), "vector": v.tolist()} for i, v in enumerate(POINTS[:400])]
+        assert c.post("/index", json={"collection": "dropped", "points": points}).status_code == 200
+        assert c.post("/collections/dropped/build", json={"seed": 7}).status_code == 202
+        with _store(pg_database) as store, store.read() as session:
+            ids = {n: get_collection(session, n) for n in ("dropped", "sharded")}
+        dropped, kept = (f"c{record.id}-*" for record in ids.values() if record is not None)
+        wait_until(lambda: any(snapshots.glob(dropped)), what="its replicas' shard snapshots")
+
+        assert c.delete("/collections/dropped").status_code == 204
+
+        wait_until(lambda: not any(snapshots.glob(dropped)), what="its shard snapshots removed")
+    assert any(snapshots.glob(kept))
+
+
 def test_kill_9_of_the_api_process_while_writing_loses_nothing_acknowledged(
     server: Server, ray_cluster: Cluster, pg_database: str
 ) -> None:
@@ -500,8 +522,12 @@ def test_kill_9_of_the_api_process_while_writing_loses_nothing_acknowledged(
     wait_until(lambda: len(acked) >= 20, what="writes acknowledged before the kill")
     server.kill()
     writer.join()
+    # A collection dropped while no API process ran left its shard snapshot behind.
+    leftover = server.data_dir / "shard-snapshots" / "c999-v1-0123456789abcdef.snap"
+    leftover.write_bytes(b"a dropped collection's lists")
     restarted = _server(pg_database, server.data_dir, ray_cluster)
     try:
+        wait_until(lambda: not leftover.exists(), what="the leftover shard snapshot removed")
         with httpx.Client(base_url=restarted.url, timeout=60) as c:
             # Loaded routing-only from the store's labels: no vector read into this process.
             assert _routing_only(c)
