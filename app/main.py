@@ -21,7 +21,7 @@ from app.engine.ivf import scan_serially_on_this_thread
 from app.service.service import Service
 from app.service.sharded_search import ShardCoordinator
 from app.settings import Settings
-from app.store.db import Store
+from app.store.db import Store, shareable_url
 
 
 def build_service(settings: Settings) -> Service:
@@ -45,8 +45,9 @@ def build_coordinator(settings: Settings, store: Store, address: str) -> ShardCo
 
     return Coordinator(
         store,
-        settings.resolved_database_url,
+        shareable_url(settings.resolved_database_url),
         ray_runtime.alive_nodes,
+        on_every_node=ray_runtime.on_every_node,
         nprobe=settings.default_nprobe,
         placement_queries=settings.placement_queries,
         sync_interval_s=settings.cluster_sync_interval_s,

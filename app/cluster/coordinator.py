@@ -9,7 +9,9 @@ yet, it places the lists by the logged queries' co-probes under that routing (co
 before any query is logged) and rebalances: new replicas are built from the store, the
 epoch is switched, the old set drained (``ShardedCollection.rebalance``). Searches keep
 going to the old epoch meanwhile. The store stays the source of truth: a restarted API
-process places and builds everything again from it.
+process places and builds everything again from it. The shard snapshots of a dropped
+collection are removed from every node when it goes (and at start-up, those of collections
+dropped while this process was down).
 
 Imports ray (through ``shard_set``): the service imports this module only with a cluster.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +34,7 @@ from sqlalchemy.orm import Session
 from app.cluster.placement import Placement, contiguous_placement, coprobe_placement
 from app.cluster.replica import ShardSpec
 from app.cluster.shard_set import ShardedHits, ShardUnavailable
+from app.cluster.shard_snapshots import remove_dropped
 from app.cluster.sharded import ShardedCollection, label_lists
 from app.engine.clustering import Clustering
 from app.engine.metric import Metric, prepare
@@ -58,6 +62,7 @@ class Coordinator:
         database_url: str,
         nodes: Callable[[], Sequence[str]],
         *,
+        on_every_node: Callable[..., None],
         nprobe: int,
         placement_queries: int,
         sync_interval_s: float,
@@ -66,11 +71,13 @@ class Coordinator:
         snapshot_dir: str | None = None,
         snapshot_interval_s: float = 60.0,
     ) -> None:
-        """``nprobe``: the probes per logged query whose co-probes guide placement;
-        ``snapshot_dir``: where replicas keep their shard snapshots (None: none)."""
+        """``nodes``: the live node ids; ``on_every_node(fn, *args)`` runs ``fn`` on each
+        (``ray_runtime``); ``nprobe``: the probes per logged query whose co-probes guide
+        placement; ``snapshot_dir``: where replicas keep their shard snapshots (None: none)."""
         self.store = store
         self.database_url = database_url
         self._nodes = nodes
+        self._on_every_node = on_every_node
         self._nprobe = nprobe
         self._placement_queries = placement_queries
         self._sync_interval_s = sync_interval_s
@@ -82,6 +89,7 @@ class Coordinator:
         self._requested: dict[int, tuple[int, int]] = {}
         self._sharded: dict[int, ShardedCollection] = {}
         self._placed: dict[int, Placed] = {}
+        self._swept = False  # the snapshots of collections dropped while down: not yet
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -203,6 +211,8 @@ class Coordinator:
                 self._placed.pop(cid, None)
         for collection in closing:
             collection.close()
+        if closing or not self._swept:
+            self._remove_dropped_snapshots(set(requested))
         for cid, dim, metric, clustering_version, router_version in rows:
             if self._stop.is_set():
                 return
@@ -211,6 +221,12 @@ class Coordinator:
             wanted: Placed = (int(clustering_version), router_version)
             if self._placed.get(cid) != wanted:
                 self._place(int(cid), int(dim), str(metric), wanted, requested[cid])
+
+    def _remove_dropped_snapshots(self, kept: set[int]) -> None:
+        """On every node, the shard snapshots of collections no longer sharded."""
+        if self._snapshot_dir is not None:
+            self._on_every_node(remove_dropped, Path(self._snapshot_dir), kept)
+        self._swept = True
 
     def _place(
         self, cid: int, dim: int, metric: str, wanted: Placed, shape: tuple[int, int]

@@ -7,7 +7,9 @@ nodes chose their own addresses.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 LOCAL = "local"
@@ -15,6 +17,10 @@ LOCAL = "local"
 # the interface that routes outwards.
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 NAMESPACE = "vecroute"
+# How long a task run on every node (``on_every_node``) may take on one.
+NODE_TASK_TIMEOUT_S = 30.0
+
+log = logging.getLogger(__name__)
 
 
 def bind_loopback() -> None:
@@ -47,6 +53,30 @@ def alive_nodes() -> list[str]:
     import ray
 
     return sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
+
+
+def on_every_node(fn: Callable[..., object], *args: object) -> None:
+    """Run ``fn(*args)`` once on each live node, for what a node keeps on its own disk; a
+    node that fails or does not answer within ``NODE_TASK_TIMEOUT_S`` is logged, skipped."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    task = ray.remote(num_cpus=0, max_retries=0)(fn)
+    refs = {
+        node: task.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+        ).remote(*args)
+        for node in alive_nodes()
+    }
+    ray.wait(list(refs.values()), num_returns=len(refs), timeout=NODE_TASK_TIMEOUT_S)
+    for node, ref in refs.items():
+        try:
+            ray.get(ref, timeout=0)
+        except Exception as exc:  # the node went, or the task failed there: logged
+            log.warning(
+                "a task on a node failed",
+                extra={"node": node, "task": fn.__name__, "error": str(exc)},
+            )
 
 
 def disconnect() -> None:

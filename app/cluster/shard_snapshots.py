@@ -7,13 +7,16 @@ loaded by a replica of the same lists of the same clustering (whatever the epoch
 says the same again and is checked. Like an API process's snapshot it is only an
 accelerator: anything unreadable or foreign is ignored and the replica reads the store.
 Replicas of one shard on one machine write the same file: each write is atomic (temp file
-and rename), and either is a valid starting point.
+and rename), and either is a valid starting point. The files of a dropped collection are
+removed (``remove_dropped``: the coordinator runs it on every node when a sharded
+collection is dropped, and at start-up for those dropped while it was down).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from pathlib import Path
 
 from app.engine.ivf import VectorIndex
@@ -21,6 +24,9 @@ from app.engine.snapshot import SnapshotError, load_snapshot, save_snapshot
 from app.store.point_lists import ListsOf
 
 log = logging.getLogger(__name__)
+
+# A shard snapshot, or the temp file of one being written (``save_snapshot``).
+_FILE = re.compile(r"\.?c(\d+)-v\d+-[0-9a-f]+\.snap(\.[0-9a-f]+\.tmp)?")
 
 
 def snapshot_path(root: Path, part: ListsOf) -> Path:
@@ -71,3 +77,17 @@ def load_shard(root: Path, part: ListsOf, dim: int) -> tuple[VectorIndex, int] |
     ):
         return None
     return index, seq
+
+
+def remove_dropped(root: Path, kept: set[int]) -> int:
+    """Delete the files (and temp files) of every collection not in ``kept``, the
+    collections still sharded: no replica will load them again. Returns how many."""
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for path in root.iterdir():
+        match = _FILE.fullmatch(path.name)
+        if match is not None and int(match.group(1)) not in kept:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

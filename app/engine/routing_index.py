@@ -161,7 +161,10 @@ class RoutingIndex:
 
 
 def _by_page(ids: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """(page number, the rows of ``ids`` in it) for each page ``ids`` touch."""
+    """(page number, the rows of ``ids`` in it) for each page ``ids`` touch (none for no
+    ids: a change feed with nothing removed is the common case)."""
+    if not len(ids):
+        return []
     pages = ids >> PAGE_BITS
     order = np.argsort(pages, kind="stable")
     numbers, starts = np.unique(pages[order], return_index=True)

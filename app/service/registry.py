@@ -316,6 +316,7 @@ class Registry:
                     index = routing_index(session, live.record, serving)
                 self.filter_views.forget(live.index)
                 live.index = index
+                live.snapshot_seq = -1  # the file on disk is of the index replaced: rewrite
                 self._sync_versions(live, live.record)  # the router of this clustering
                 log.info(
                     "collection held routing-only",

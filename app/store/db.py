@@ -24,6 +24,18 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+def shareable_url(url: str) -> str:
+    """``url`` as another process on this machine reads it: a SQLite file by its absolute
+    path (shard replicas run in Ray's worker processes, whose working directory is theirs)."""
+    parsed = make_url(url)
+    database = parsed.database
+    if not is_sqlite(url) or not database or database == ":memory:":
+        return url
+    return parsed.set(database=str(Path(database).resolve())).render_as_string(
+        hide_password=False
+    )
+
+
 def make_engine(url: str) -> Engine:
     if is_sqlite(url):
         database = make_url(url).database

@@ -5,9 +5,13 @@
 Parity with an unsharded twin collection (same points, same build seed, so the same
 clustering): unfiltered, filtered (both plans) and exact searches; read-your-writes, kill
 -9 of a replica mid search loop, a shard with no live replica (503, or partial results
-when asked), and kill -9 of the API process while writing. Once its shards serve, the API
-process holds the sharded collection routing-only (each point's list, no vector): every
-search above is the shards' answer.
+when asked), kill -9 of the API process while writing, and the shard snapshots of a
+dropped collection removed (dropped while running, or while no API process ran). Once its
+shards serve, the API process holds the sharded collection routing-only (each point's
+list, no vector): every search above is the shards' answer, learned and adaptive
+(``target_recall``) ones too (one router published for both twins); emulator searches of
+it are refused (409), and codes asked of it make the API process hold it whole again (and
+routing-only once the lists are float again).
 One server and one pair of collections for the module (each start costs seconds).
 """
 
@@ -17,6 +21,7 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,7 @@ from app.store.db import Store
 from app.store.placements import active_placement
 from app.store.query_log import count_queries
 from tests.api.servers import Server
+from tests.cluster.published import publish_linear_emulator, publish_linear_router
 from tests.conftest import reset_pg
 from tests.waiting import wait_until
 
@@ -105,8 +111,10 @@ def _routing_only(c: httpx.Client) -> bool:
 
 
 def _search(c: httpx.Client, name: str, queries: np.ndarray, **extra: Any) -> httpx.Response:
+    """A batch search (``None`` in ``extra`` leaves that field out, e.g. ``nprobe``)."""
     body = {"collection": name, "vectors": queries.tolist(), "k": K, "nprobe": NPROBE, "log": False}
-    return c.post("/search/batch", json={**body, **extra})
+    body = {key: value for key, value in {**body, **extra}.items() if value is not None}
+    return c.post("/search/batch", json=body)
 
 
 def _hits(response: httpx.Response) -> list[list[str]]:
@@ -168,6 +176,110 @@ def test_an_exact_search_scans_every_list_on_the_shards(server: Server) -> None:
         got, want = sharded.json(), twin.json()
         assert (got["routing"], got["plan"], got["nprobe"]) == ("exact", "exact", None)
         assert got["shards_probed"] == 2.0 and got["scanned"] == want["scanned"] == N_POINTS
+
+
+@contextmanager
+def _store(database_url: str) -> Iterator[Store]:
+    store = Store(database_url)
+    try:
+        yield store
+    finally:
+        store.dispose()
+
+
+def test_an_emulator_search_of_a_routing_only_collection_is_409_and_changes_nothing(
+    server: Server, pg_database: str
+) -> None:
+    """The emulator proposes member ids for this process to re-score with their vectors,
+    which it does not hold for a routing-only collection; the twin, held whole, serves it."""
+    with _store(pg_database) as store:
+        for name in ("sharded", "twin"):  # in this order: the twin served means both adopted
+            publish_linear_emulator(store, name)
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        twin = wait_until(
+            lambda: (r := _search(c, "twin", QUERIES, routing="emulator")).status_code == 200 and r,
+            what="the twin serving its emulator",
+        )
+        assert twin.json()["routing"] == "emulator"
+        before = _unchanging(c)
+
+        refused = _search(c, "sharded", QUERIES, routing="emulator")
+
+        assert refused.status_code == 409
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        problem = refused.json()
+        assert problem["type"].endswith("no-emulator") and "shards hold" in problem["detail"]
+        assert _unchanging(c) == before
+
+
+def _unchanging(c: httpx.Client) -> tuple[dict[str, Any], list[list[str]]]:
+    """The sharded collection's info (its shards' health aside) and a search's hits."""
+    info = c.get("/collections/sharded").json()
+    del info["shards"]
+    return info, _hits(_search(c, "sharded", QUERIES))
+
+
+def test_codes_asked_of_a_routing_only_collection_rebuild_it_whole_under_a_search_loop(
+    server: Server,
+) -> None:
+    """sq8 codes: the API process rebuilds the sharded collection whole from the store and
+    answers it itself, as its twin, with exact scores; float lists again: routing-only again,
+    the shards answering. No search fails meanwhile."""
+    stop, failures, answers = threading.Event(), [], []
+
+    def loop() -> None:
+        with httpx.Client(base_url=server.url, timeout=60) as lc:
+            while not stop.is_set():
+                response = _search(lc, "sharded", QUERIES)
+                (answers if response.status_code == 200 else failures).append(response.text)
+
+    def quantize(c: httpx.Client, kind: str) -> None:
+        for name in ("sharded", "twin"):
+            asked = c.patch(f"/collections/{name}", json={"quantization": {"kind": kind}})
+            assert asked.status_code == 202, asked.text
+
+    thread = threading.Thread(target=loop)
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        thread.start()
+        try:
+            quantize(c, "sq8")
+            wait_until(lambda: _codes(c) == ["sq8", "sq8"], what="both answering from sq8 codes")
+            coded = {name: _search(c, name, QUERIES).json() for name in ("sharded", "twin")}
+            info = {name: c.get(f"/collections/{name}").json()["index"] for name in coded}
+            quantize(c, "none")
+            wait_until(lambda: _codes(c) == ["none", "none"], what="both on float lists again")
+            wait_until(lambda: _routing_only(c), what="the sharded one routing-only again")
+            after = len(answers)
+            wait_until(lambda: len(answers) >= after + 3, what="searches after the way back")
+        finally:
+            stop.set()
+            thread.join()
+        back, twin = _search(c, "sharded", QUERIES), _search(c, "twin", QUERIES)
+    assert failures == []
+    got, want = coded["sharded"], coded["twin"]
+    assert "shards_probed" not in got  # whole: the API's own index answered
+    assert [[h["id"] for h in r["hits"]] for r in got["results"]] == [
+        [h["id"] for h in r["hits"]] for r in want["results"]
+    ]
+    for q, result in zip(QUERIES, got["results"], strict=True):
+        rows = [int(h["id"]) for h in result["hits"]]
+        exact = -((POINTS[rows] - q) ** 2).sum(axis=1)
+        np.testing.assert_allclose(
+            [h["score"] for h in result["hits"]], exact, rtol=1e-5, atol=1e-3
+        )
+    assert info["sharded"]["quantization"] == info["twin"]["quantization"]
+    assert info["sharded"]["quantization"]["kind"] == "sq8"
+    held = info["sharded"]["bytes_per_vector"]
+    assert held == pytest.approx(info["twin"]["bytes_per_vector"], rel=0.05) and held > DIM
+    assert "shards_probed" in back.json() and _hits(back) == _hits(twin)
+
+
+def _codes(c: httpx.Client) -> list[str]:
+    """The quantization kind each twin's serving index holds."""
+    return [
+        c.get(f"/collections/{name}").json()["index"]["quantization"]["kind"]
+        for name in ("sharded", "twin")
+    ]
 
 
 def test_read_your_writes_across_shards(server: Server) -> None:
@@ -325,6 +437,64 @@ def _rebuilt(c: httpx.Client) -> bool:
     return all(i["index"]["nlist"] == 16 for i in infos)
 
 
+def test_learned_and_target_recall_searches_scan_the_router_s_lists_on_the_shards(
+    server: Server, pg_database: str
+) -> None:
+    """One router activated for both twins: the API process routes the sharded one with it
+    (fixed nprobe, and adaptive probing by its calibration), the shards scan those lists."""
+    before, _ = _active_placement(pg_database)
+    with _store(pg_database) as store:
+        publish_linear_router(store, ["sharded", "twin"], _points(4, 300), seed=5)
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        wait_until(
+            lambda: all(_router(c, name) == "linear" for name in ("sharded", "twin")),
+            what="both collections routing with the router",
+        )
+        wait_until(
+            lambda: _active_placement(pg_database)[0] > before and _all_ready(c),
+            what="the shards placed again for the router",
+        )
+        for extra in ({"routing": "learned"}, {"target_recall": 0.9, "nprobe": None}):
+            sharded, twin = (
+                _search(c, "sharded", QUERIES, **extra),
+                _search(c, "twin", QUERIES, **extra),
+            )
+            assert _hits(sharded) == _hits(twin), extra
+            got, want = sharded.json(), twin.json()
+            assert got["routing"] == want["routing"] == "learned", extra
+            assert got["router_version"] == want["router_version"] is not None
+            assert got["nprobe"] == pytest.approx(want["nprobe"]), extra
+            assert got["scanned"] == pytest.approx(want["scanned"], abs=0.1), extra
+            assert 1.0 <= got["shards_probed"] <= 2.0 and "shards_probed" not in want
+        assert got["nprobe"] != NPROBE  # adaptive: the mean of each query's own probes
+
+
+def _router(c: httpx.Client, name: str) -> str:
+    kind: str = c.get(f"/collections/{name}").json()["router"]["kind"]
+    return kind
+
+
+def test_dropping_a_sharded_collection_removes_its_shard_snapshots(
+    server: Server, pg_database: str
+) -> None:
+    snapshots = server.data_dir / "shard-snapshots"
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        body = {"name": "dropped", "dim": DIM, "metric": "l2", "nlist": 4, "replicas": 2}
+        assert c.post("/collections", json=body).status_code == 201
+        points = [{"id": str(i), "vector": v.tolist()} for i, v in enumerate(POINTS[:400])]
+        assert c.post("/index", json={"collection": "dropped", "points": points}).status_code == 200
+        assert c.post("/collections/dropped/build", json={"seed": 7}).status_code == 202
+        with _store(pg_database) as store, store.read() as session:
+            ids = {n: get_collection(session, n) for n in ("dropped", "sharded")}
+        dropped, kept = (f"c{record.id}-*" for record in ids.values() if record is not None)
+        wait_until(lambda: any(snapshots.glob(dropped)), what="its replicas' shard snapshots")
+
+        assert c.delete("/collections/dropped").status_code == 204
+
+        wait_until(lambda: not any(snapshots.glob(dropped)), what="its shard snapshots removed")
+    assert any(snapshots.glob(kept))
+
+
 def test_kill_9_of_the_api_process_while_writing_loses_nothing_acknowledged(
     server: Server, ray_cluster: Cluster, pg_database: str
 ) -> None:
@@ -352,8 +522,12 @@ def test_kill_9_of_the_api_process_while_writing_loses_nothing_acknowledged(
     wait_until(lambda: len(acked) >= 20, what="writes acknowledged before the kill")
     server.kill()
     writer.join()
+    # A collection dropped while no API process ran left its shard snapshot behind.
+    leftover = server.data_dir / "shard-snapshots" / "c999-v1-0123456789abcdef.snap"
+    leftover.write_bytes(b"a dropped collection's lists")
     restarted = _server(pg_database, server.data_dir, ray_cluster)
     try:
+        wait_until(lambda: not leftover.exists(), what="the leftover shard snapshot removed")
         with httpx.Client(base_url=restarted.url, timeout=60) as c:
             # Loaded routing-only from the store's labels: no vector read into this process.
             assert _routing_only(c)
@@ -364,7 +538,8 @@ def test_kill_9_of_the_api_process_while_writing_loses_nothing_acknowledged(
                     "collection": "sharded",
                     "vectors": fresh[acked].tolist(),
                     "k": 1,
-                    "nprobe": 1,
+                    "nprobe": 1,  # each in its own list: the one its centroid is nearest
+                    "routing": "centroid",
                     "log": False,
                 },
             )

@@ -1,5 +1,6 @@
 """Shard snapshots are loaded only by a replica of the same lists of the same clustering,
-never when damaged, and a newer clustering's file replaces the older ones."""
+never when damaged, a newer clustering's file replaces the older ones, and a dropped
+collection's files go."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.cluster.shard_snapshots import load_shard, save_shard, snapshot_path
+from app.cluster.shard_snapshots import load_shard, remove_dropped, save_shard, snapshot_path
 from app.engine.clustering import Algorithm, train_clustering
 from app.engine.ivf import VectorIndex
 from app.engine.metric import Metric
@@ -59,3 +60,19 @@ def test_a_newer_clustering_s_snapshot_removes_the_older_ones(tmp_path: Path) ->
     assert not snapshot_path(tmp_path, old).exists()
     assert snapshot_path(tmp_path, other_collection).exists()
     assert load_shard(tmp_path, ListsOf(1, 3, (2,)), DIM) is not None
+
+
+def test_the_files_of_collections_no_longer_sharded_are_removed(tmp_path: Path) -> None:
+    dropped, kept = ListsOf(3, 1, (0,)), ListsOf(12, 1, (0,))
+    save_shard(tmp_path, dropped, _index(1), seq=5)
+    save_shard(tmp_path, kept, _index(1), seq=5)
+    interrupted = tmp_path / f".{snapshot_path(tmp_path, dropped).name}.0a1b.tmp"
+    interrupted.write_bytes(b"half a snapshot")
+    unrelated = tmp_path / "c3-notes.txt"
+    unrelated.write_text("not ours")
+
+    assert remove_dropped(tmp_path, {12}) == 2
+
+    assert not snapshot_path(tmp_path, dropped).exists() and not interrupted.exists()
+    assert load_shard(tmp_path, kept, DIM) is not None and unrelated.exists()
+    assert remove_dropped(tmp_path / "absent", set()) == 0

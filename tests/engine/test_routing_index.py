@@ -59,6 +59,19 @@ def test_ids_below_and_above_the_range_grow_it_and_the_last_repeat_wins() -> Non
         routing.place(np.array([1]), np.array([16]))  # no list 16 of 16
 
 
+def test_no_ids_are_nothing_to_remove_place_or_look_up() -> None:
+    """A change feed with writes and no removal hands ``remove`` no ids (a restart from a
+    routing-only snapshot replays such feeds)."""
+    x, routing, _ = _setup(200)
+    routing.upsert(np.arange(len(x)), x)
+    none = np.empty(0, np.int64)
+
+    assert routing.remove(none) == 0
+    routing.place(none, none)
+    assert routing.lists_held(none).shape == (0,)
+    assert routing.count == len(x)
+
+
 def test_a_snapshot_gives_back_the_same_lists_and_a_damaged_one_is_refused() -> None:
     x, routing, _ = _setup()
     routing.upsert(np.arange(len(x)) * 3, x)  # a sparse id range
