@@ -172,10 +172,15 @@ def _by_page(ids: np.ndarray) -> list[tuple[int, np.ndarray]]:
 
 
 def save_routing_snapshot(index: RoutingIndex, out: BinaryIO, meta: dict[str, Any]) -> None:
-    """Write ``index``'s ids and lists and the caller's ``meta`` (a zip: each member is
-    CRC-checked when read back); the clustering is the caller's to name in ``meta``."""
+    """Write ``index``'s ids and lists, its clustering's version and the caller's ``meta``
+    (a zip: each member is CRC-checked when read back)."""
     ids, lists = index.held()
-    header = {"dim": index.dim, "metric": str(index.metric), "meta": meta}
+    header = {
+        "dim": index.dim,
+        "metric": str(index.metric),
+        "clustering_version": index.clustering.version,
+        "meta": meta,
+    }
     np.savez(out, ids=ids, lists=lists, header=np.frombuffer(json.dumps(header).encode(), np.uint8))
 
 
@@ -190,6 +195,11 @@ def load_routing_snapshot(
             ids, lists = f["ids"], f["lists"]
     except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
         raise ValueError(f"not a routing snapshot: {exc}") from None
+    if header.get("clustering_version") != clustering.version:  # its lists mean other lists
+        raise ValueError(
+            f"a routing snapshot of clustering {header.get('clustering_version')}, "
+            f"not {clustering.version}"
+        )
     index = RoutingIndex(int(header["dim"]), Metric(header["metric"]), clustering)
     index.place(ids, lists)
     return index, dict(header["meta"])

@@ -96,8 +96,7 @@ class SnapshotDir:
         except (OSError, ValueError) as exc:
             log.warning("snapshot unusable", extra={"path": str(path), "error": str(exc)})
             return None
-        fits = meta.get("clustering_version") == clustering.version and index.dim == record.dim
-        if meta.get("collection_id") != record.id or not fits:
+        if meta.get("collection_id") != record.id or index.dim != record.dim:
             return None
         return index, int(meta["seq"])
 

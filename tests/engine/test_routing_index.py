@@ -87,3 +87,14 @@ def test_a_snapshot_gives_back_the_same_lists_and_a_damaged_one_is_refused() -> 
     damaged[len(damaged) // 2] ^= 0xFF
     with pytest.raises(ValueError):
         load_routing_snapshot(io.BytesIO(bytes(damaged)), routing.clustering)
+
+
+def test_a_snapshot_of_another_clustering_is_refused() -> None:
+    """Its list numbers name another clustering's lists."""
+    x, routing, _ = _setup()
+    routing.upsert(np.arange(len(x)), x)
+    out = io.BytesIO()
+    save_routing_snapshot(routing, out, {"seq": 1})
+    newer = train_clustering(x, 8, Algorithm.KMEANS, Metric.L2, seed=1, version=2)
+    with pytest.raises(ValueError, match="clustering 0, not 2"):
+        load_routing_snapshot(io.BytesIO(out.getvalue()), newer)
