@@ -17,6 +17,7 @@ from app.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.api.openapi import build_openapi
 from app.api.request_id import RequestIdMiddleware
 from app.api.routes import collections, console, jobs, ops, points, report, search
+from app.api.search_params import SearchParamCache
 from app.engine.ivf import scan_serially_on_this_thread
 from app.service.service import Service
 from app.service.sharded_search import ShardCoordinator
@@ -73,9 +74,15 @@ class VecrouteApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def edge(app: VecrouteApp, settings: Settings, service: Service, metrics: Metrics) -> ASGIApp:
+def edge(
+    app: VecrouteApp,
+    settings: Settings,
+    service: Service,
+    searches: SearchParamCache,
+    metrics: Metrics,
+) -> ASGIApp:
     """Request id (outermost), metrics, API keys, body limit, then the fast routes."""
-    layer: ASGIApp = FastRoutes(app.routed, service, settings, metrics)
+    layer: ASGIApp = FastRoutes(app.routed, service, searches, metrics)
     layer = BodyLimitMiddleware(layer, max_bytes=settings.max_body_bytes)
     if settings.api_keys:
         layer = ApiKeyMiddleware(
@@ -90,6 +97,7 @@ def create_app(settings: Settings) -> VecrouteApp:
     service = build_service(settings)
     metrics = Metrics()
     metrics.watch(service)
+    searches = SearchParamCache(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -109,10 +117,11 @@ def create_app(settings: Settings) -> VecrouteApp:
     app.state.settings = settings
     app.state.service = service
     app.state.metrics = metrics
+    app.state.search_params = searches
     for module in (collections, points, search, jobs, report, ops, console):
         app.include_router(module.router)
     console.mount(app)
     problems.install(app)
-    app.edge = edge(app, settings, service, metrics)
+    app.edge = edge(app, settings, service, searches, metrics)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

@@ -24,11 +24,11 @@ from app.api.metrics import Metrics
 from app.api.problems import as_problem
 from app.api.routes.ops import healthz
 from app.api.routes.search import SearchReply, search_many, search_one
+from app.api.search_params import SearchParamCache
 from app.service.parsing import load_object
 from app.service.service import Service
-from app.settings import Settings
 
-Handler = Callable[[dict[str, Any], Service, Settings, Metrics], Awaitable[SearchReply]]
+Handler = Callable[[dict[str, Any], Service, SearchParamCache, Metrics], Awaitable[SearchReply]]
 _JSON = (b"content-type", b"application/json")
 
 
@@ -48,11 +48,11 @@ _HEALTHZ = _Route("/healthz")
 
 class FastRoutes:
     def __init__(
-        self, app: ASGIApp, service: Service, settings: Settings, metrics: Metrics
+        self, app: ASGIApp, service: Service, searches: SearchParamCache, metrics: Metrics
     ) -> None:
         self.app = app
         self.service = service
-        self.settings = settings
+        self.searches = searches
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -78,7 +78,7 @@ class FastRoutes:
                 break
         try:
             body = load_object(b"".join(chunks))
-            reply = await handler(body, self.service, self.settings, self.metrics)
+            reply = await handler(body, self.service, self.searches, self.metrics)
             content = orjson.dumps(reply.body, option=orjson.OPT_SERIALIZE_NUMPY)
         except Exception as exc:
             await as_problem(exc)(scope, receive, send)
