@@ -42,10 +42,15 @@ class SearchReply:
     body: dict[str, Any]
     engine_seconds: float | None
 
+    def server_timing(self) -> bytes:
+        """The header's value (only when ``engine_seconds`` is known)."""
+        assert self.engine_seconds is not None
+        return b"engine;dur=%.3f" % (self.engine_seconds * 1e3)
+
     def headers(self) -> dict[str, str] | None:
         if self.engine_seconds is None:
             return None
-        return {"server-timing": f"engine;dur={self.engine_seconds * 1e3:.3f}"}
+        return {"server-timing": self.server_timing().decode()}
 
 
 def _body(operation: str) -> dict[str, Any]:
