@@ -154,16 +154,15 @@ class LiveCollection:
         return calibration
 
     def hits(self, result: SearchResult, row: int, with_payload: bool) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        labels = self.labels
-        for pid, score in zip(result.ids[row].tolist(), result.scores[row].tolist(), strict=True):
-            if pid < 0:
-                break
-            label = labels.get(pid)
-            if label is None:  # removed between the scan and now
-                continue
-            hit: dict[str, Any] = {"id": label[0], "score": score}
-            if with_payload:
-                hit["payload"] = label[1]
-            out.append(hit)
-        return out
+        """Row ``row``'s hits, best first: the ids of -1 (fewer than k found) and of points
+        removed between the scan and now have no label and are left out. One comprehension
+        per case: every search builds these on caches its scan has just flushed."""
+        labels = map(self.labels.get, result.ids[row].tolist())
+        found = zip(labels, result.scores[row].tolist(), strict=True)
+        if with_payload:
+            return [
+                {"id": label[0], "score": score, "payload": label[1]}
+                for label, score in found
+                if label is not None
+            ]
+        return [{"id": label[0], "score": score} for label, score in found if label is not None]

@@ -7,9 +7,8 @@ serves these FastAPI routes (which also give the OpenAPI schema) and the fast pa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from fastapi import APIRouter, Response
@@ -33,11 +32,11 @@ from app.service.vectors import as_vector, as_vectors
 router = APIRouter(tags=["search"])
 
 
-@dataclass(frozen=True)
-class SearchReply:
+class SearchReply(NamedTuple):
     """A search's response document, and the engine's share of its time: sent as
     ``Server-Timing: engine;dur=<ms>``, so a caller can tell the engine's time from the
-    request path's (None when shards on other machines answered)."""
+    request path's (None when shards on other machines answered). A named tuple, as one
+    is made per search."""
 
     body: dict[str, Any]
     engine_seconds: float | None
