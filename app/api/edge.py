@@ -57,6 +57,7 @@ class Edge:
             elif name == _AUTHORIZATION and authorization is None:
                 authorization = value
         rid_text = request_id_from(rid)
+        id_header = (HEADER, rid if rid is not None else rid_text.encode())
         token = request_id.set(rid_text)
         started = time.perf_counter()
         method, path = scope["method"], scope["path"]
@@ -65,13 +66,13 @@ class Edge:
         try:
             refusal = self._refusal(method, path, authorization, length)
             if refusal is not None:
-                status[0] = await _send_answer(_answer(refusal), rid_text, send)
+                status[0] = await _send_answer(_answer(refusal), id_header, send)
             elif route is not None:
                 answer = await self._fast(route, method, length is None, receive)
                 if answer is not None:  # else the client went away
-                    status[0] = await _send_answer(answer, rid_text, send)
+                    status[0] = await _send_answer(answer, id_header, send)
             else:
-                await self._routed(scope, receive, send, rid_text, length is None, status)
+                await self._routed(scope, receive, send, id_header, length is None, status)
         finally:
             label = route or str(getattr(scope.get("route"), "path", "unmatched"))
             seconds = time.perf_counter() - started
@@ -136,16 +137,15 @@ class Edge:
         scope: Scope,
         receive: Receive,
         send: Send,
-        rid: str,
+        id_header: tuple[bytes, bytes],
         chunked: bool,
         status: list[int],
     ) -> None:
         """FastAPI's answer, with the request id header; its status is put in ``status``."""
-        header = (HEADER, rid.encode())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), header]
+                message["headers"] = [*message.get("headers", ()), id_header]
                 status[0] = message["status"]
             await send(message)
 
@@ -159,7 +159,7 @@ class Edge:
                     break
                 size += len(message.get("body", b""))
                 if size > self.max_bytes:
-                    status[0] = await _send_answer(_answer(self._too_large()), rid, send)
+                    status[0] = await _send_answer(_answer(self._too_large()), id_header, send)
                     return
                 if not message.get("more_body", False):
                     break
@@ -177,9 +177,9 @@ def _answer(response: Response) -> Answer:
     return response.status_code, response.raw_headers, bytes(response.body)
 
 
-async def _send_answer(answer: Answer, rid: str, send: Send) -> int:
+async def _send_answer(answer: Answer, id_header: tuple[bytes, bytes], send: Send) -> int:
     status, headers, body = answer
-    headers = [*headers, (HEADER, rid.encode())]
+    headers = [*headers, id_header]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
     return status

@@ -153,16 +153,27 @@ class LiveCollection:
             self._adaptive = (router, calibration)
         return calibration
 
-    def hits(self, result: SearchResult, row: int, with_payload: bool) -> list[dict[str, Any]]:
-        """Row ``row``'s hits, best first: the ids of -1 (fewer than k found) and of points
-        removed between the scan and now have no label and are left out. One comprehension
-        per case: every search builds these on caches its scan has just flushed."""
-        labels = map(self.labels.get, result.ids[row].tolist())
-        found = zip(labels, result.scores[row].tolist(), strict=True)
+    def hits(self, result: SearchResult, with_payload: bool) -> list[list[dict[str, Any]]]:
+        """Each query's hits, best first: the ids of -1 (fewer than k found) and of points
+        removed between the scan and now have no label and are left out. Few numpy calls
+        and one comprehension per query: every search builds these on caches its scan has
+        just flushed."""
+        get = self.labels.get
+        rows = zip(result.ids.tolist(), result.scores.tolist(), strict=True)
         if with_payload:
             return [
-                {"id": label[0], "score": score, "payload": label[1]}
-                for label, score in found
+                [
+                    {"id": label[0], "score": score, "payload": label[1]}
+                    for label, score in zip(map(get, ids), scores, strict=True)
+                    if label is not None
+                ]
+                for ids, scores in rows
+            ]
+        return [
+            [
+                {"id": label[0], "score": score}
+                for label, score in zip(map(get, ids), scores, strict=True)
                 if label is not None
             ]
-        return [{"id": label[0], "score": score} for label, score in found if label is not None]
+            for ids, scores in rows
+        ]

@@ -119,7 +119,7 @@ def run_search(
         if plan == "exact":  # the filter is selective enough to search its matches exactly
             used, version = "exact", None
     engine_seconds = time.perf_counter() - started
-    results = [live.hits(result, row, opts.with_payload) for row in range(len(queries))]
+    results = live.hits(result, opts.with_payload)
     out = {
         "results": results,
         "nprobe": nprobe,
