@@ -1,7 +1,7 @@
 """Structured logs: one JSON object per line, stamped with the current request's id.
 
-The request id lives in a context variable set by the request-id middleware
-(app/api/request_id.py); context variables follow a request into the threads that
+The request id lives in a context variable set by the edge (app/api/edge.py, with
+app/api/request_id.py); context variables follow a request into the threads that
 Starlette runs handlers in, so a log line written anywhere on the request's path carries it.
 """
 

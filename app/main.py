@@ -10,13 +10,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api import problems
-from app.api.auth import ApiKeyMiddleware
+from app.api.auth import ApiKeys
+from app.api.edge import Edge
 from app.api.fastpath import FastRoutes
 from app.api.metrics import Metrics
-from app.api.middleware import BodyLimitMiddleware, MetricsMiddleware
 from app.api.openapi import build_openapi
-from app.api.request_id import RequestIdMiddleware
 from app.api.routes import collections, console, jobs, ops, points, report, search
+from app.api.search_params import SearchParamCache
 from app.engine.ivf import scan_serially_on_this_thread
 from app.service.service import Service
 from app.service.sharded_search import ShardCoordinator
@@ -74,16 +74,23 @@ class VecrouteApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def edge(app: VecrouteApp, settings: Settings, service: Service, metrics: Metrics) -> ASGIApp:
-    """Request id (outermost), metrics, API keys, body limit, then the fast routes."""
-    layer: ASGIApp = FastRoutes(app.routed, service, settings, metrics)
-    layer = BodyLimitMiddleware(layer, max_bytes=settings.max_body_bytes)
-    if settings.api_keys:
-        layer = ApiKeyMiddleware(
-            layer, api_keys=settings.api_keys, read_api_keys=settings.read_api_keys
-        )
-    layer = MetricsMiddleware(layer, metrics=metrics)
-    return RequestIdMiddleware(layer, access_log=settings.access_log)
+def edge(
+    app: VecrouteApp,
+    settings: Settings,
+    service: Service,
+    searches: SearchParamCache,
+    metrics: Metrics,
+) -> ASGIApp:
+    """Request id, metrics, API keys and body limit, then the fast routes or FastAPI."""
+    keys = ApiKeys(settings.api_keys, settings.read_api_keys) if settings.api_keys else None
+    return Edge(
+        app.routed,
+        FastRoutes(service, searches, metrics),
+        metrics,
+        max_body_bytes=settings.max_body_bytes,
+        api_keys=keys,
+        access_log=settings.access_log,
+    )
 
 
 def create_app(settings: Settings) -> VecrouteApp:
@@ -91,6 +98,7 @@ def create_app(settings: Settings) -> VecrouteApp:
     service = build_service(settings)
     metrics = Metrics()
     metrics.watch(service)
+    searches = SearchParamCache(settings)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -110,10 +118,11 @@ def create_app(settings: Settings) -> VecrouteApp:
     app.state.settings = settings
     app.state.service = service
     app.state.metrics = metrics
+    app.state.search_params = searches
     for module in (collections, points, search, jobs, report, ops, console):
         app.include_router(module.router)
     console.mount(app)
     problems.install(app)
-    app.edge = edge(app, settings, service, metrics)
+    app.edge = edge(app, settings, service, searches, metrics)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

@@ -1,7 +1,7 @@
 """API keys: a full-access key and an optional read-only key, checked before any routing.
 
-This is pure ASGI outside the search fast path (app/api/fastpath.py), so every route,
-fast or not, passes here. Keys are compared with ``hmac.compare_digest`` against every
+Checked by the edge (app/api/edge.py) before any routing, so every route, fast or not,
+passes here. Keys are compared with ``hmac.compare_digest`` against every
 configured key without stopping at the first match, so the time taken says nothing about
 which key (or how much of one) matched; it only depends on the lengths.
 """
@@ -9,9 +9,8 @@ which key (or how much of one) matched; it only depends on the lengths.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import Response
 
 from app.api.responses import problem
 
@@ -35,13 +34,13 @@ def is_open(method: str, path: str) -> bool:
     return method in READ_METHODS and (path == CONSOLE_PAGE or path.startswith(CONSOLE_FILES))
 
 
-def bearer_token(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
-    """The token of an ``Authorization: Bearer <token>`` header (scheme case-insensitive)."""
-    for name, value in headers:
-        if name == b"authorization":
-            scheme, _, token = value.partition(b" ")
-            return token.strip() if scheme.lower() == b"bearer" else None
-    return None
+def bearer_token(authorization: bytes | None) -> bytes | None:
+    """The token of an ``Authorization: Bearer <token>`` header value (scheme
+    case-insensitive)."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(b" ")
+    return token.strip() if scheme.lower() == b"bearer" else None
 
 
 def matches_any(token: bytes, keys: tuple[bytes, ...]) -> bool:
@@ -51,43 +50,36 @@ def matches_any(token: bytes, keys: tuple[bytes, ...]) -> bool:
     return found
 
 
-class ApiKeyMiddleware:
+class ApiKeys:
     """401 without a valid key, 403 for a read-only key on a write; /healthz and the
     console's static files stay open."""
 
-    def __init__(
-        self, app: ASGIApp, api_keys: tuple[str, ...], read_api_keys: tuple[str, ...] = ()
-    ) -> None:
+    def __init__(self, api_keys: tuple[str, ...], read_api_keys: tuple[str, ...] = ()) -> None:
         if not api_keys:
-            raise ValueError("ApiKeyMiddleware needs at least one full-access key")
-        self.app = app
+            raise ValueError("ApiKeys needs at least one full-access key")
         self.full = tuple(k.encode() for k in api_keys)
         self.read = tuple(k.encode() for k in read_api_keys)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_open(scope["method"], scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        token = bearer_token(scope["headers"])
+    def refusal(self, method: str, path: str, authorization: bytes | None) -> Response | None:
+        """The problem response refusing this request, or None to let it through."""
+        if is_open(method, path):
+            return None
+        token = bearer_token(authorization)
         if token is not None and matches_any(token, self.full):
-            await self.app(scope, receive, send)
-            return
+            return None
         if token is not None and matches_any(token, self.read):
-            if is_read(scope["method"], scope["path"]):
-                await self.app(scope, receive, send)
-                return
-            response = problem(
+            if is_read(method, path):
+                return None
+            return problem(
                 403,
                 "Forbidden",
                 "this key is read-only: it may search and read, not write",
                 "read-only-key",
             )
-        else:
-            response = problem(
-                401,
-                "Unauthorized",
-                "a valid 'Authorization: Bearer <key>' header is required",
-                "unauthorized",
-                headers={"WWW-Authenticate": 'Bearer realm="vecroute"'},
-            )
-        await response(scope, receive, send)
+        return problem(
+            401,
+            "Unauthorized",
+            "a valid 'Authorization: Bearer <key>' header is required",
+            "unauthorized",
+            headers={"WWW-Authenticate": 'Bearer realm="vecroute"'},
+        )

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from app.api.metrics import Metrics
+from app.api.search_params import SearchParamCache
 from app.service.parsing import load_object
 from app.service.service import Service
 from app.settings import Settings
@@ -24,6 +25,10 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+async def get_search_params(request: Request) -> SearchParamCache:
+    return request.app.state.search_params
+
+
 async def json_object(request: Request) -> dict[str, Any]:
     return load_object(await request.body())
 
@@ -31,4 +36,5 @@ async def json_object(request: Request) -> dict[str, Any]:
 ServiceDep = Annotated[Service, Depends(get_service)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+SearchParamsDep = Annotated[SearchParamCache, Depends(get_search_params)]
 JsonBody = Annotated[dict[str, Any], Depends(json_object)]

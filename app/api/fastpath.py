@@ -4,86 +4,63 @@ Profiled per single search (cProfile, 2000 requests): FastAPI's route matching o
 included routers, dependency solving and exception-middleware stack cost about as much as
 the engine's search itself; FastAPI's own outer layers (an OpenTelemetry check on every
 request, its error and body-limit wrappers) another ~5 us, and a routed ``/healthz`` ~75 us
-of CPU. This layer sits inside the service's middleware (request id, metrics, API keys,
-body limit: ``edge`` in app/main.py) and calls the same handlers as the FastAPI routes
-(app/api/routes/search.py, ops.py), which remain for the OpenAPI schema; errors map through
-the same problem+json helpers. A response is sent as its two ASGI messages, without a
-Starlette ``Response`` (its header handling cost more than the rest of the sending).
+of CPU. These routes are answered by the edge (app/api/edge.py: request id, metrics, API
+keys, body limit) with what ``FastRoutes.answer`` returns, from the same handlers as the
+FastAPI routes (app/api/routes/search.py), which remain for the OpenAPI schema; errors map
+through the same problem+json helpers. An answer is the status, headers and body the edge
+sends as its two ASGI messages, without a Starlette ``Response`` (its header handling cost
+more than the rest of the sending).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.metrics import Metrics
 from app.api.problems import as_problem
-from app.api.routes.ops import healthz
 from app.api.routes.search import SearchReply, search_many, search_one
+from app.api.search_params import SearchParamCache
 from app.service.parsing import load_object
 from app.service.service import Service
-from app.settings import Settings
 
-Handler = Callable[[dict[str, Any], Service, Settings, Metrics], Awaitable[SearchReply]]
+Handler = Callable[[dict[str, Any], Service, SearchParamCache, Metrics], Awaitable[SearchReply]]
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
+HEALTHZ = "/healthz"
 _JSON = (b"content-type", b"application/json")
-
-
-@dataclass(frozen=True)
-class _Route:
-    """What the metrics middleware reads from ``scope["route"]``: the route template."""
-
-    path: str
-
-
-HANDLERS: dict[str, tuple[_Route, Handler]] = {
-    "/search": (_Route("/search"), search_one),
-    "/search/batch": (_Route("/search/batch"), search_many),
-}
-_HEALTHZ = _Route("/healthz")
+_OK = b'{"status":"ok"}'  # as the FastAPI route's OrjsonResponse sends it
+_HEALTHY: Answer = (200, [(b"content-length", b"%d" % len(_OK)), _JSON], _OK)
+HANDLERS: dict[str, Handler] = {"/search": search_one, "/search/batch": search_many}
 
 
 class FastRoutes:
-    def __init__(
-        self, app: ASGIApp, service: Service, settings: Settings, metrics: Metrics
-    ) -> None:
-        self.app = app
+    def __init__(self, service: Service, searches: SearchParamCache, metrics: Metrics) -> None:
         self.service = service
-        self.settings = settings
+        self.searches = searches
         self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method = scope["method"] if scope["type"] == "http" else None
-        if method == "POST" and (entry := HANDLERS.get(scope["path"])) is not None:
-            route, handler = entry
-            scope["route"] = route
-            await self._search(handler, scope, receive, send)
-        elif method == "GET" and scope["path"] == _HEALTHZ.path:
-            scope["route"] = _HEALTHZ
-            await (await healthz())(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+    @staticmethod
+    def route(method: str, path: str) -> str | None:
+        """The fast route's template (its metrics label), or None: FastAPI's to route."""
+        if method == "POST" and path in HANDLERS:
+            return path
+        if method == "GET" and path == HEALTHZ:
+            return HEALTHZ
+        return None
 
-    async def _search(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+    async def answer(self, route: str, body: bytes) -> Answer:
+        if route == HEALTHZ:
+            return _HEALTHY
         try:
-            body = load_object(b"".join(chunks))
-            reply = await handler(body, self.service, self.settings, self.metrics)
+            handler = HANDLERS[route]
+            reply = await handler(load_object(body), self.service, self.searches, self.metrics)
             content = orjson.dumps(reply.body, option=orjson.OPT_SERIALIZE_NUMPY)
         except Exception as exc:
-            await as_problem(exc)(scope, receive, send)
-            return
+            problem = as_problem(exc)
+            return problem.status_code, problem.raw_headers, bytes(problem.body)
         headers = [_JSON, (b"content-length", b"%d" % len(content))]
-        headers += [(k.encode(), v.encode()) for k, v in (reply.headers() or {}).items()]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
+        if reply.engine_seconds is not None:
+            headers.append((b"server-timing", reply.server_timing()))
+        return 200, headers, content

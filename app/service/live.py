@@ -169,17 +169,27 @@ class LiveCollection:
             self._adaptive = (router, calibration)
         return calibration
 
-    def hits(self, result: SearchResult, row: int, with_payload: bool) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        labels = self.labels
-        for pid, score in zip(result.ids[row].tolist(), result.scores[row].tolist(), strict=True):
-            if pid < 0:
-                break
-            label = labels.get(pid)
-            if label is None:  # removed between the scan and now
-                continue
-            hit: dict[str, Any] = {"id": label[0], "score": score}
-            if with_payload:
-                hit["payload"] = label[1]
-            out.append(hit)
-        return out
+    def hits(self, result: SearchResult, with_payload: bool) -> list[list[dict[str, Any]]]:
+        """Each query's hits, best first: the ids of -1 (fewer than k found) and of points
+        removed between the scan and now have no label and are left out. Few numpy calls
+        and one comprehension per query: every search builds these on caches its scan has
+        just flushed."""
+        get = self.labels.get
+        rows = zip(result.ids.tolist(), result.scores.tolist(), strict=True)
+        if with_payload:
+            return [
+                [
+                    {"id": label[0], "score": score, "payload": label[1]}
+                    for label, score in zip(map(get, ids), scores, strict=True)
+                    if label is not None
+                ]
+                for ids, scores in rows
+            ]
+        return [
+            [
+                {"id": label[0], "score": score}
+                for label, score in zip(map(get, ids), scores, strict=True)
+                if label is not None
+            ]
+            for ids, scores in rows
+        ]

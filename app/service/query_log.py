@@ -40,10 +40,10 @@ class QueryLogBuffer:
         self._thread: threading.Thread | None = None
 
     def add(self, collection_id: int, vectors: np.ndarray, k: int) -> None:
-        for v in vectors:
-            if len(self._buffer) == self._buffer.maxlen:
-                self.dropped += 1
-            self._buffer.append(LoggedQuery(collection_id, v.copy(), k))
+        """Buffer the rows of ``vectors`` (copied: the caller may reuse its array)."""
+        buffer = self._buffer
+        self.dropped += max(0, len(buffer) + len(vectors) - self.max_buffer)  # the oldest
+        buffer.extend([LoggedQuery(collection_id, v, k) for v in vectors.copy()])
 
     @property
     def pending(self) -> int:

@@ -232,9 +232,7 @@ class _Scatter:
         touched; which were missing when the caller accepts partial results)."""
         opts = self.opts
         out: dict[str, Any] = {
-            "results": [
-                self.live.hits(result, row, opts.with_payload) for row in range(len(result.ids))
-            ],
+            "results": self.live.hits(result, opts.with_payload),
             "nprobe": nprobe,
             "routing": routing,
             "router_version": router.version if router is not None else None,

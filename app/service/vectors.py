@@ -11,6 +11,7 @@ from app.service.errors import InvalidInput
 # Larger components overflow float32 in a score (a dot product or squared distance over up
 # to 65536 dimensions stays below 3.4e38 with |x| <= 1e16): the score would be inf or NaN.
 MAX_COMPONENT = 1e16
+_MAX_SQUARES = MAX_COMPONENT * MAX_COMPONENT
 
 
 def as_vectors(values: Any, dim: int, field: str) -> np.ndarray:
@@ -53,8 +54,13 @@ def _checked(m: np.ndarray, dim: int, field: str) -> np.ndarray:
     if m.ndim != 2 or m.shape[1] != dim:
         got = m.shape[1] if m.ndim == 2 else "?"
         raise InvalidInput(f"{field}: expected dimension {dim}, got {got}")
-    # One pass over the float64 values: NaN fails the comparison, inf and values beyond
-    # MAX_COMPONENT exceed it, and below it the cast to float32 cannot overflow.
+    # NaN fails the comparisons, inf and values beyond MAX_COMPONENT exceed the bound, and
+    # below it the cast to float32 cannot overflow. A float matrix is first checked by its
+    # sum of squares (one BLAS call: within MAX_COMPONENT**2, every component is within the
+    # bound); only a matrix failing that, or of integers (which could wrap), takes the
+    # per-component pass.
+    if m.dtype.kind == "f" and np.vdot(m, m) <= _MAX_SQUARES:
+        return m.astype(np.float32)
     if not np.abs(m, dtype=np.float64).max(initial=0.0) <= MAX_COMPONENT:
         raise InvalidInput(
             f"{field}: vector components must be finite numbers within +-{MAX_COMPONENT:g}"

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 from sqlalchemy import CursorResult, Table, delete, func, insert, select
@@ -16,8 +15,9 @@ from app.store.db import Store
 from app.store.models import Collection, QueryLogRow
 
 
-@dataclass(frozen=True)
-class LoggedQuery:
+class LoggedQuery(NamedTuple):
+    """A logged search (a named tuple: one is made per search, on the request path)."""
+
     collection_id: int
     vector: np.ndarray
     k: int

@@ -20,8 +20,8 @@ def _docs(client: TestClient) -> None:
 
 
 def test_fast_path_serves_the_route_handlers() -> None:
-    assert HANDLERS["/search"][1] is search.search_one
-    assert HANDLERS["/search/batch"][1] is search.search_many
+    assert HANDLERS["/search"] is search.search_one
+    assert HANDLERS["/search/batch"] is search.search_many
 
 
 def test_answers_errors_and_metrics(client: TestClient) -> None:

@@ -1,58 +1,76 @@
 """A search's parameters are validated once per parameter set, with the same outcome as
-validating them every time."""
+validating them every time, by the one cache an app injects into both search paths."""
 
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
-from app.api.routes import search
 from app.api.schemas import SearchParams
+from app.api.search_params import SearchParamCache, search_options
+from app.main import VecrouteApp
 from app.service.errors import InvalidInput
 from app.settings import Settings
 
 
-@pytest.fixture(autouse=True)
-def _forget() -> None:
-    search._validated.clear()
-
-
 def test_repeated_parameters_are_validated_once() -> None:
-    settings = Settings()
+    cache = SearchParamCache(Settings())
     body = {"collection": "docs", "k": 5, "nprobe": 4, "routing": "centroid"}
-    first = search._params(dict(body), settings)
-    assert search._params(dict(body), settings) is first
+    first = cache.resolve(dict(body))
+    assert cache.resolve(dict(body)) is first
     assert first[1].k == 5 and first[1].nprobe == 4 and first[1].routing == "centroid"
 
 
 def test_kept_parameters_equal_a_fresh_validation() -> None:
     settings = Settings()
+    cache = SearchParamCache(settings)
     bodies = [{"collection": "docs", "k": k} for k in (1, True, 1.0, 2)]
     bodies += [{"collection": "docs", "with_payload": flag} for flag in (1, True)]
     for body in bodies + bodies:  # the second pass reads what the first one kept
-        params, opts = search._params(dict(body), settings)
+        params, opts = cache.resolve(dict(body))
         fresh = SearchParams.model_validate(body)
-        assert params == fresh and opts == search._options(fresh, settings)
+        assert params == fresh and opts == search_options(fresh, settings)
     # True, 1 and 1.0 are one key to a dict: the key tells them apart by type.
-    assert len(search._validated) == len(bodies)
+    assert len(cache) == len(bodies)
 
 
 def test_kept_parameters_follow_the_settings() -> None:
-    narrow = Settings(max_k=3)
+    narrow = SearchParamCache(Settings(max_k=3))
     with pytest.raises(InvalidInput, match=r"k must be in \[1, 3\]"):
-        search._params({"collection": "docs", "k": 5}, narrow)
-    assert search._params({"collection": "docs", "k": 5}, Settings())[1].k == 5
+        narrow.resolve({"collection": "docs", "k": 5})
+    assert SearchParamCache(Settings()).resolve({"collection": "docs", "k": 5})[1].k == 5
     with pytest.raises(InvalidInput):  # refused again: errors are not kept
-        search._params({"collection": "docs", "k": 5}, narrow)
+        narrow.resolve({"collection": "docs", "k": 5})
+    assert len(narrow) == 0
 
 
 def test_filters_are_validated_every_time() -> None:
+    cache = SearchParamCache(Settings())
     body = {"collection": "docs", "filter": {"must": [{"key": "lang", "match": {"value": "de"}}]}}
-    search._params(dict(body), Settings())
-    assert search._validated == {}
+    assert cache.resolve(dict(body))[1].filter is not None
+    assert len(cache) == 0
 
 
 def test_at_most_kept_parameter_sets() -> None:
-    settings = Settings()
-    for k in range(1, search._KEPT + 10):
-        search._params({"collection": "docs", "k": k}, settings)
-    assert 0 < len(search._validated) <= search._KEPT
+    cache = SearchParamCache(Settings(), kept=8)
+    for k in range(1, 20):
+        cache.resolve({"collection": "docs", "k": k})
+    assert 0 < len(cache) <= 8
+
+
+def test_both_search_paths_use_the_apps_cache(client: TestClient) -> None:
+    """The fast path and the FastAPI routes (reached here without the service's own
+    layers) share the cache the app was made with."""
+    app = client.app
+    assert isinstance(app, VecrouteApp)
+    assert client.post("/collections", json={"name": "docs", "dim": 2}).status_code == 201
+    cache = app.state.search_params
+    assert isinstance(cache, SearchParamCache) and len(cache) == 0
+    assert client.post("/search", json={"collection": "docs", "vector": [1, 0]}).status_code == 200
+    assert len(cache) == 1
+    routed = TestClient(app.routed)
+    batch = {"collection": "docs", "vectors": [[1, 0]]}
+    assert routed.post("/search/batch", json=batch).status_code == 200
+    assert len(cache) == 1  # the same parameters: kept once for both
+    assert routed.post("/search", json={"collection": "docs", "vector": [1, 0], "k": 3}).json()
+    assert len(cache) == 2
