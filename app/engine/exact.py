@@ -11,10 +11,11 @@ every prepared vector here, by id, in one of three places (``VECROUTE_EXACT_VECT
   re-ranks are touched, and resident memory holds the page cache's choice, not the whole.
 
 Ids map to rows through two sorted int64 arrays (16 bytes per vector, no Python objects);
-freed rows are reused. While the ids held are dense (the largest below ``DENSE_IDS`` times
-the count, as the store's increasing ids are), a table indexed by id gives each row in one
-read: re-ranking looks up a few dozen ids per query, and a binary search over the sorted
-ids costs 10-20 us of that (cache misses), the table a few (pq96, 70 candidates: 19 -> 4 us).
+freed rows are reused. While the ids held are dense (their range below ``DENSE_IDS`` times
+their count, as a collection's ids from the store's increasing sequence are, wherever that
+range starts), a table indexed by id less the smallest gives each row in one read:
+re-ranking looks up a few dozen ids per query, and a binary search over the sorted ids
+costs 10-20 us of that (cache misses), the table a few (pq96, 70 candidates: 19 -> 4 us).
 
 Not thread-safe on its own: ``VectorIndex`` guards it with the same reader-writer lock as
 its lists, so a search never re-ranks an id whose row was freed.
@@ -35,8 +36,8 @@ from app.engine.metric import Metric, products_by_row
 
 _GROWTH = 1.5
 _MIN_CAPACITY = 64
-# The id table is kept while the largest id is below this many times the ids held (at most
-# 8 * DENSE_IDS bytes per vector, 8 for dense ids).
+# The id table is kept while the ids held span fewer than this many times their count (at
+# most 8 * DENSE_IDS bytes per vector, 8 for dense ids).
 DENSE_IDS = 2
 
 
@@ -58,8 +59,10 @@ class ExactVectors:
         self._rows = np.empty(0, np.int64)  # row of each key
         self._free = np.empty(0, np.int64)  # rows released by removals, reused first
         self._high = 0  # rows handed out so far
-        # Row by id (-1: not held), its last entry -1 for every id beyond; None: ids sparse.
+        # Row by id - _base (-1: not held), its last entry -1 for every id outside; None:
+        # ids sparse.
         self._table: np.ndarray | None = np.full(1, -1, np.int64)
+        self._base = 0
         self._file: Any = None
         self._data = self._allocate(_MIN_CAPACITY)
 
@@ -83,8 +86,8 @@ class ExactVectors:
         """The row of each id, -1 where it is not held (nor padding -1)."""
         ids = np.asarray(ids, dtype=np.int64)
         table = self._table
-        if table is not None:  # -1 (as uint64, the largest) and ids beyond read the last entry
-            return table.take(np.minimum(ids.view(np.uint64), len(table) - 1))
+        if table is not None:  # ids below the base (as uint64: huge) or beyond read the last
+            return table.take(np.minimum((ids - self._base).view(np.uint64), len(table) - 1))
         keys = self._keys
         if not len(keys):
             return np.full(ids.shape, -1, np.int64)
@@ -140,28 +143,28 @@ class ExactVectors:
             return 0
         self._free = np.concatenate([self._free, self._rows[held]])
         if self._table is not None:
-            self._table[self._keys[held]] = -1
+            self._table[self._keys[held] - self._base] = -1
         self._keys = np.delete(self._keys, held)
         self._rows = np.delete(self._rows, held)
         return len(held)
 
     def _index(self, ids: np.ndarray, rows: np.ndarray) -> None:
-        """Enter new ``ids`` (sorted, now in ``_keys``) in the id table: grown when the
-        largest id passes its end, dropped once the ids are too sparse for one."""
-        top = int(self._keys[-1]) + 1
-        if top > DENSE_IDS * len(self._keys):
+        """Enter new ``ids`` (sorted, now in ``_keys``) in the id table: made anew from the
+        smallest id when one falls outside it, dropped once the ids are too sparse for one."""
+        low, span = int(self._keys[0]), int(self._keys[-1] - self._keys[0]) + 1
+        if span > DENSE_IDS * len(self._keys):
             self._table = None
             return
-        table = self._table
-        if table is None or top >= len(table):
-            # One trailing -1 answers every id beyond; growth leaves room for more ids.
-            size = max(top + 1, int(len(table) * _GROWTH) if table is not None else 0)
+        table, base = self._table, self._base
+        if table is None or low < base or low + span >= base + len(table):
+            # One trailing -1 answers every id outside; growth leaves room for more ids.
+            size = max(span + 1, int(len(table) * _GROWTH) if table is not None else 0)
             size = min(size, DENSE_IDS * len(self._keys) + 1)
             table = np.full(size, -1, np.int64)
-            table[self._keys] = self._rows
-            self._table = table
+            table[self._keys - low] = self._rows
+            self._table, self._base = table, low
             return
-        table[ids] = rows
+        table[ids - base] = rows
 
     def blocks(self, size: int = 8192) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, float32 vectors) in id order; read while no writer runs (caller's lock)."""

@@ -36,7 +36,13 @@ def test_rows_of_answers_alike_while_ids_turn_dense_sparse_and_dense_again() -> 
     rng = np.random.default_rng(3)
     exact = ExactVectors(4, ExactStorage.FLOAT32)
     held: dict[int, np.ndarray] = {}
-    batches = [np.arange(0, 50), np.arange(50, 120), np.array([5000]), np.arange(120, 3000)]
+    start = 10_000  # a collection's ids start where the store's sequence was
+    batches = [
+        np.arange(start + 50, start + 100),
+        np.arange(start, start + 50),  # below the table's first id
+        np.array([start + 5000]),
+        np.arange(start + 100, start + 3000),
+    ]
     for step, ids in enumerate(batches):
         ids = rng.permutation(ids).astype(np.int64)
         x = rng.standard_normal((len(ids), 4)).astype(np.float32)
@@ -46,9 +52,9 @@ def test_rows_of_answers_alike_while_ids_turn_dense_sparse_and_dense_again() -> 
         exact.remove(gone)
         for i in gone.tolist():
             del held[i]
-        dense = step != 2  # 5,000 among ~120 ids is sparse; 3,000 ids make it dense again
+        dense = step != 2  # 5,000 apart among ~90 ids is sparse; 3,000 ids make it dense again
         assert (exact._table is not None) == dense
-        asked = np.array([*held, *gone.tolist(), -1, 7000, 5001], np.int64)
+        asked = np.array([*held, *gone.tolist(), -1, 7, start + 7000, start + 5001], np.int64)
         rows = exact.rows_of(asked[None, :])[0]
         assert (rows[len(held) :] == -1).all()
         np.testing.assert_array_equal(exact.take(rows[: len(held)]), np.array(list(held.values())))
