@@ -3,7 +3,7 @@ or, for a collection its shards serve, the routing-only index (no vectors) from 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -15,6 +15,7 @@ from app.engine.exact import ExactStorage
 from app.engine.ivf import VectorIndex
 from app.engine.metric import Metric, prepare
 from app.engine.routing_index import RoutingIndex
+from app.store.codebooks import load_codebook
 from app.store.collections import CollectionRecord, load_catalyzer
 from app.store.point_lists import iter_point_lists
 
@@ -26,12 +27,20 @@ class IndexFactory:
     exact_storage: ExactStorage = ExactStorage.FLOAT32
     exact_dir: Path | None = None
 
-    def new(self, record: CollectionRecord, clustering: Clustering | None = None) -> VectorIndex:
+    def new(
+        self,
+        record: CollectionRecord,
+        clustering: Clustering | None = None,
+        codes: Quantization | None = None,
+    ) -> VectorIndex:
+        """``codes``: the record's with what the store holds for them (``stored_codes``);
+        default: the description alone (codebooks trained here, float lists until a
+        catalyzer kind's catalyzer is attached)."""
         return VectorIndex(
             record.dim,
             Metric(record.metric),
             clustering,
-            quantization_of(record),
+            codes or quantization_of(record),
             self.exact_storage,
             self.exact_dir,
         )
@@ -62,13 +71,36 @@ def quantization_of(record: CollectionRecord) -> Quantization:
 def wanted_codes(
     session: Session, record: CollectionRecord, current: Quantization
 ) -> Quantization | None:
-    """The codes to rebuild with when they differ from ``current``, else None; a catalyzer
-    kind's catalyzer is read from the store (only when it changed: a few MB)."""
+    """The codes to rebuild with when they differ from ``current`` (their description, the
+    catalyzer version, the clustering their stored codebook was trained for), else None;
+    the catalyzer or codebook is read from the store only when it changed."""
+    if _described(record) == current:
+        return None
+    wanted = stored_codes(session, record)
+    return wanted if wanted != current else None
+
+
+def stored_codes(session: Session, record: CollectionRecord) -> Quantization:
+    """The record's codes with what the store holds for them: a catalyzer kind's catalyzer,
+    the codebook trained for the record's clustering (none stored: without, and whoever
+    builds the lists trains its own)."""
     wanted = quantization_of(record)
     version = record.catalyzer_version if wanted.kind in CATALYZER_KINDS else None
-    if version is None:
-        return wanted if wanted != current else None
-    if wanted.with_catalyzer(None, version) == current:
-        return None
-    catalyzer = Catalyzer.from_bytes(load_catalyzer(session, record.id, version))
-    return wanted.with_catalyzer(catalyzer, version)
+    if version is not None:
+        catalyzer = Catalyzer.from_bytes(load_catalyzer(session, record.id, version))
+        return wanted.with_catalyzer(catalyzer, version)
+    if wanted.stores_codebook and record.clustering_version is not None:
+        codebook = load_codebook(session, record.id, record.clustering_version, wanted.key)
+        return wanted.with_codebook(codebook, record.clustering_version)
+    return wanted
+
+
+def _described(record: CollectionRecord) -> Quantization:
+    """What ``stored_codes`` returns, compared by versions (no bytes read), supposing a
+    codebook is stored for the record's clustering."""
+    wanted = quantization_of(record)
+    if wanted.kind in CATALYZER_KINDS and record.catalyzer_version is not None:
+        return wanted.with_catalyzer(None, record.catalyzer_version)
+    if wanted.stores_codebook and record.clustering_version is not None:
+        return replace(wanted, codebook_version=record.clustering_version)
+    return wanted

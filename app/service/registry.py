@@ -34,7 +34,13 @@ from app.engine.codes import Quantization
 from app.engine.ivf import VectorIndex
 from app.engine.views import FilterViews
 from app.service.errors import CollectionNotFound, NotReady
-from app.service.indexes import IndexFactory, quantization_of, routing_index, wanted_codes
+from app.service.indexes import (
+    IndexFactory,
+    quantization_of,
+    routing_index,
+    stored_codes,
+    wanted_codes,
+)
 from app.service.live import LiveCollection
 from app.service.snapshots import SnapshotDir
 from app.store.collections import CollectionRecord, list_collections
@@ -143,10 +149,10 @@ class Registry:
         else:
             live = self._rebuild(record)
         clustering, quantization = self._sync_versions(live, record)
-        if clustering is not None:  # the snapshot predates the active clustering
-            live.vector_index.set_clustering(clustering)
+        if clustering is not None:  # the snapshot predates the active clustering (and codes)
+            live.vector_index.set_clustering(clustering, quantization)
             self._sync_versions(live, record)  # now the router fits
-        if quantization is not None:  # ... or the quantization
+        elif quantization is not None:  # ... or the quantization
             self._requantize(live, quantization)
         return live
 
@@ -178,7 +184,7 @@ class Registry:
                 if record.clustering_version is not None
                 else None
             )
-            index = self.indexes.new(record, clustering)
+            index = self.indexes.new(record, clustering, stored_codes(session, record))
             live = LiveCollection(
                 record, index, filter_cache=self.filter_cache, filter_views=self.filter_views
             )
@@ -224,12 +230,12 @@ class Registry:
         index = live.index
         if not isinstance(index, VectorIndex):  # made routing-only meanwhile
             return
-        if clustering is not None:
-            index.set_clustering(clustering)
+        if clustering is not None:  # with the codes (e.g. its stored codebook) in one rebuild
+            index.set_clustering(clustering, codes)
             with self.apply_lock:
                 if self._by_name.get(live.name) is live:
                     self._sync_versions(live, live.record)
-        if codes is not None:
+        elif codes is not None:
             self._requantize(live, codes)
 
     def _requantize(self, live: LiveCollection, codes: Quantization) -> None:
