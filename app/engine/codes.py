@@ -261,6 +261,14 @@ def buildable(q: Quantization, total: int) -> bool:
     return q.kind not in CATALYZER_KINDS or q.catalyzer is not None
 
 
+def ready_without_points(q: Quantization, clustering: Clustering) -> bool:
+    """Code lists can be built before any point: nothing left to learn from the vectors
+    (a stored codebook for ``clustering``, or a catalyzer kind with its catalyzer)."""
+    if q.kind in CATALYZER_KINDS:
+        return q.catalyzer is not None
+    return q.has_codebook_for(clustering)
+
+
 def train_code_ivf(
     q: Quantization, dim: int, metric: Metric, clustering: Clustering, sample: np.ndarray
 ) -> Any:

@@ -66,6 +66,7 @@ from app.engine.codes import (
     is_fast_scan,
     list_codes,
     query_codes,
+    ready_without_points,
     set_scan_modes,
     stored_code_ivf,
     train_code_ivf,
@@ -156,8 +157,8 @@ class VectorIndex:
             q,
             exact,
         )
-        if clustering is not None and q.has_codebook_for(clustering):
-            # A stored codebook fits: the lists hold codes from the first point on.
+        if clustering is not None and ready_without_points(q, clustering):
+            # A stored codebook fits, or a catalyzer: the lists hold codes from the start.
             self._state = self._build(clustering, q, exact, lambda: iter(()))
 
     @classmethod
@@ -572,14 +573,17 @@ class VectorIndex:
         router = _default_router(clustering)
         total = sum(len(ids) for ids, _ in blocks())
         if clustering is not None and (
-            buildable(quantization, total) or quantization.has_codebook_for(clustering)
+            buildable(quantization, total) or ready_without_points(quantization, clustering)
         ):
             if quantization.has_codebook_for(clustering):  # equal codes in every process
                 ivf = stored_code_ivf(quantization, self.dim, self.metric, clustering)
             else:  # none stored fits: trained here, from this index's vectors
-                ivf = train_code_ivf(
-                    quantization, self.dim, self.metric, clustering, _sample(blocks, total)
+                sample = (  # catalyzer kinds learn nothing from the points here
+                    _sample(blocks, total)
+                    if quantization.stores_codebook
+                    else np.empty((0, self.dim), np.float32)
                 )
+                ivf = train_code_ivf(quantization, self.dim, self.metric, clustering, sample)
                 quantization = quantization.with_codebook(None, None)
             if not is_fast_scan(ivf):
                 ivf.set_direct_map_type(ivf_lists.HASHTABLE)

@@ -8,15 +8,14 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from app.engine.catalyzer import Catalyzer
 from app.engine.clustering import Clustering
 from app.engine.codes import CATALYZER_KINDS, Quantization
 from app.engine.exact import ExactStorage
 from app.engine.ivf import VectorIndex
 from app.engine.metric import Metric, prepare
 from app.engine.routing_index import RoutingIndex
-from app.store.codebooks import load_codebook
-from app.store.collections import CollectionRecord, load_catalyzer
+from app.store.codebooks import load_codes
+from app.store.collections import CollectionRecord
 from app.store.point_lists import iter_point_lists
 
 
@@ -53,6 +52,7 @@ def routing_index(
     only of rows not labelled for it (assigned here, then dropped)."""
     metric = Metric(record.metric)
     index = RoutingIndex(record.dim, metric, clustering)
+    index.quantization = quantization_of(record)  # until the shards say what they hold
     for ids, lists, unlabelled in iter_point_lists(
         session, record.id, clustering.version, record.dim
     ):
@@ -81,18 +81,15 @@ def wanted_codes(
 
 
 def stored_codes(session: Session, record: CollectionRecord) -> Quantization:
-    """The record's codes with what the store holds for them: a catalyzer kind's catalyzer,
-    the codebook trained for the record's clustering (none stored: without, and whoever
-    builds the lists trains its own)."""
-    wanted = quantization_of(record)
-    version = record.catalyzer_version if wanted.kind in CATALYZER_KINDS else None
-    if version is not None:
-        catalyzer = Catalyzer.from_bytes(load_catalyzer(session, record.id, version))
-        return wanted.with_catalyzer(catalyzer, version)
-    if wanted.stores_codebook and record.clustering_version is not None:
-        codebook = load_codebook(session, record.id, record.clustering_version, wanted.key)
-        return wanted.with_codebook(codebook, record.clustering_version)
-    return wanted
+    """The record's codes with what the store holds for them (``load_codes``): a catalyzer
+    kind's catalyzer, the codebook trained for the record's clustering."""
+    return load_codes(
+        session,
+        record.id,
+        quantization_of(record),
+        record.catalyzer_version,
+        record.clustering_version,
+    )
 
 
 def _described(record: CollectionRecord) -> Quantization:

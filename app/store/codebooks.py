@@ -9,7 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.store.models import CodebookRow
+from app.engine.catalyzer import Catalyzer
+from app.engine.codes import CATALYZER_KINDS, Quantization
+from app.store.models import CatalyzerRow, CodebookRow
 
 
 @dataclass(frozen=True)
@@ -57,3 +59,29 @@ def load_codebook(
             CodebookRow.quantization == key,
         )
     ).scalar_one_or_none()
+
+
+def load_codes(
+    session: Session,
+    collection_id: int,
+    wanted: Quantization,
+    catalyzer_version: int | None,
+    clustering_version: int | None,
+) -> Quantization:
+    """``wanted`` with what the store holds for it: a catalyzer kind's catalyzer of
+    ``catalyzer_version``, else the codebook trained for ``clustering_version`` (none
+    stored: without, and whoever builds the lists trains its own)."""
+    if wanted.kind in CATALYZER_KINDS:
+        if catalyzer_version is None:
+            return wanted
+        weights = session.execute(
+            select(CatalyzerRow.weights).where(
+                CatalyzerRow.collection_id == collection_id,
+                CatalyzerRow.version == catalyzer_version,
+            )
+        ).scalar_one()
+        return wanted.with_catalyzer(Catalyzer.from_bytes(weights), catalyzer_version)
+    if wanted.stores_codebook and clustering_version is not None:
+        codebook = load_codebook(session, collection_id, clustering_version, wanted.key)
+        return wanted.with_codebook(codebook, clustering_version)
+    return wanted

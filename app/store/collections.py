@@ -193,12 +193,3 @@ def set_quantization(
             .values(quantization=quantization, catalyzer_version=version, seq=seq)
         )
         return seq
-
-
-def load_catalyzer(session: Session, collection_id: int, version: int) -> bytes:
-    """The weights of one catalyzer version (``Catalyzer.from_bytes`` reads them)."""
-    return session.execute(
-        select(CatalyzerRow.weights).where(
-            CatalyzerRow.collection_id == collection_id, CatalyzerRow.version == version
-        )
-    ).scalar_one()
