@@ -34,7 +34,7 @@ from app.store.collections import get_collection
 from app.store.db import Store
 from app.store.placements import active_placement
 from app.store.query_log import count_queries
-from tests.api.servers import Server
+from tests.api.servers import Server, maps_torch
 from tests.cluster.published import publish_linear_emulator, publish_linear_router
 from tests.conftest import reset_pg
 from tests.waiting import wait_until
@@ -246,6 +246,8 @@ def test_codes_asked_of_a_sharded_collection_rebuild_its_shards_under_a_search_l
             quantize(c, "sq8")
             wait_until(lambda: _codes(c) == ["sq8", "sq8"], what="both answering from sq8 codes")
             assert _active_placement(pg_database)[0] > epoch and _routing_only(c)
+            pids = [r["pid"] for s in _shards(c) for r in s["replicas"]]
+            assert pids and not any(maps_torch(pid) for pid in pids)  # codes served by numpy
             coded = {name: _search(c, name, QUERIES).json() for name in ("sharded", "twin")}
             # Every candidate of the probed lists re-scored: exact search over them.
             every = {

@@ -14,8 +14,10 @@ from sqlalchemy import delete as sql_delete
 from app.cluster.placement import contiguous_placement
 from app.cluster.replica import ShardReplica, ShardSpec, StaleRead
 from app.cluster.sharded import label_lists
+from app.engine.catalyzer import Catalyzer
+from app.engine.codes import Quantization
 from app.engine.metric import prepare
-from app.store.collections import create_collection, get_collection
+from app.store.collections import create_collection, get_collection, set_quantization
 from app.store.db import Store
 from app.store.models import CodebookRow
 from app.store.points import delete_points, upsert_points
@@ -213,3 +215,31 @@ def test_a_replica_of_code_lists_codes_with_the_stored_codebook(
     assert own.shard.index.coded and own.shard.index.quantization.codebook_version is None
     for replica in (again, other, own):
         replica.close()
+
+
+def test_a_replica_of_a_catalyzer_kind_applies_the_stored_catalyzer(
+    store: Store, replicas, data: debian.Dataset
+) -> None:
+    shards, _ = replicas
+    dim = data.docs.shape[1]
+    lattice = Quantization.parse({"kind": "catalyzer-lattice"}, dim)
+    w = np.random.default_rng(0).standard_normal((dim, lattice.code_dim(dim)))
+    catalyzer = Catalyzer(((w, np.zeros(lattice.code_dim(dim))),))  # any transform will do
+    set_quantization(store, "docs", lattice.to_dict(), catalyzer.to_bytes())
+    with store.read() as session:
+        record = get_collection(session, "docs")
+    assert record is not None and record.catalyzer_version is not None
+    spec = replace(
+        shards[0].spec,
+        quantization=lattice.to_dict(),
+        catalyzer_version=record.catalyzer_version,
+    )
+    replica = ShardReplica(spec)
+    held = replica.shard.index.quantization
+    assert replica.shard.index.coded and held.catalyzer is not None
+    assert held.catalyzer.to_bytes() == catalyzer.to_bytes()
+    probes = np.arange(replica.shard.clustering.nlist)[None, :].repeat(len(data.test_queries), 0)
+    exact = shards[0].search(data.test_queries, 10, probes)
+    every = replica.search(data.test_queries, 10, probes, rerank=len(data.docs))
+    np.testing.assert_array_equal(every.ids, exact.ids)
+    replica.close()
