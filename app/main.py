@@ -55,6 +55,8 @@ def build_coordinator(settings: Settings, store: Store, address: str) -> ShardCo
         ready_timeout_s=settings.cluster_ready_timeout_s,
         snapshot_dir=str(settings.shard_snapshot_dir),
         snapshot_interval_s=settings.snapshot_interval_s,
+        exact_storage=settings.exact_vectors,
+        exact_dir=str(settings.exact_vectors_dir),
     )
 
 

@@ -7,6 +7,8 @@ enough queries are logged, it also measures centroid routing's held-out recall t
 
 Unless the build or the collection names one, the list count is the one the collection's
 codes prefer (``codes.preferred_nlist``: about sqrt(n) for fast-scan codes, 4 sqrt(n) else).
+A collection with codes gets their codebook for the new clustering trained here and stored
+with it (``codes.py``: every process codes its lists with the stored codebook).
 """
 
 from __future__ import annotations
@@ -18,11 +20,18 @@ from typing import Any
 import numpy as np
 
 from app.engine.clustering import Algorithm, Clustering, train_clustering
-from app.engine.codes import Quantization, preferred_nlist
+from app.engine.codes import (
+    Quantization,
+    codebook_bytes,
+    min_train_points,
+    preferred_nlist,
+    train_code_ivf,
+)
 from app.engine.labels import exact_neighbours, list_labels
 from app.engine.metric import Metric, prepare
 from app.engine.recall_table import measure
 from app.engine.routing import centroid_router
+from app.store.codebooks import NewCodebook
 from app.store.collections import get_collection
 from app.store.db import Store
 from app.store.points import count_points, iter_live_points
@@ -42,7 +51,15 @@ class BuildError(RuntimeError):
     permanent = True
 
 
-def run_build(store: Store, collection: str, params: dict[str, Any], progress: Progress) -> dict:
+def run_build(
+    store: Store,
+    collection: str,
+    params: dict[str, Any],
+    progress: Progress,
+    codes: Quantization | None = None,
+) -> dict:
+    """``codes``: the quantization to train the new clustering's codebook for (default:
+    the collection's; the quantize job passes the one it is about to record)."""
     started = time.perf_counter()
     with store.read() as session:
         record = get_collection(session, collection)
@@ -58,15 +75,18 @@ def run_build(store: Store, collection: str, params: dict[str, Any], progress: P
         _, queries = load_queries(session, record.id, record.dim, limit=TABLE_MAX_QUERIES)
     metric = Metric(record.metric)
     x = prepare(np.concatenate(blocks), metric, record.dim)
-    codes = Quantization.parse(record.quantization, record.dim)
+    codes = codes or Quantization.parse(record.quantization, record.dim)
     nlist = min(params.get("nlist") or record.nlist or preferred_nlist(codes, len(x)), len(x))
     clustering = train_clustering(
         x, nlist, Algorithm(record.algorithm), metric, seed=int(params.get("seed", 0))
     )
     progress(0.8)
     table = _centroid_table(clustering, x, queries) if len(queries) >= TABLE_MIN_QUERIES else None
+    codebook = _codebook(codes, clustering, x)
     progress(0.95)
-    version = publish_clustering(store, record.id, clustering, n_points=len(x), recall_table=table)
+    version = publish_clustering(
+        store, record.id, clustering, n_points=len(x), recall_table=table, codebook=codebook
+    )
     return {
         "clustering_version": version,
         "nlist": nlist,
@@ -74,6 +94,16 @@ def run_build(store: Store, collection: str, params: dict[str, Any], progress: P
         "recall_table_queries": len(queries) if table is not None else 0,
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _codebook(codes: Quantization, clustering: Clustering, x: np.ndarray) -> NewCodebook | None:
+    """The codebook of the collection's codes for the new clustering, trained here once so
+    that every process codes its lists alike; None for kinds that learn none, or too few
+    points (the lists stay float32 then, as in every process)."""
+    if not codes.stores_codebook or len(x) < min_train_points(codes):
+        return None
+    ivf = train_code_ivf(codes, clustering.dim, clustering.metric, clustering, x)
+    return NewCodebook(codes.key, codebook_bytes(ivf))
 
 
 def _centroid_table(clustering: Clustering, docs: np.ndarray, queries: np.ndarray) -> dict:

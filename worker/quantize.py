@@ -4,8 +4,9 @@ Like ``build``, it reads and writes only the store: it trains the codebooks once
 collection's vectors (so a kind that cannot be built fails here, with the reason on the
 job, and nothing changes), then records the quantization; every API process rebuilds its
 index with the new codes when it catches up, aside, and swaps it in (searches go on; if
-its rebuild fails, it keeps serving the old index). Codebooks are trained in each process
-from its own exact vectors, so they always fit the lists they encode.
+its rebuild fails, it keeps serving the old index). The codebooks trained here are stored
+with the quantization (with the clustering, when the job re-clusters), and every API
+process and shard replica codes its lists with them, so codes are equal everywhere.
 
 A catalyzer kind is different: its catalyzer (paper 003) is trained here once, with torch
 (``worker/train_catalyzer.py``, progress on the job; the job then runs in a child process,
@@ -36,12 +37,14 @@ from app.engine.codes import (
     CodeUnavailable,
     Quantization,
     QuantizationError,
+    codebook_bytes,
     min_train_points,
     preferred_nlist,
     reclustering_wanted,
     train_code_ivf,
 )
 from app.engine.metric import Metric, prepare
+from app.store.codebooks import NewCodebook
 from app.store.collections import get_collection, set_quantization
 from app.store.db import Store
 from app.store.points import count_points, iter_live_points
@@ -114,6 +117,7 @@ def run_quantize(
         weights = catalyzer.to_bytes()
     else:
         progress(0.5)
+    codebook = None
     if not catalyzed and quantization.compressed and clustering is not None and sample is not None:
         needed = min_train_points(quantization)
         if total < needed:
@@ -123,11 +127,12 @@ def run_quantize(
             )
         try:
             metric = Metric(record.metric)
-            train_code_ivf(
+            ivf = train_code_ivf(
                 quantization, record.dim, metric, clustering, prepare(sample, metric, record.dim)
             )
         except CodeUnavailable as exc:
             raise QuantizeError(str(exc)) from None
+        codebook = NewCodebook(quantization.key, codebook_bytes(ivf), clustering.version)
     progress(0.9)
     reclustered = None
     if (
@@ -136,10 +141,13 @@ def run_quantize(
         and reclustering_wanted(quantization, clustering.nlist, total)
     ):
         nlist = preferred_nlist(quantization, total)
-        built = run_build(store, collection, {"nlist": nlist}, lambda f: progress(0.9 + 0.09 * f))
+        built = run_build(
+            store, collection, {"nlist": nlist}, lambda f: progress(0.9 + 0.09 * f), quantization
+        )
         reclustered = built["clustering_version"]
+        codebook = None  # the build stored the codebook of its clustering
     stored = quantization.to_dict() if quantization.compressed else None
-    if set_quantization(store, collection, stored, weights) is None:
+    if set_quantization(store, collection, stored, weights, codebook) is None:
         raise QuantizeError(f"collection {collection!r} no longer exists")
     return {
         "quantization": quantization.to_dict(),

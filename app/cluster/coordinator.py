@@ -4,10 +4,11 @@ new clustering or router.
 
 A sharded collection is asked for at creation (``request``, stored as placement epoch 0).
 Until the worker has built its clustering it is flat and the API process answers it alone.
-Whenever the store shows a clustering or an active router this coordinator has not placed
-yet, it places the lists by the logged queries' co-probes under that routing (contiguous
-before any query is logged) and rebalances: new replicas are built from the store, the
-epoch is switched, the old set drained (``ShardedCollection.rebalance``). Searches keep
+Whenever the store shows a clustering, an active router or codes (quantization, catalyzer)
+this coordinator has not placed yet, it places the lists by the logged queries' co-probes
+under that routing (contiguous before any query is logged) and rebalances: new replicas
+are built from the store, the epoch is switched, the old set drained
+(``ShardedCollection.rebalance``). Searches keep
 going to the old epoch meanwhile. The store stays the source of truth: a restarted API
 process places and builds everything again from it. The shard snapshots of a dropped
 collection are removed from every node when it goes (and at start-up, those of collections
@@ -32,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.cluster.placement import Placement, contiguous_placement, coprobe_placement
-from app.cluster.replica import ShardSpec
+from app.cluster.replica import ShardCodes, ShardSpec
 from app.cluster.shard_set import ShardedHits, ShardUnavailable
 from app.cluster.shard_snapshots import remove_dropped
 from app.cluster.sharded import ShardedCollection, label_lists
@@ -51,8 +52,8 @@ log = logging.getLogger(__name__)
 
 # How long stopping waits for a placement in progress (its actors die with this driver).
 STOP_WAIT_S = 5.0
-# What a placement was made for: (clustering version, router version or None).
-Placed = tuple[int, int | None]
+# What a placement was made for: (clustering version, router version or None, the codes).
+Placed = tuple[int, int | None, ShardCodes]
 
 
 class Coordinator:
@@ -70,10 +71,13 @@ class Coordinator:
         ready_timeout_s: float,
         snapshot_dir: str | None = None,
         snapshot_interval_s: float = 60.0,
+        exact_storage: str = "float32",
+        exact_dir: str | None = None,
     ) -> None:
         """``nodes``: the live node ids; ``on_every_node(fn, *args)`` runs ``fn`` on each
         (``ray_runtime``); ``nprobe``: the probes per logged query whose co-probes guide
-        placement; ``snapshot_dir``: where replicas keep their shard snapshots (None: none)."""
+        placement; ``snapshot_dir``: where replicas keep their shard snapshots (None: none);
+        ``exact_storage``/``exact_dir``: where replicas keep the exact vectors of code lists."""
         self.store = store
         self.database_url = database_url
         self._nodes = nodes
@@ -85,6 +89,7 @@ class Coordinator:
         self._ready_timeout_s = ready_timeout_s
         self._snapshot_dir = snapshot_dir
         self._snapshot_interval_s = snapshot_interval_s
+        self._exact = (exact_storage, exact_dir)
         self._lock = threading.Lock()
         self._requested: dict[int, tuple[int, int]] = {}
         self._sharded: dict[int, ShardedCollection] = {}
@@ -152,6 +157,15 @@ class Coordinator:
             sharded = self._sharded.get(collection_id)
         return sharded.clustering if sharded is not None else None
 
+    def serving_codes(self, collection_id: int) -> dict[str, Any] | None:
+        """The quantization object the serving shards of ``collection_id`` hold (None:
+        float lists, or nothing served yet)."""
+        with self._lock:
+            sharded = self._sharded.get(collection_id)
+        if sharded is None or sharded.clustering is None:
+            return None
+        return sharded.spec.quantization
+
     def search(
         self,
         collection_id: int,
@@ -164,6 +178,8 @@ class Coordinator:
         min_seq: int,
         partial: bool,
         allowed: np.ndarray | None = None,
+        rerank: int | None = None,
+        exact: bool = False,
     ) -> ShardedHits:
         """The merged top-``k`` of the shards (see ``ShardedCollection.search``), among the
         ids the bitmap ``allowed`` lets through if given; a shard with no live replica is
@@ -182,6 +198,8 @@ class Coordinator:
                 allowed=allowed,
                 min_seq=min_seq,
                 partial=partial,
+                rerank=rerank,
+                exact=exact,
             )
         except ShardUnavailable as exc:
             raise ShardDown(
@@ -201,6 +219,8 @@ class Coordinator:
                     Collection.metric,
                     Collection.clustering_version,
                     Collection.router_version,
+                    Collection.quantization,
+                    Collection.catalyzer_version,
                 ).where(Collection.id.in_(list(requested)))
             ).all()
         with self._lock:
@@ -213,12 +233,13 @@ class Coordinator:
             collection.close()
         if closing or not self._swept:
             self._remove_dropped_snapshots(set(requested))
-        for cid, dim, metric, clustering_version, router_version in rows:
+        for cid, dim, metric, clustering_version, router_version, codes, catalyzer in rows:
             if self._stop.is_set():
                 return
             if clustering_version is None:
                 continue
-            wanted: Placed = (int(clustering_version), router_version)
+            held = ShardCodes(dict(codes) if codes else None, catalyzer)
+            wanted: Placed = (int(clustering_version), router_version, held)
             if self._placed.get(cid) != wanted:
                 self._place(int(cid), int(dim), str(metric), wanted, requested[cid])
 
@@ -231,7 +252,7 @@ class Coordinator:
     def _place(
         self, cid: int, dim: int, metric: str, wanted: Placed, shape: tuple[int, int]
     ) -> None:
-        version, router_version = wanted
+        version, router_version, codes = wanted
         shards, replicas = shape
         with self.store.read() as session:
             clustering = load_clustering(session, cid, version)
@@ -254,6 +275,8 @@ class Coordinator:
                 (),
                 snapshot_dir=self._snapshot_dir,
                 snapshot_interval_s=self._snapshot_interval_s,
+                exact_storage=self._exact[0],
+                exact_dir=self._exact[1],
             )
             sharded = ShardedCollection(
                 self.store, spec, self._nodes, search_timeout_s=self._search_timeout_s
@@ -264,6 +287,7 @@ class Coordinator:
             placement,
             replicas,
             clustering_version=version,
+            codes=codes,
             ready_timeout_s=self._ready_timeout_s,
         )
         self._placed[cid] = wanted

@@ -33,7 +33,11 @@ import numpy as np
 
 from app.cluster.shard import ShardHits, ShardIndex
 from app.cluster.shard_snapshots import load_shard, save_shard
+from app.engine.codes import Quantization
+from app.engine.exact import ExactStorage
+from app.engine.ivf import VectorIndex
 from app.engine.metric import Metric
+from app.store.codebooks import load_codes
 from app.store.db import Store
 from app.store.point_lists import ListsOf, iter_shard_points, shard_changes_since
 from app.store.seq import current_seq
@@ -44,6 +48,14 @@ log = logging.getLogger(__name__)
 
 class StaleRead(RuntimeError):
     """The replica could not catch up to the sequence the caller must read."""
+
+
+@dataclass(frozen=True)
+class ShardCodes:
+    """What a collection's lists hold, as its record says: a new value rebuilds its shards."""
+
+    quantization: dict[str, Any] | None = None
+    catalyzer_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,18 @@ class ShardSpec:
     catchup_interval_s: float = 0.2
     snapshot_dir: str | None = None  # where this node keeps shard snapshots (None: none)
     snapshot_interval_s: float = 60.0
+    # What the lists hold (the collection's quantization object, None: float32) and the
+    # catalyzer version of a catalyzer kind; its codebook (or catalyzer) is read from the
+    # store, so every replica codes alike. Exact vectors of code lists: ``ExactStorage``.
+    quantization: dict[str, Any] | None = None
+    catalyzer_version: int | None = None
+    exact_storage: str = ExactStorage.FLOAT32.value
+    exact_dir: str | None = None
+
+    @property
+    def described_codes(self) -> Quantization:
+        """The codes asked for, as described (no codebook or catalyzer attached)."""
+        return Quantization.parse(self.quantization, self.dim)
 
     @property
     def part(self) -> ListsOf:
@@ -93,8 +117,11 @@ class ShardReplica:
         spec = self.spec
         metric, lists = Metric(spec.metric), np.array(spec.lists)
         snap = None
+        storage, exact_dir = ExactStorage(spec.exact_storage), _path(spec.exact_dir)
         if spec.snapshot_dir is not None:
-            snap = load_shard(Path(spec.snapshot_dir), spec.part, spec.dim)
+            snap = load_shard(Path(spec.snapshot_dir), spec.part, spec.dim, storage, exact_dir)
+        if snap is not None and not _holds(snap[0], spec):
+            snap = None  # of other codes (the quantization changed since): from the store
         if snap is not None:
             index, seq = snap
             assert index.clustering is not None  # load_shard checked its version
@@ -104,11 +131,30 @@ class ShardReplica:
         with self._apply, self._store.read() as session:
             head = current_seq(session)  # first: every write up to it is visible below
             clustering = load_clustering(session, spec.collection_id, spec.clustering_version)
-            shard = ShardIndex(spec.dim, metric, clustering, lists)
+            codes = load_codes(
+                session,
+                spec.collection_id,
+                spec.described_codes,
+                spec.catalyzer_version,
+                spec.clustering_version,
+            )
+            shard = ShardIndex(
+                spec.dim,
+                metric,
+                clustering,
+                lists,
+                codes=codes,
+                exact_storage=storage,
+                exact_dir=exact_dir,
+            )
             for ids, vectors, labels in iter_shard_points(session, spec.part, spec.dim):
                 self.vectors_read += len(ids)
                 shard.upsert(ids, vectors, labels)
             self._advance(head)
+        if codes.compressed and not shard.index.coded:
+            # No stored codebook fits (data older than stored codebooks): the lists were
+            # filled as float32; code them now with codebooks of their own.
+            shard.index.set_quantization(codes)
         return shard, "store"
 
     def _follow(self) -> None:
@@ -163,16 +209,19 @@ class ShardReplica:
         probes: np.ndarray,
         allowed: np.ndarray | None = None,
         min_seq: int = 0,
+        rerank: int | None = None,
+        exact: bool = False,
         timeout_s: float = 2.0,
     ) -> ShardHits:
         """The shard's top-``k`` for the coordinator's probes, once every write up to
-        ``min_seq`` is applied here (read-your-writes across shards)."""
+        ``min_seq`` is applied here (read-your-writes across shards); code lists re-rank
+        their best ``rerank`` exactly (``ShardIndex.search``)."""
         if min_seq > self.applied_seq:
             self.catch_up()
             with self._applied:
                 if not self._applied.wait_for(lambda: self.applied_seq >= min_seq, timeout_s):
                     raise StaleRead(f"shard {self.spec.shard} has not reached seq {min_seq}")
-        return self.shard.search(queries, k, probes, allowed)
+        return self.shard.search(queries, k, probes, allowed, rerank, exact)
 
     def info(self) -> dict[str, Any]:
         """Where this replica runs and what it holds (collection info, health checks)."""
@@ -189,9 +238,24 @@ class ShardReplica:
             "snapshot_seq": self.snapshot_seq,
             "vectors_read": self.vectors_read,
             "memory_bytes": self.shard.index.memory_bytes(),
+            "quantization": self.shard.index.quantization.to_dict(),
+            "coded": self.shard.index.coded,
         }
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
         self._store.dispose()
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value is not None else None
+
+
+def _holds(index: VectorIndex, spec: ShardSpec) -> bool:
+    """A loaded shard snapshot holds the codes ``spec`` asks for (description, catalyzer)."""
+    held = index.quantization
+    wanted = spec.described_codes
+    if held.to_dict() != wanted.to_dict():
+        return False
+    return not wanted.compressed or held.catalyzer_version == spec.catalyzer_version

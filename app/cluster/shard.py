@@ -7,16 +7,26 @@ lists for the whole clustering; the lists of other shards are blanked to -1 (fai
 preassigned search skips them), so each shard scans exactly its part of what the
 single-process index would scan, and merging the shards' top-k gives the single-process
 top-k.
+
+Lists of codes (a quantization kind): the shard holds codes and the exact vectors of its
+points (``ExactStorage``, as an API process would), coded with the collection's stored
+codebook (or catalyzer), scans its probed lists' codes and re-ranks its own best
+``rerank`` candidates exactly. Each shard's best ``rerank`` include every one of the
+single-process best ``rerank`` that it holds, so the shards together re-rank a superset of
+what one process would, and their exact top-k merged is at least as good.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import faiss
 import numpy as np
 
 from app.engine.clustering import Clustering
+from app.engine.codes import Quantization
+from app.engine.exact import ExactStorage
 from app.engine.ivf import VectorIndex
 from app.engine.metric import Metric, prepare
 
@@ -28,6 +38,7 @@ class ShardHits:
     scores: np.ndarray  # (n, k) float32, higher is better; -inf padding
     ids: np.ndarray  # (n, k) int64; -1 padding
     scanned: int  # vectors scored over the whole batch
+    candidates: int = 0  # code candidates re-scored exactly over the whole batch
 
 
 class ShardIndex:
@@ -40,13 +51,20 @@ class ShardIndex:
         clustering: Clustering,
         lists: np.ndarray,
         index: VectorIndex | None = None,
+        codes: Quantization | None = None,
+        exact_storage: ExactStorage = ExactStorage.FLOAT32,
+        exact_dir: Path | None = None,
     ) -> None:
-        """``index``: the shard's lists as loaded (a shard snapshot), else empty."""
+        """``index``: the shard's lists as loaded (a shard snapshot), else empty, for lists
+        of ``codes`` (their stored codebook or catalyzer attached; exact vectors kept in
+        ``exact_storage``)."""
         owned = np.asarray(lists, dtype=np.int64)
         if owned.ndim != 1 or (owned.size and (owned.min() < 0 or owned.max() >= clustering.nlist)):
             raise ValueError(f"lists must be list numbers in [0, {clustering.nlist})")
         self.clustering = clustering
-        self.index = index if index is not None else VectorIndex(dim, metric, clustering)
+        if index is None:
+            index = VectorIndex(dim, metric, clustering, codes, exact_storage, exact_dir)
+        self.index = index
         # One extra False at the end: a padded probe (-1) indexes it and is never owned.
         self._owns = np.zeros(clustering.nlist + 1, dtype=bool)
         self._owns[owned] = True
@@ -89,11 +107,15 @@ class ShardIndex:
         k: int,
         probes: np.ndarray,
         allowed: np.ndarray | None = None,
+        rerank: int | None = None,
+        exact: bool = False,
     ) -> ShardHits:
         """Top-``k`` of raw ``queries`` in the probed lists that are ours.
 
         ``probes`` (n, w) holds the coordinator's lists for the whole clustering (-1
         padded); ``allowed`` is a filter's little-endian bitmap over ids (``AllowedIds.bits``).
+        Code lists re-rank their best ``rerank`` candidates (None: the kind's default);
+        ``exact`` (the coordinator probes every list) re-scores every point held here.
         """
         probes = np.asarray(probes, dtype=np.int64)
         mine = np.where(self._owns[probes], probes, -1)
@@ -101,6 +123,11 @@ class ShardIndex:
         if allowed is not None:
             bits = np.ascontiguousarray(allowed, dtype=np.uint8)
             selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
-        result = self.index.search(queries, k, lists=mine, selector=selector)
+        if exact:  # the lists of other shards are empty here: every list is ours
+            result = self.index.search(queries, k, exact=True, selector=selector)
+        else:
+            result = self.index.search(queries, k, lists=mine, selector=selector, rerank=rerank)
         n = len(probes)
-        return ShardHits(result.scores, result.ids, round(result.scanned * n))
+        return ShardHits(
+            result.scores, result.ids, round(result.scanned * n), round(result.candidates * n)
+        )

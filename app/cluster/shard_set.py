@@ -99,6 +99,7 @@ class ShardedHits:
     shards_probed: float  # distinct shards per query (mean)
     touched: np.ndarray  # (n,) distinct shards of each query
     missing: tuple[int, ...] = ()  # shards left out (only when partial results were asked for)
+    candidates: float = 0.0  # code candidates re-scored per query, summed over the shards
 
 
 class ShardSet:
@@ -218,15 +219,18 @@ class ShardSet:
         *,
         min_seq: int = 0,
         partial: bool = False,
+        rerank: int | None = None,
+        exact: bool = False,
     ) -> ShardedHits:
         """Top-``k`` of raw ``queries`` over the probed lists (``probes`` (n, w), -1 padded,
-        list numbers of the whole clustering), each shard searched by one of its replicas."""
+        list numbers of the whole clustering), each shard searched by one of its replicas;
+        code lists re-rank ``rerank`` candidates per shard (``exact``: all of them)."""
         probes = np.ascontiguousarray(probes, dtype=np.int64)
         n = len(queries)
         touched = shards_touched(probes, self.placement.shard_of)
         valid = probes[probes >= 0]
         wanted = np.unique(self.placement.shard_of[valid]).tolist()
-        args = (queries, k, probes, allowed, min_seq)
+        args = (queries, k, probes, allowed, min_seq, rerank, exact)
         pending: dict[int, tuple[Replica, Any, set[int]]] = {}
         missing: list[int] = []
         for shard in wanted:
@@ -243,8 +247,11 @@ class ShardSet:
             raise ShardUnavailable(missing[0])
         scores, ids = merge_topk([(p.scores, p.ids) for p in parts], n, k)
         scanned = sum(p.scanned for p in parts) / n if n else 0.0
+        candidates = sum(p.candidates for p in parts) / n if n else 0.0
         probed = float(touched.mean()) if n else 0.0
-        return ShardedHits(scores, ids, scanned, probed, touched, tuple(sorted(missing)))
+        return ShardedHits(
+            scores, ids, scanned, probed, touched, tuple(sorted(missing)), candidates
+        )
 
     def _submit(
         self,

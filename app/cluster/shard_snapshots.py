@@ -19,6 +19,7 @@ import logging
 import re
 from pathlib import Path
 
+from app.engine.exact import ExactStorage
 from app.engine.ivf import VectorIndex
 from app.engine.snapshot import SnapshotError, load_snapshot, save_snapshot
 from app.store.point_lists import ListsOf
@@ -56,13 +57,20 @@ def save_shard(root: Path, part: ListsOf, index: VectorIndex, seq: int) -> Path:
     return path
 
 
-def load_shard(root: Path, part: ListsOf, dim: int) -> tuple[VectorIndex, int] | None:
-    """``part``'s index and the seq it reflects, if a sound snapshot of it exists."""
+def load_shard(
+    root: Path,
+    part: ListsOf,
+    dim: int,
+    exact_storage: ExactStorage = ExactStorage.FLOAT32,
+    exact_dir: Path | None = None,
+) -> tuple[VectorIndex, int] | None:
+    """``part``'s index and the seq it reflects, if a sound snapshot of it exists (the
+    exact vectors of code lists loaded into ``exact_storage``)."""
     path = snapshot_path(root, part)
     if not path.exists():
         return None
     try:
-        index, meta = load_snapshot(path)
+        index, meta = load_snapshot(path, exact_storage, exact_dir)
     except (SnapshotError, OSError, ValueError) as exc:
         log.warning("shard snapshot unusable", extra={"path": str(path), "error": str(exc)})
         return None

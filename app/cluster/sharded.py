@@ -22,7 +22,7 @@ from dataclasses import replace
 import numpy as np
 
 from app.cluster.placement import Placement
-from app.cluster.replica import ShardSpec
+from app.cluster.replica import ShardCodes, ShardSpec
 from app.cluster.shard_set import ShardedHits, ShardSet
 from app.engine.clustering import Clustering
 from app.engine.metric import Metric, prepare
@@ -70,10 +70,12 @@ class ShardedCollection:
         replicas: int,
         *,
         clustering_version: int | None = None,
+        codes: ShardCodes | None = None,
         ready_timeout_s: float = 600.0,
     ) -> int:
         """Serve ``placement`` (of ``clustering_version``, default: the current one) with
-        ``replicas`` per shard: build, activate, drain the old. Returns the new epoch."""
+        ``replicas`` per shard holding ``codes`` (default: the current ones): build,
+        activate, drain the old. Returns the new epoch."""
         with self._swap:
             version = clustering_version or self.spec.clustering_version
             with self.store.read() as session:
@@ -87,6 +89,10 @@ class ShardedCollection:
             label_lists(self.store, cid, self.spec.metric, clustering)
             epoch = save_placement(self.store, cid, version, placement, replicas)
             spec = replace(self.spec, clustering_version=version)
+            if codes is not None:
+                spec = replace(
+                    spec, quantization=codes.quantization, catalyzer_version=codes.catalyzer_version
+                )
             fresh = ShardSet(
                 spec,
                 replace(placement, epoch=epoch),
@@ -115,8 +121,11 @@ class ShardedCollection:
         allowed: np.ndarray | None = None,
         min_seq: int = 0,
         partial: bool = False,
+        rerank: int | None = None,
+        exact: bool = False,
     ) -> ShardedHits:
-        """Route (``router``, else centroids) and search the serving epoch. Preassigned
+        """Route (``router``, else centroids) and search the serving epoch (code lists:
+        ``rerank`` candidates per shard, every one if ``exact``). Preassigned
         ``lists`` (adaptive probing) come with the ``router`` that chose them. A router of
         another clustering (swapped meanwhile) gives way to the serving clustering's
         centroids, and so do lists without their router."""
@@ -131,7 +140,16 @@ class ShardedCollection:
                 chosen = router if fits and router is not None else centroid_router(clustering)
                 q = prepare(queries, Metric(self.spec.metric), self.spec.dim)
                 lists = chosen.route(q, min(nprobe, clustering.nlist))
-            return serving.search(queries, k, lists, allowed, min_seq=min_seq, partial=partial)
+            return serving.search(
+                queries,
+                k,
+                lists,
+                allowed,
+                min_seq=min_seq,
+                partial=partial,
+                rerank=rerank,
+                exact=exact,
+            )
         finally:
             serving.leave()
 

@@ -27,8 +27,14 @@ Catalyzer kinds scan in the catalyzer's space: ``list_codes`` maps vectors to wh
 hold and ``query_codes`` queries to what the scan compares; for the other kinds both are the
 prepared vectors themselves. Routing still happens on the raw query.
 
-Codebooks (SQ ranges, PQ centroids) are trained on a sample of the exact vectors whenever
-a code index is built, so a code index always fits its clustering.
+Codebooks (SQ ranges, PQ centroids, RaBitQ's state) are trained once per clustering and
+kind, by whoever trains them first (the worker's quantize or build job), and stored
+(``codebook_bytes``: the trained, empty code IVF, faiss-serialised); every API process and
+shard replica builds its lists from that stored codebook (``Quantization.with_codebook``),
+so codes are equal everywhere. Without one that fits the clustering (data older than
+stored codebooks), the codebooks are trained on a sample of the exact vectors when a code
+index is built, so a code index always fits its clustering. Catalyzer kinds learn nothing
+beyond their stored catalyzer.
 """
 
 from __future__ import annotations
@@ -102,6 +108,10 @@ class Quantization:
     bits: int | None = None
     catalyzer: Catalyzer | None = field(default=None, repr=False, compare=False)
     catalyzer_version: int | None = None  # the store's version of ``catalyzer``
+    # The stored codebook (``codebook_bytes``) and the clustering version it was trained for:
+    # the bytes are compared by that version only, and may be absent once built (snapshots).
+    codebook: bytes | None = field(default=None, repr=False, compare=False)
+    codebook_version: int | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None, dim: int) -> Quantization:
@@ -157,6 +167,28 @@ class Quantization:
                     f"{self.code_dim(catalyzer.d_in)} outputs, not {catalyzer.d_out}"
                 )
         return replace(self, catalyzer=catalyzer, catalyzer_version=version)
+
+    def with_codebook(self, codebook: bytes | None, clustering_version: int | None) -> Quantization:
+        """This description with the stored codebook trained for ``clustering_version``
+        (None, None: none stored, codebooks are trained when lists are built)."""
+        if codebook is not None and not self.stores_codebook:
+            raise ValueError(f"{self.kind.value} has no codebook")
+        version = clustering_version if codebook is not None else None
+        return replace(self, codebook=codebook, codebook_version=version)
+
+    def has_codebook_for(self, clustering: Clustering) -> bool:
+        """The stored codebook is attached and was trained for ``clustering``."""
+        return self.codebook is not None and self.codebook_version == clustering.version
+
+    @property
+    def key(self) -> str:
+        """The description as one string: what a stored codebook is keyed by."""
+        return ",".join(f"{k}={v}" for k, v in sorted(self.to_dict().items()))
+
+    @property
+    def stores_codebook(self) -> bool:
+        """Codebooks learnt from the vectors (sq8, pq, rabitq), hence worth storing."""
+        return self.compressed and self.kind not in CATALYZER_KINDS
 
     def code_dim(self, dim: int) -> int:
         """Dimensions (bits for sign codes) of what the lists hold for ``dim``-d vectors."""
@@ -229,6 +261,14 @@ def buildable(q: Quantization, total: int) -> bool:
     return q.kind not in CATALYZER_KINDS or q.catalyzer is not None
 
 
+def ready_without_points(q: Quantization, clustering: Clustering) -> bool:
+    """Code lists can be built before any point: nothing left to learn from the vectors
+    (a stored codebook for ``clustering``, or a catalyzer kind with its catalyzer)."""
+    if q.kind in CATALYZER_KINDS:
+        return q.catalyzer is not None
+    return q.has_codebook_for(clustering)
+
+
 def train_code_ivf(
     q: Quantization, dim: int, metric: Metric, clustering: Clustering, sample: np.ndarray
 ) -> Any:
@@ -264,6 +304,33 @@ def train_code_ivf(
         rng = np.random.default_rng(0)
         sample = sample[np.sort(rng.choice(len(sample), TRAIN_SAMPLE, replace=False))]
     ivf.train(np.ascontiguousarray(sample, dtype=np.float32))  # the quantizer is kept as is
+    set_scan_modes(ivf)
+    return ivf
+
+
+def stored_code_ivf(q: Quantization, dim: int, metric: Metric, clustering: Clustering) -> Any:
+    """The empty code IVF of ``q``'s stored codebook, which must be trained for
+    ``clustering`` (``has_codebook_for``) and fit the collection."""
+    if q.codebook is None or not q.has_codebook_for(clustering):
+        raise ValueError("no stored codebook for this clustering")
+    ivf = codebook_ivf(q.codebook)
+    if ivf.d != dim or ivf.nlist != clustering.nlist or ivf.metric_type != faiss_metric(metric):
+        raise ValueError("the stored codebook does not fit the collection or clustering")
+    return ivf
+
+
+def codebook_bytes(ivf: Any) -> bytes:
+    """A trained, empty code IVF as stored (faiss's serialisation)."""
+    if ivf.ntotal:
+        raise ValueError("a codebook is stored empty")
+    return bytes(faiss.serialize_index(ivf).tobytes())
+
+
+def codebook_ivf(codebook: bytes) -> Any:
+    """The empty code IVF a stored codebook holds, with our scan settings."""
+    ivf = faiss.deserialize_index(np.frombuffer(codebook, dtype=np.uint8))
+    if not isinstance(ivf, faiss.IndexIVF):
+        raise ValueError("a stored codebook holds an IVF")
     set_scan_modes(ivf)
     return ivf
 

@@ -66,7 +66,9 @@ from app.engine.codes import (
     is_fast_scan,
     list_codes,
     query_codes,
+    ready_without_points,
     set_scan_modes,
+    stored_code_ivf,
     train_code_ivf,
 )
 from app.engine.exact import ExactStorage, ExactVectors
@@ -147,13 +149,17 @@ class VectorIndex:
         self._touched: set[int] | None = None
         self.generation = 0  # bumped in every exclusive section (under ``_rw`` write)
         q = quantization or Quantization()
+        exact = self._new_exact() if q.compressed else None
         self._state = _State(
             ivf_lists.new_ivf(self.dim, self.metric, clustering),
             clustering,
             _default_router(clustering),
             q,
-            self._new_exact() if q.compressed else None,
+            exact,
         )
+        if clustering is not None and ready_without_points(q, clustering):
+            # A stored codebook fits, or a catalyzer: the lists hold codes from the start.
+            self._state = self._build(clustering, q, exact, lambda: iter(()))
 
     @classmethod
     def from_faiss(
@@ -483,8 +489,12 @@ class VectorIndex:
                     self.generation += 1
         return removed
 
-    def set_clustering(self, clustering: Clustering | None) -> None:
-        """Re-assign every held vector to the lists of ``clustering`` (None: one list).
+    def set_clustering(
+        self, clustering: Clustering | None, quantization: Quantization | None = None
+    ) -> None:
+        """Re-assign every held vector to the lists of ``clustering`` (None: one list);
+        with ``quantization`` (e.g. its stored codebook for ``clustering``), code them so in
+        the same rebuild.
 
         The new IVF is built aside while searches *and writes* go on: the lists (or the
         exact vectors of a compressed kind) are copied a block at a time under the read lock,
@@ -493,7 +503,7 @@ class VectorIndex:
         (milliseconds, however large the index).
         """
         self._check_clustering(clustering)
-        self._rebuild(lambda state: (clustering, state.quantization))
+        self._rebuild(lambda state: (clustering, quantization or state.quantization))
 
     def set_quantization(self, quantization: Quantization) -> None:
         """Rebuild the lists with ``quantization``'s codes (codebooks trained anew), as
@@ -562,10 +572,19 @@ class VectorIndex:
         """A filled state: code lists once a clustering and enough points exist, else float32."""
         router = _default_router(clustering)
         total = sum(len(ids) for ids, _ in blocks())
-        if clustering is not None and buildable(quantization, total):
-            ivf = train_code_ivf(
-                quantization, self.dim, self.metric, clustering, _sample(blocks, total)
-            )
+        if clustering is not None and (
+            buildable(quantization, total) or ready_without_points(quantization, clustering)
+        ):
+            if quantization.has_codebook_for(clustering):  # equal codes in every process
+                ivf = stored_code_ivf(quantization, self.dim, self.metric, clustering)
+            else:  # none stored fits: trained here, from this index's vectors
+                sample = (  # catalyzer kinds learn nothing from the points here
+                    _sample(blocks, total)
+                    if quantization.stores_codebook
+                    else np.empty((0, self.dim), np.float32)
+                )
+                ivf = train_code_ivf(quantization, self.dim, self.metric, clustering, sample)
+                quantization = quantization.with_codebook(None, None)
             if not is_fast_scan(ivf):
                 ivf.set_direct_map_type(ivf_lists.HASHTABLE)
             for ids, vecs in blocks():

@@ -50,7 +50,8 @@ class RoutingIndex:
         self.dim = int(dim)
         self.metric = Metric(metric)
         self.clustering = clustering
-        self.quantization = Quantization()  # none held: the shards hold float lists
+        # What the shards' lists hold (set by whoever follows them); none held here.
+        self.quantization = Quantization()
         self._lock = threading.Lock()
         self._pages: dict[int, np.ndarray] = {}  # id >> PAGE_BITS -> int32[PAGE]
         self._sizes = np.zeros(clustering.nlist, np.int64)

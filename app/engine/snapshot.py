@@ -8,7 +8,8 @@ Layout (all of it covered by the checksum except the trailer itself)::
 
 The header holds the index's dimension, metric and count, the clustering's algorithm,
 metric, version and params, the quantization (a catalyzer kind's catalyzer travels with it:
-the codes mean nothing without it; sign codes are a faiss binary index) and the number of
+the codes mean nothing without it; sign codes are a faiss binary index; the clustering
+version of the stored codebook the lists were coded with, which the IVF holds) and the number of
 exact-vector blocks (a
 compressed kind's codes cannot be decoded, so its exact vectors travel with it), and the
 caller's ``meta`` (e.g. the last applied write seq). Loading puts the exact vectors where
@@ -27,6 +28,7 @@ import json
 import os
 import struct
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -113,6 +115,7 @@ def save_snapshot(index: VectorIndex, path: Path, meta: dict[str, Any]) -> None:
                 "binary": is_binary(ivf),
                 "catalyzer_bytes": len(catalyzer),
                 "catalyzer_version": quantization.catalyzer_version,
+                "codebook_version": quantization.codebook_version,
                 "exact_blocks": None if exact is None else -(-n_exact // EXACT_BLOCK),
                 "meta": meta,
             }
@@ -211,6 +214,8 @@ def _parse(
         if catalyzer_size:
             catalyzer = Catalyzer.from_bytes(src.exact(catalyzer_size))
             quantization = quantization.with_catalyzer(catalyzer, header.get("catalyzer_version"))
+        # The lists were coded with the stored codebook of this clustering (held in the IVF).
+        quantization = replace(quantization, codebook_version=header.get("codebook_version"))
         exact = None
         if header.get("exact_blocks") is not None:
             exact = ExactVectors(dim, exact_storage, exact_dir)

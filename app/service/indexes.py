@@ -3,19 +3,19 @@ or, for a collection its shards serve, the routing-only index (no vectors) from 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from app.engine.catalyzer import Catalyzer
 from app.engine.clustering import Clustering
 from app.engine.codes import CATALYZER_KINDS, Quantization
 from app.engine.exact import ExactStorage
 from app.engine.ivf import VectorIndex
 from app.engine.metric import Metric, prepare
 from app.engine.routing_index import RoutingIndex
-from app.store.collections import CollectionRecord, load_catalyzer
+from app.store.codebooks import load_codes
+from app.store.collections import CollectionRecord
 from app.store.point_lists import iter_point_lists
 
 
@@ -26,12 +26,20 @@ class IndexFactory:
     exact_storage: ExactStorage = ExactStorage.FLOAT32
     exact_dir: Path | None = None
 
-    def new(self, record: CollectionRecord, clustering: Clustering | None = None) -> VectorIndex:
+    def new(
+        self,
+        record: CollectionRecord,
+        clustering: Clustering | None = None,
+        codes: Quantization | None = None,
+    ) -> VectorIndex:
+        """``codes``: the record's with what the store holds for them (``stored_codes``);
+        default: the description alone (codebooks trained here, float lists until a
+        catalyzer kind's catalyzer is attached)."""
         return VectorIndex(
             record.dim,
             Metric(record.metric),
             clustering,
-            quantization_of(record),
+            codes or quantization_of(record),
             self.exact_storage,
             self.exact_dir,
         )
@@ -44,6 +52,7 @@ def routing_index(
     only of rows not labelled for it (assigned here, then dropped)."""
     metric = Metric(record.metric)
     index = RoutingIndex(record.dim, metric, clustering)
+    index.quantization = quantization_of(record)  # until the shards say what they hold
     for ids, lists, unlabelled in iter_point_lists(
         session, record.id, clustering.version, record.dim
     ):
@@ -62,13 +71,33 @@ def quantization_of(record: CollectionRecord) -> Quantization:
 def wanted_codes(
     session: Session, record: CollectionRecord, current: Quantization
 ) -> Quantization | None:
-    """The codes to rebuild with when they differ from ``current``, else None; a catalyzer
-    kind's catalyzer is read from the store (only when it changed: a few MB)."""
-    wanted = quantization_of(record)
-    version = record.catalyzer_version if wanted.kind in CATALYZER_KINDS else None
-    if version is None:
-        return wanted if wanted != current else None
-    if wanted.with_catalyzer(None, version) == current:
+    """The codes to rebuild with when they differ from ``current`` (their description, the
+    catalyzer version, the clustering their stored codebook was trained for), else None;
+    the catalyzer or codebook is read from the store only when it changed."""
+    if _described(record) == current:
         return None
-    catalyzer = Catalyzer.from_bytes(load_catalyzer(session, record.id, version))
-    return wanted.with_catalyzer(catalyzer, version)
+    wanted = stored_codes(session, record)
+    return wanted if wanted != current else None
+
+
+def stored_codes(session: Session, record: CollectionRecord) -> Quantization:
+    """The record's codes with what the store holds for them (``load_codes``): a catalyzer
+    kind's catalyzer, the codebook trained for the record's clustering."""
+    return load_codes(
+        session,
+        record.id,
+        quantization_of(record),
+        record.catalyzer_version,
+        record.clustering_version,
+    )
+
+
+def _described(record: CollectionRecord) -> Quantization:
+    """What ``stored_codes`` returns, compared by versions (no bytes read), supposing a
+    codebook is stored for the record's clustering."""
+    wanted = quantization_of(record)
+    if wanted.kind in CATALYZER_KINDS and record.catalyzer_version is not None:
+        return wanted.with_catalyzer(None, record.catalyzer_version)
+    if wanted.stores_codebook and record.clustering_version is not None:
+        return replace(wanted, codebook_version=record.clustering_version)
+    return wanted

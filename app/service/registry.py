@@ -9,14 +9,15 @@ Locks:
   is reflected in memory. ``wait_for_seq`` sleeps on it for read-your-writes.
 
 Sharded collections (cluster mode, ``shards`` given): once its shards serve a clustering,
-a collection of float lists is held here as a ``RoutingIndex`` of that clustering (each
-point's list from the store's labels, no vector), which follows the shards, not the
-record: it is rebuilt from the store when they serve a new clustering, so this process
-routes with the clustering the shards hold. A process starting with a sharded collection
-that has a clustering loads it so at once (its searches wait for the shards: 503). Until
-the first placement, and for lists holding codes, the collection is held whole, as
-without a cluster. A routing-only index is snapshotted as its ids and lists; without a
-snapshot the store's labels rebuild it (reading the vectors only of rows not labelled).
+a collection (float lists or codes) is held here as a ``RoutingIndex`` of that clustering
+(each point's list from the store's labels, no vector, no code), which follows the
+shards, not the record: it is rebuilt from the store when they serve a new clustering, so
+this process routes with the clustering the shards hold, and says which codes they hold.
+A process starting with a sharded collection that has a clustering loads it so at once
+(its searches wait for the shards: 503). Until the first placement the collection is
+held whole, as without a cluster. A routing-only index is snapshotted as its ids and
+lists; without a snapshot the store's labels rebuild it (reading the vectors only of rows
+not labelled).
 """
 
 from __future__ import annotations
@@ -32,9 +33,15 @@ from app.engine.allowed import AllowedCache
 from app.engine.clustering import Clustering
 from app.engine.codes import Quantization
 from app.engine.ivf import VectorIndex
+from app.engine.routing_index import RoutingIndex
 from app.engine.views import FilterViews
 from app.service.errors import CollectionNotFound, NotReady
-from app.service.indexes import IndexFactory, quantization_of, routing_index, wanted_codes
+from app.service.indexes import (
+    IndexFactory,
+    routing_index,
+    stored_codes,
+    wanted_codes,
+)
 from app.service.live import LiveCollection
 from app.service.snapshots import SnapshotDir
 from app.store.collections import CollectionRecord, list_collections
@@ -52,6 +59,8 @@ class ServedClusterings(Protocol):
     """What the registry needs of the cluster coordinator (``app/cluster/coordinator.py``)."""
 
     def serving_clustering(self, collection_id: int) -> Clustering | None: ...
+
+    def serving_codes(self, collection_id: int) -> dict[str, Any] | None: ...
 
 
 class Registry:
@@ -143,10 +152,10 @@ class Registry:
         else:
             live = self._rebuild(record)
         clustering, quantization = self._sync_versions(live, record)
-        if clustering is not None:  # the snapshot predates the active clustering
-            live.vector_index.set_clustering(clustering)
+        if clustering is not None:  # the snapshot predates the active clustering (and codes)
+            live.vector_index.set_clustering(clustering, quantization)
             self._sync_versions(live, record)  # now the router fits
-        if quantization is not None:  # ... or the quantization
+        elif quantization is not None:  # ... or the quantization
             self._requantize(live, quantization)
         return live
 
@@ -178,7 +187,7 @@ class Registry:
                 if record.clustering_version is not None
                 else None
             )
-            index = self.indexes.new(record, clustering)
+            index = self.indexes.new(record, clustering, stored_codes(session, record))
             live = LiveCollection(
                 record, index, filter_cache=self.filter_cache, filter_views=self.filter_views
             )
@@ -224,12 +233,12 @@ class Registry:
         index = live.index
         if not isinstance(index, VectorIndex):  # made routing-only meanwhile
             return
-        if clustering is not None:
-            index.set_clustering(clustering)
+        if clustering is not None:  # with the codes (e.g. its stored codebook) in one rebuild
+            index.set_clustering(clustering, codes)
             with self.apply_lock:
                 if self._by_name.get(live.name) is live:
                     self._sync_versions(live, live.record)
-        if codes is not None:
+        elif codes is not None:
             self._requantize(live, codes)
 
     def _requantize(self, live: LiveCollection, codes: Quantization) -> None:
@@ -298,38 +307,31 @@ class Registry:
         return self.applied_seq
 
     def _follow_shards(self, live: LiveCollection, serving: Clustering | None) -> None:
-        """Hold ``live`` routing-only under the clustering its shards serve; whole again
-        if its record asks for codes (the shards hold float lists only)."""
-        if serving is None:  # not sharded, or nothing placed yet: as held
+        """Hold ``live`` routing-only under the clustering its shards serve, saying what
+        codes they hold (``RoutingIndex.quantization``: the lists that answer)."""
+        if serving is None or not _routable(live.record):  # not sharded, or nothing placed
             return
-        routable, held = _routable(live.record), live.index
-        if not routable and held.holds_vectors:
-            return  # whole, as lists of codes are held
+        assert self.shards is not None
+        codes = Quantization.parse(self.shards.serving_codes(live.record.id), live.record.dim)
+        held = live.index
         serving_now = held.clustering is not None and held.clustering.version == serving.version
-        if routable and not held.holds_vectors and serving_now:
-            return  # routing-only under the clustering the shards serve
+        if isinstance(held, RoutingIndex) and serving_now:
+            held.quantization = codes  # routing-only under the clustering the shards serve
+            return
         with self.apply_lock:
             if self._by_name.get(live.name) is not live:
                 return
-            if routable:
-                with self.store.read() as session:
-                    index = routing_index(session, live.record, serving)
-                self.filter_views.forget(live.index)
-                live.index = index
-                live.snapshot_seq = -1  # the file on disk is of the index replaced: rewrite
-                self._sync_versions(live, live.record)  # the router of this clustering
-                log.info(
-                    "collection held routing-only",
-                    extra={"collection": live.name, "clustering_version": serving.version},
-                )
-                swap: tuple[Clustering | None, Quantization | None] = (None, None)
-            else:
-                whole = self._rebuild(live.record)
-                swap = self._sync_versions(whole, live.record)
-                self._by_name[live.name] = whole
-                live = whole
-        if swap != (None, None):
-            self._swap_in(live, *swap)
+            with self.store.read() as session:
+                index = routing_index(session, live.record, serving)
+            index.quantization = codes
+            self.filter_views.forget(live.index)
+            live.index = index
+            live.snapshot_seq = -1  # the file on disk is of the index replaced: rewrite
+            self._sync_versions(live, live.record)  # the router of this clustering
+            log.info(
+                "collection held routing-only",
+                extra={"collection": live.name, "clustering_version": serving.version},
+            )
 
     def _apply_changes(self) -> None:
         with self.apply_lock:
@@ -363,9 +365,9 @@ class Registry:
 
 
 def _routable(record: CollectionRecord) -> bool:
-    """Whether the collection can be held routing-only once sharded: a clustering, and
-    float lists (codes stay whole here: the shards hold float lists only)."""
-    return record.clustering_version is not None and not quantization_of(record).compressed
+    """Whether the collection can be held routing-only once sharded: a clustering (its
+    shards hold its lists, float or codes, and their exact vectors)."""
+    return record.clustering_version is not None
 
 
 def _sync_emulator(session: Session, live: LiveCollection, record: CollectionRecord) -> None:

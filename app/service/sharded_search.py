@@ -9,25 +9,30 @@ the single-process planner (``app/engine/filtered.py``): the payload index (held
 gives the matching ids, the shards scan with their bitmap, every list for the exact plan,
 the routed lists widened pass by pass for the IVF plan; same plan, same passes, same hits.
 
-Once its shards serve, a collection of float lists is held here routing-only
-(``RoutingIndex``: the clustering, routers, each point's list; no vector, see
+Lists of codes (sq8, pq, rabitq, catalyzer kinds): every shard replica codes its lists
+with the collection's stored codebook (or catalyzer), so codes are equal everywhere, and
+holds the exact vectors of its points; each scans its probed lists' codes, re-ranks its
+own best ``rerank`` candidates exactly and returns its exact top-k, which are merged.
+Each shard's best ``rerank`` include every one of the single-process best ``rerank`` it
+holds, so the shards re-rank a superset of what one process would: recall at least the
+single-process one, scores always exact. ``candidates`` in the response is the count
+re-scored per query summed over the shards (up to ``rerank`` per touched shard).
+
+Once its shards serve, a collection (float lists or codes) is held here routing-only
+(``RoutingIndex``: the clustering, routers, each point's list; no vector, no code, see
 ``registry.py``), so every search of it goes to the shards:
 - emulator searches are refused (409 ``no-emulator``): level 2 proposes member ids and
   re-scores them with vectors held here, which this process no longer has;
 - while the registry still holds the clustering the shards served before a rebalance, or
   already the next, the serving clustering's centroids route (``routing: centroid``);
+- new codes (a PATCH of the quantization) rebuild the shards with them, as a rebalance
+  does (new replicas, epoch switch, old drained); the old shards answer meanwhile;
 - a restarted process holds it routing-only from the start, and answers 503
   (``shard-unavailable``) until its shards are built again.
 
-Answered by the API process's own index, which holds the whole collection:
-- collections whose lists hold codes (sq8, pq, rabitq, catalyzer kinds), which stay whole
-  here (their ``index.bytes_per_vector`` says so): the shards hold float lists. Codes equal
-  to the API's need its codebooks, which each API process trains at load and the store
-  does not hold (only the catalyzer), and the single-process answer re-ranks the best code
-  candidates of all probed lists together, so shards would have to return their code
-  candidates for a global cut before the exact re-rank;
-- a collection before its first placement (flat, or its first shards still building), and
-  emulator searches of one not yet held routing-only.
+Answered by the API process's own index, which holds the whole collection: a collection
+before its first placement (flat, or its first shards still building), and emulator
+searches of one not yet held routing-only.
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ class ShardHitsLike(Protocol):
     @property
     def missing(self) -> tuple[int, ...]: ...
 
+    @property
+    def candidates(self) -> float: ...
+
 
 class ShardCoordinator(Protocol):
     """What the service needs of ``app.cluster.coordinator.Coordinator``."""
@@ -82,6 +90,8 @@ class ShardCoordinator(Protocol):
 
     def serving_clustering(self, collection_id: int) -> Clustering | None: ...
 
+    def serving_codes(self, collection_id: int) -> dict[str, Any] | None: ...
+
     def search(
         self,
         collection_id: int,
@@ -94,6 +104,8 @@ class ShardCoordinator(Protocol):
         min_seq: int,
         partial: bool,
         allowed: np.ndarray | None = None,
+        rerank: int | None = None,
+        exact: bool = False,
     ) -> ShardHitsLike: ...
 
 
@@ -120,8 +132,6 @@ def search_shards(
                 "vectors, which the emulator's proposals need here; use learned or centroid"
             )
         return None
-    if live.index.quantization.compressed:  # the shards hold float lists only
-        return None
     serving = coordinator.serving_clustering(live.record.id)
     if serving is None:
         if routing_only:  # a restarted process: its shards are being built from the store
@@ -138,7 +148,7 @@ def search_shards(
     scatter = _Scatter(coordinator, live, queries, opts, min_seq, allowed)
     nlist = clustering.nlist
     if route.nprobe is None:  # exact: every list, as the single-process exact search
-        result = scatter(np.arange(len(queries)), nlist)
+        result = scatter(np.arange(len(queries)), nlist, exact=True)
         return scatter.response(result, None, "exact", "exact", None)
     if allowed is not None:
         return _filtered(scatter, route.router, route.nprobe, nlist, allowed)
@@ -163,7 +173,7 @@ def _filtered(
     n = len(scatter.queries)
     plan, width = choose_plan(allowed.count, scatter.live.index.count, nprobe, nlist)
     if plan is Plan.EXACT:
-        result = scatter(np.arange(n), nlist)
+        result = scatter(np.arange(n), nlist, exact=True)
         return scatter.response(result, None, "exact", str(plan), None)
 
     def search(rows: np.ndarray, width: int) -> SearchResult:
@@ -202,9 +212,12 @@ class _Scatter:
         nprobe: int,
         router: Router | None = None,
         lists: np.ndarray | None = None,
+        *,
+        exact: bool = False,
     ) -> SearchResult:
         """Search the queries ``rows`` with ``lists`` chosen by ``router``, else routed by
-        it (None: centroids) to ``nprobe`` lists; all ``nlist`` of them is exact search."""
+        it (None: centroids) to ``nprobe`` lists; ``exact``: all ``nlist`` of them, every
+        code candidate re-scored."""
         hits = self.coordinator.search(
             self.live.record.id,
             self.queries[rows],
@@ -215,10 +228,12 @@ class _Scatter:
             min_seq=self.min_seq,
             partial=self.opts.allow_partial,
             allowed=self.allowed.bits if self.allowed is not None else None,
+            rerank=self.opts.rerank,
+            exact=exact,
         )
         self.touched[rows] = hits.touched
         self.missing.update(hits.missing)
-        return SearchResult(hits.scores, hits.ids, nprobe, hits.scanned)
+        return SearchResult(hits.scores, hits.ids, nprobe, hits.scanned, hits.candidates)
 
     def response(
         self,
@@ -238,7 +253,9 @@ class _Scatter:
             "router_version": router.version if router is not None else None,
             "plan": plan,
             "scanned": round(result.scanned, 1),
-            "candidates": 0.0,  # float lists: nothing to re-score
+            # Code lists: the candidates re-scored exactly per query, summed over the shards
+            # (each re-ranks its own best ``rerank``); float lists: none.
+            "candidates": round(result.candidates, 1),
         }
         if self.allowed is not None:
             out["matches"] = self.allowed.count

@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.store.codebooks import NewCodebook, add_codebook
 from app.store.db import Store
 from app.store.models import CatalyzerRow, Collection, as_utc
 from app.store.seq import next_seq
@@ -156,10 +157,13 @@ def set_quantization(
     name: str,
     quantization: dict[str, Any] | None,
     catalyzer: bytes | None = None,
+    codebook: NewCodebook | None = None,
 ) -> int | None:
     """Record what the collection's lists should hold (None: float32) and, for a catalyzer
-    kind, a new version of its catalyzer's weights, in one transaction; API processes
-    rebuild their index when they catch up with the write seq. None if no such collection."""
+    kind, a new version of its catalyzer's weights, or the codebook trained for a clustering
+    version (``codebook``), in one transaction; API
+    processes rebuild their index when they catch up with the write seq. None if no such
+    collection."""
     with store.write() as session:
         seq = next_seq(session)
         collection_id = session.execute(
@@ -178,18 +182,14 @@ def set_quantization(
             session.add(
                 CatalyzerRow(collection_id=collection_id, version=version, weights=catalyzer)
             )
+        if codebook is not None:
+            assert codebook.clustering_version is not None
+            add_codebook(
+                session, collection_id, codebook.clustering_version, codebook.key, codebook.codebook
+            )
         session.execute(
             update(Collection)
             .where(Collection.id == collection_id)
             .values(quantization=quantization, catalyzer_version=version, seq=seq)
         )
         return seq
-
-
-def load_catalyzer(session: Session, collection_id: int, version: int) -> bytes:
-    """The weights of one catalyzer version (``Catalyzer.from_bytes`` reads them)."""
-    return session.execute(
-        select(CatalyzerRow.weights).where(
-            CatalyzerRow.collection_id == collection_id, CatalyzerRow.version == version
-        )
-    ).scalar_one()

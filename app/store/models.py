@@ -117,6 +117,21 @@ class CatalyzerRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class CodebookRow(Base):
+    """A trained, empty code IVF (``codes.codebook_bytes``), immutable per (collection,
+    clustering version, quantization key): every process codes its lists with it."""
+
+    __tablename__ = "codebooks"
+    __table_args__ = (UniqueConstraint("collection_id", "clustering_version", "quantization"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"))
+    clustering_version: Mapped[int] = mapped_column(Integer)
+    quantization: Mapped[str] = mapped_column(String(64))
+    codebook: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class RouterRow(Base):
     __tablename__ = "routers"
     __table_args__ = (UniqueConstraint("collection_id", "version"),)

@@ -18,6 +18,7 @@ from app.engine.clustering import Algorithm, Clustering
 from app.engine.metric import Metric
 from app.engine.routing import MlpTerm, Router, RouterKind
 from app.store.arrays import pack_arrays, unpack_arrays
+from app.store.codebooks import NewCodebook, add_codebook
 from app.store.collections import set_active_versions
 from app.store.db import Store
 from app.store.models import ClusteringRow, Collection, RouterRow, as_utc
@@ -35,8 +36,11 @@ def publish_clustering(
     *,
     n_points: int,
     recall_table: dict[str, Any] | None = None,
+    codebook: NewCodebook | None = None,
 ) -> int:
     """Store ``clustering`` as the next version and make it active; returns the version.
+    ``codebook``: the collection's codebook trained for it, stored in the same transaction
+    (every process that adopts the clustering finds it).
 
     Routers of older clusterings stop applying: the collection falls back to centroids,
     whose held-out ``recall_table`` (if the build could measure one) comes along.
@@ -57,6 +61,8 @@ def publish_clustering(
             )
         )
         session.flush()
+        if codebook is not None:
+            add_codebook(session, collection_id, version, codebook.key, codebook.codebook)
         set_active_versions(
             session,
             collection_id,

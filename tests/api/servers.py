@@ -24,6 +24,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def maps_torch(pid: int) -> bool:
+    """The process has torch's libraries mapped: it imported torch (seen from outside)."""
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
 class _Process:
     """A ``python -m app.cli <command>`` child on one store, killable at any moment."""
 

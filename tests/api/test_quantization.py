@@ -21,7 +21,7 @@ from bench import debian
 from tests.api.checked import json_of
 from tests.api.conftest import wait_ready
 from tests.api.progress import collection, finished_job, served_build, start_build, succeeded_job
-from tests.api.servers import Server
+from tests.api.servers import Server, maps_torch
 from tests.waiting import wait_until
 
 N_DOCS = 1200
@@ -64,11 +64,6 @@ def upload(client: httpx.Client, docs: np.ndarray, name: str = "docs", start: in
 def search(client: httpx.Client, q: np.ndarray, **extra: Any) -> dict[str, Any]:
     body = {"collection": "docs", "vector": q.tolist(), "k": 10, "log": False, **extra}
     return dict(json_of(client.post("/search", json=body)))
-
-
-def maps_torch(pid: int) -> bool:
-    """The process has torch's libraries mapped: it imported torch (seen from outside)."""
-    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
 
 
 def exact_scores(docs: np.ndarray, q: np.ndarray, hits: list[dict[str, Any]]) -> np.ndarray:

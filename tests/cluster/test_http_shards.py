@@ -10,8 +10,8 @@ dropped collection removed (dropped while running, or while no API process ran).
 shards serve, the API process holds the sharded collection routing-only (each point's
 list, no vector): every search above is the shards' answer, learned and adaptive
 (``target_recall``) ones too (one router published for both twins); emulator searches of
-it are refused (409), and codes asked of it make the API process hold it whole again (and
-routing-only once the lists are float again).
+it are refused (409), and codes asked of it rebuild its shards with them (the API process
+stays routing-only).
 One server and one pair of collections for the module (each start costs seconds).
 """
 
@@ -34,7 +34,7 @@ from app.store.collections import get_collection
 from app.store.db import Store
 from app.store.placements import active_placement
 from app.store.query_log import count_queries
-from tests.api.servers import Server
+from tests.api.servers import Server, maps_torch
 from tests.cluster.published import publish_linear_emulator, publish_linear_router
 from tests.conftest import reset_pg
 from tests.waiting import wait_until
@@ -219,12 +219,12 @@ def _unchanging(c: httpx.Client) -> tuple[dict[str, Any], list[list[str]]]:
     return info, _hits(_search(c, "sharded", QUERIES))
 
 
-def test_codes_asked_of_a_routing_only_collection_rebuild_it_whole_under_a_search_loop(
-    server: Server,
+def test_codes_asked_of_a_sharded_collection_rebuild_its_shards_under_a_search_loop(
+    server: Server, pg_database: str
 ) -> None:
-    """sq8 codes: the API process rebuilds the sharded collection whole from the store and
-    answers it itself, as its twin, with exact scores; float lists again: routing-only again,
-    the shards answering. No search fails meanwhile."""
+    """sq8 codes: the shards are rebuilt with the stored codebook (new epoch), scan codes
+    and re-rank exactly, while the API process stays routing-only; float lists again: the
+    shards are rebuilt again. No search fails meanwhile."""
     stop, failures, answers = threading.Event(), [], []
 
     def loop() -> None:
@@ -240,38 +240,41 @@ def test_codes_asked_of_a_routing_only_collection_rebuild_it_whole_under_a_searc
 
     thread = threading.Thread(target=loop)
     with httpx.Client(base_url=server.url, timeout=60) as c:
+        epoch, _ = _active_placement(pg_database)
         thread.start()
         try:
             quantize(c, "sq8")
             wait_until(lambda: _codes(c) == ["sq8", "sq8"], what="both answering from sq8 codes")
+            assert _active_placement(pg_database)[0] > epoch and _routing_only(c)
+            pids = [r["pid"] for s in _shards(c) for r in s["replicas"]]
+            assert pids and not any(maps_torch(pid) for pid in pids)  # codes served by numpy
             coded = {name: _search(c, name, QUERIES).json() for name in ("sharded", "twin")}
-            info = {name: c.get(f"/collections/{name}").json()["index"] for name in coded}
+            # Every candidate of the probed lists re-scored: exact search over them.
+            every = {
+                name: _search(c, name, QUERIES, rerank=N_POINTS) for name in ("sharded", "twin")
+            }
             quantize(c, "none")
             wait_until(lambda: _codes(c) == ["none", "none"], what="both on float lists again")
-            wait_until(lambda: _routing_only(c), what="the sharded one routing-only again")
             after = len(answers)
             wait_until(lambda: len(answers) >= after + 3, what="searches after the way back")
         finally:
             stop.set()
             thread.join()
         back, twin = _search(c, "sharded", QUERIES), _search(c, "twin", QUERIES)
+        assert _routing_only(c)
     assert failures == []
     got, want = coded["sharded"], coded["twin"]
-    assert "shards_probed" not in got  # whole: the API's own index answered
-    assert [[h["id"] for h in r["hits"]] for r in got["results"]] == [
-        [h["id"] for h in r["hits"]] for r in want["results"]
-    ]
+    assert "shards_probed" in got  # the shards answered, from their codes
+    assert got["candidates"] >= want["candidates"] > 0  # each touched shard re-ranks its own
+    assert _hits(every["sharded"]) == _hits(every["twin"])
     for q, result in zip(QUERIES, got["results"], strict=True):
         rows = [int(h["id"]) for h in result["hits"]]
         exact = -((POINTS[rows] - q) ** 2).sum(axis=1)
         np.testing.assert_allclose(
             [h["score"] for h in result["hits"]], exact, rtol=1e-5, atol=1e-3
         )
-    assert info["sharded"]["quantization"] == info["twin"]["quantization"]
-    assert info["sharded"]["quantization"]["kind"] == "sq8"
-    held = info["sharded"]["bytes_per_vector"]
-    assert held == pytest.approx(info["twin"]["bytes_per_vector"], rel=0.05) and held > DIM
     assert "shards_probed" in back.json() and _hits(back) == _hits(twin)
+    assert back.json()["candidates"] == 0
 
 
 def _codes(c: httpx.Client) -> list[str]:

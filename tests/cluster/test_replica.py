@@ -9,21 +9,27 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from sqlalchemy import delete as sql_delete
 
 from app.cluster.placement import contiguous_placement
 from app.cluster.replica import ShardReplica, ShardSpec, StaleRead
 from app.cluster.sharded import label_lists
+from app.engine.catalyzer import Catalyzer
+from app.engine.codes import Quantization
 from app.engine.metric import prepare
-from app.store.collections import create_collection, get_collection
+from app.store.collections import create_collection, get_collection, set_quantization
 from app.store.db import Store
+from app.store.models import CodebookRow
 from app.store.points import delete_points, upsert_points
 from app.store.seq import next_seq
 from app.store.versions import load_clustering
 from bench import debian
 from tests.waiting import wait_until
 from worker.build import run_build
+from worker.quantize import run_quantize
 
 SHARDS = 2
+SQ8 = {"kind": "sq8"}
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +184,62 @@ def test_a_restarted_replica_starts_from_its_snapshot_and_catches_up(
     np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
     for replica in (restarted, from_store, other):
         replica.close()
+
+
+def test_a_replica_of_code_lists_codes_with_the_stored_codebook(
+    store: Store, replicas, data: debian.Dataset, tmp_path
+) -> None:
+    shards, _ = replicas
+    spec = shards[0].spec
+    run_quantize(store, "docs", {"quantization": SQ8}, lambda _: None)  # stores the codebook
+    coded = replace(spec, quantization=SQ8, snapshot_dir=str(tmp_path))
+    first = ShardReplica(coded)
+    index = first.shard.index
+    assert index.coded and index.quantization.codebook_version == spec.clustering_version
+    assert first.info()["coded"] and first.shard.count == shards[0].shard.count
+    probes = np.arange(first.shard.clustering.nlist)[None, :].repeat(len(data.test_queries), 0)
+    exact = shards[0].search(data.test_queries, 10, probes)  # float lists: exact scores
+    every = first.search(data.test_queries, 10, probes, rerank=len(data.docs))
+    np.testing.assert_array_equal(every.ids, exact.ids)
+    assert every.candidates > 0
+    assert first.snapshot()
+    first.close()
+    again = ShardReplica(coded)  # its snapshot holds these codes
+    other = ShardReplica(replace(coded, quantization={"kind": "rabitq"}))  # ... not these
+    assert again.source == "snapshot" and again.shard.index.coded
+    assert other.source == "store" and other.shard.index.quantization.kind.value == "rabitq"
+    # No codebook stored (data older than stored codebooks): the replica trains its own.
+    with store.write() as session:
+        session.execute(sql_delete(CodebookRow))
+    own = ShardReplica(replace(coded, snapshot_dir=None))
+    assert own.shard.index.coded and own.shard.index.quantization.codebook_version is None
+    for replica in (again, other, own):
+        replica.close()
+
+
+def test_a_replica_of_a_catalyzer_kind_applies_the_stored_catalyzer(
+    store: Store, replicas, data: debian.Dataset
+) -> None:
+    shards, _ = replicas
+    dim = data.docs.shape[1]
+    lattice = Quantization.parse({"kind": "catalyzer-lattice"}, dim)
+    w = np.random.default_rng(0).standard_normal((dim, lattice.code_dim(dim)))
+    catalyzer = Catalyzer(((w, np.zeros(lattice.code_dim(dim))),))  # any transform will do
+    set_quantization(store, "docs", lattice.to_dict(), catalyzer.to_bytes())
+    with store.read() as session:
+        record = get_collection(session, "docs")
+    assert record is not None and record.catalyzer_version is not None
+    spec = replace(
+        shards[0].spec,
+        quantization=lattice.to_dict(),
+        catalyzer_version=record.catalyzer_version,
+    )
+    replica = ShardReplica(spec)
+    held = replica.shard.index.quantization
+    assert replica.shard.index.coded and held.catalyzer is not None
+    assert held.catalyzer.to_bytes() == catalyzer.to_bytes()
+    probes = np.arange(replica.shard.clustering.nlist)[None, :].repeat(len(data.test_queries), 0)
+    exact = shards[0].search(data.test_queries, 10, probes)
+    every = replica.search(data.test_queries, 10, probes, rerank=len(data.docs))
+    np.testing.assert_array_equal(every.ids, exact.ids)
+    replica.close()

@@ -10,7 +10,9 @@ from app.cluster.merge import merge_topk, shards_touched
 from app.cluster.placement import Placement, contiguous_placement, random_placement
 from app.cluster.shard import ShardIndex
 from app.engine.allowed import AllowedIds
+from app.engine.catalyzer import Catalyzer
 from app.engine.clustering import Algorithm, Clustering, train_clustering
+from app.engine.codes import CATALYZER_KINDS, Quantization, codebook_bytes, train_code_ivf
 from app.engine.ivf import VectorIndex
 from app.engine.labels import list_labels
 from app.engine.metric import Metric, prepare
@@ -109,3 +111,52 @@ def test_a_shard_rejects_lists_outside_the_clustering(world) -> None:
     ds, clustering, _, _ = world
     with pytest.raises(ValueError, match="list numbers"):
         ShardIndex(ds.docs.shape[1], Metric.COSINE, clustering, np.array([NLIST]))
+
+
+def coded(ds: debian.Dataset, clustering: Clustering, kind: str) -> Quantization:
+    """``kind``'s codes with a codebook trained once, as the worker stores it; a catalyzer
+    kind with a catalyzer (here a random projection: any transform codes alike everywhere)."""
+    dim = ds.docs.shape[1]
+    q = Quantization.parse({"kind": kind}, dim)
+    if q.kind in CATALYZER_KINDS:
+        w = np.random.default_rng(0).standard_normal((dim, q.code_dim(dim)))
+        return q.with_catalyzer(Catalyzer(((w, np.zeros(q.code_dim(dim))),)), 1)
+    ivf = train_code_ivf(q, ds.docs.shape[1], ds.metric, clustering, prepare(ds.docs, ds.metric))
+    return q.with_codebook(codebook_bytes(ivf), clustering.version)
+
+
+def recall(ids: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per query, the share of ``truth``'s ids among ``ids``."""
+    return np.array([len(set(a) & set(b)) / len(b) for a, b in zip(ids, truth, strict=True)])
+
+
+@pytest.mark.parametrize("kind", ["sq8", "pq", "rabitq", "catalyzer-lattice"])
+def test_coded_shards_rerank_a_superset_of_the_single_process_candidates(world, kind: str) -> None:
+    ds, clustering, whole_float, learned = world
+    codes = coded(ds, clustering, kind)
+    dim, n = ds.docs.shape[1], len(ds.docs)
+    whole = VectorIndex(dim, ds.metric, clustering, codes)
+    whole.upsert(np.arange(n), ds.docs)
+    placement = random_placement(NLIST, 3, seed=1)
+    shards = [
+        ShardIndex(dim, ds.metric, clustering, placement.lists_of(s), codes=codes) for s in range(3)
+    ]
+    for shard in shards:
+        shard.upsert(np.arange(n), ds.docs)
+    assert whole.coded and all(s.index.coded for s in shards)
+    queries = ds.test_queries
+    probes = learned.route(prepare(queries, ds.metric), NPROBE)
+    truth = whole_float.search(queries, K, lists=probes)  # exact over the probed lists
+    rerank = K  # no more candidates than hits: the single process misses some of the truth
+    single = whole.search(queries, K, lists=probes, rerank=rerank)
+    parts = [s.search(queries, K, probes, rerank=rerank) for s in shards]
+    _, ids = merge_topk([(p.scores, p.ids) for p in parts], len(queries), K)
+    ours, theirs = recall(ids, truth.ids), recall(single.ids, truth.ids)
+    assert theirs.mean() < 1.0  # the cut matters here
+    assert (ours >= theirs).all() and ours.mean() > theirs.mean()
+    rescored = sum(p.candidates for p in parts) / len(queries)
+    assert rescored > single.candidates  # every touched shard re-scores up to ``rerank``
+    # Re-ranking every candidate of the probed lists is exact search over them.
+    everything = [s.search(queries, K, probes, rerank=n) for s in shards]
+    scores, ids = merge_topk([(p.scores, p.ids) for p in everything], len(queries), K)
+    assert_same_hits(scores, ids, truth.scores, truth.ids, ds.docs)
