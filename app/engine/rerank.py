@@ -46,14 +46,15 @@ def best(scores: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray
     call, where numpy's per-call overhead is most of the cost.
     """
     n, width = scores.shape
-    if n == 1 and k <= width <= PARTIAL_SORT_FROM:  # one query: no row indices
-        row = scores[0]
-        order = np.argsort(-row, kind="stable")[:k]
-        top_scores = row[order].astype(np.float32, copy=False)
-        top_ids = candidates[0, order]
-        if top_scores[-1] == -np.inf:  # sorted: -inf only at the end
+    if n == 1 and k <= width <= PARTIAL_SORT_FROM:
+        # One query: its column order is also its flat order, so ``take`` gathers the
+        # (1, k) results directly (no row indices, no fancy indexing, no reshaping).
+        order = np.negative(scores).argsort(axis=1, kind="stable")[:, :k]
+        top_scores = scores.take(order).astype(np.float32, copy=False)
+        top_ids = candidates.take(order)
+        if top_scores.item(-1) == -np.inf:  # sorted: -inf only at the end
             top_ids[top_scores == -np.inf] = -1
-        return top_scores[None, :], top_ids[None, :]
+        return top_scores, top_ids
     rows = np.arange(n)[:, None]
     if width > PARTIAL_SORT_FROM:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]

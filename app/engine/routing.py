@@ -129,7 +129,7 @@ class Router:
             return top_lists(self.scores(queries), nprobe)
         q = as_matrix(queries, self.dim)
         if q.shape[0] == 1:
-            return self._route_one(q[0], min(nprobe, self.nlist))
+            return self._route_one(q[0], nprobe)
         augmented = np.empty((q.shape[0], self.dim + 1), dtype=np.float32)
         augmented[:, : self.dim] = q
         augmented[:, self.dim] = 1.0
@@ -139,15 +139,25 @@ class Router:
     def _route_one(self, q: np.ndarray, nprobe: int) -> np.ndarray:
         """``route`` for one prepared query: BLAS's matrix-vector product, then the top
         ``nprobe``. faiss's flat search runs one 385-d product per list below its BLAS
-        threshold; this costs ~30% fewer instructions (callgrind, 985 lists, 384-d)."""
-        scores = self.weights @ q
+        threshold; this costs ~30% fewer instructions (callgrind, 985 lists, 384-d).
+
+        The top is cut at the ``nprobe``-th largest score, found by partitioning the scores
+        alone (numpy's SIMD select), then only those are sorted: an ``argpartition`` of a
+        few hundred lists sorts them all, carrying indices (callgrind, 246 lists, 16 probes:
+        61k -> 38k instructions). Lists tied at the cut come in list order, the first win.
+        """
+        scores = self.weights.dot(q)
         if self.bias is not None:
             scores += self.bias
-        if nprobe < self.nlist:
-            part = np.argpartition(scores, self.nlist - nprobe)[self.nlist - nprobe :]
+        nlist = scores.shape[0]
+        if nprobe < nlist:
+            cut = scores.copy()
+            cut.partition(nlist - nprobe)
+            top = (scores >= cut[nlist - nprobe]).nonzero()[0]
         else:
-            part = np.arange(self.nlist)
-        return part[np.argsort(-scores[part], kind="stable")][None, :].astype(np.int64, copy=False)
+            top = np.arange(nlist)
+        order = np.negative(scores.take(top)).argsort(kind="stable")
+        return top.take(order[:nprobe])[None, :]
 
     def _flat(self) -> faiss.IndexFlatIP:
         """``[W | b]`` in a flat index, built on first use (a race builds it twice, harmlessly)."""
