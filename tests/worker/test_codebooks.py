@@ -13,35 +13,16 @@ from app.engine.ivf import VectorIndex
 from app.engine.metric import Metric
 from app.service.indexes import stored_codes
 from app.store.codebooks import load_codebook
-from app.store.collections import CollectionRecord, create_collection, get_collection
+from app.store.collections import CollectionRecord, get_collection
 from app.store.db import Store
-from app.store.points import iter_live_points, upsert_points
-from app.store.seq import next_seq
+from app.store.points import iter_live_points
 from app.store.versions import load_clustering
+from tests.worker.collections import DIM, stored_collection
 from worker.build import run_build
 from worker.quantize import run_quantize
 
-DIM = 32
-N = 3000
 SQ8 = {"kind": "sq8"}
 PQ = {"kind": "pq"}
-
-
-def _collection(store: Store, quantization: dict | None = None) -> None:
-    record = create_collection(
-        store,
-        name="c",
-        dim=DIM,
-        metric="cosine",
-        nlist=None,
-        algorithm="kmeans",
-        quantization=quantization,
-    )
-    assert record is not None
-    docs = np.random.default_rng(0).standard_normal((N, DIM)).astype(np.float32)
-    with store.write() as session:
-        seq = next_seq(session)
-        upsert_points(session, record.id, seq, [str(i) for i in range(N)], docs, [None] * N)
 
 
 def _record(store: Store) -> CollectionRecord:
@@ -59,7 +40,7 @@ def _stored(store: Store, record: CollectionRecord, raw: dict) -> bytes | None:
 
 
 def test_the_quantize_job_stores_the_codebook_of_the_clustering_it_keeps(store: Store) -> None:
-    _collection(store)
+    stored_collection(store)
     run_build(store, "c", {"nlist": 40}, lambda _: None)
     assert _stored(store, _record(store), SQ8) is None  # float lists: nothing to store
     run_quantize(store, "c", {"quantization": SQ8}, lambda _: None)
@@ -73,7 +54,7 @@ def test_the_quantize_job_stores_the_codebook_of_the_clustering_it_keeps(store: 
 def test_builds_of_a_coded_collection_store_the_codebook_of_each_new_clustering(
     store: Store,
 ) -> None:
-    _collection(store, PQ)
+    stored_collection(store, PQ)
     run_build(store, "c", {}, lambda _: None)
     first = _record(store)
     assert _stored(store, first, PQ) is not None
@@ -105,7 +86,7 @@ def _codes_by_id(index: VectorIndex) -> dict[int, bytes]:
 def test_lists_built_from_the_stored_codebook_hold_equal_codes_whatever_they_hold(
     store: Store,
 ) -> None:
-    _collection(store, SQ8)
+    stored_collection(store, SQ8)
     run_build(store, "c", {}, lambda _: None)
     record = _record(store)
     with store.read() as session:

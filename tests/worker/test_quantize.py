@@ -7,34 +7,14 @@ import numpy as np
 import pytest
 
 from app.engine.codes import Quantization, preferred_nlist
-from app.store.collections import create_collection, get_collection
+from app.store.collections import get_collection
 from app.store.db import Store
-from app.store.points import upsert_points
-from app.store.seq import next_seq
 from app.store.versions import load_clustering
+from tests.worker.collections import DIM, N, stored_collection
 from worker.build import run_build
 from worker.quantize import run_quantize
 
-DIM = 32
-N = 3000
 PQ = {"kind": "pq"}
-
-
-def _collection(store: Store, nlist: int | None, quantization: dict | None = None) -> None:
-    record = create_collection(
-        store,
-        name="c",
-        dim=DIM,
-        metric="cosine",
-        nlist=nlist,
-        algorithm="kmeans",
-        quantization=quantization,
-    )
-    assert record is not None
-    docs = np.random.default_rng(0).standard_normal((N, DIM)).astype(np.float32)
-    with store.write() as session:
-        seq = next_seq(session)
-        upsert_points(session, record.id, seq, [str(i) for i in range(N)], docs, [None] * N)
 
 
 def _clustering_lists(store: Store) -> tuple[int, int]:
@@ -49,7 +29,7 @@ def _clustering_lists(store: Store) -> tuple[int, int]:
 def test_a_kind_preferring_other_lists_reclusters_before_its_codes_are_recorded(
     store: Store,
 ) -> None:
-    _collection(store, nlist=None)
+    stored_collection(store)
     run_build(store, "c", {"nlist": 20}, lambda _: None)  # far from what pq prefers
     before, _ = _clustering_lists(store)
     seen: list[float] = []
@@ -67,7 +47,7 @@ def test_a_kind_preferring_other_lists_reclusters_before_its_codes_are_recorded(
 
 
 def test_a_clustering_near_the_preferred_lists_is_kept(store: Store) -> None:
-    _collection(store, nlist=None)
+    stored_collection(store)
     run_build(store, "c", {"nlist": 40}, lambda _: None)  # within 2x of sqrt(3000) = 55
     before = _clustering_lists(store)
     result = run_quantize(store, "c", {"quantization": PQ}, lambda _: None)
@@ -75,7 +55,7 @@ def test_a_clustering_near_the_preferred_lists_is_kept(store: Store) -> None:
 
 
 def test_a_collection_naming_its_lists_keeps_them_whatever_the_kind(store: Store) -> None:
-    _collection(store, nlist=20)
+    stored_collection(store, nlist=20)
     run_build(store, "c", {}, lambda _: None)
     before = _clustering_lists(store)
     assert before[1] == 20
@@ -87,6 +67,6 @@ def test_a_collection_naming_its_lists_keeps_them_whatever_the_kind(store: Store
 def test_a_build_takes_the_list_count_of_the_recorded_kind(
     store: Store, quantization: dict | None, root: int
 ) -> None:
-    _collection(store, nlist=None, quantization=quantization)
+    stored_collection(store, quantization)
     result = run_build(store, "c", {}, lambda _: None)
     assert result["nlist"] == min(round(root * np.sqrt(N)), N // 39)
