@@ -46,6 +46,7 @@ from bench.http import (
     ingest,
     timed,
     train_learned,
+    train_router,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -97,6 +98,7 @@ def measure(
                 {
                     "quantization": info["quantization"],
                     "bytes_per_vector": info["bytes_per_vector"],
+                    "nlist": info["nlist"],
                     "routing": routing,
                     "target": target,
                     "nprobe": nprobe,
@@ -109,6 +111,13 @@ def measure(
     return rows
 
 
+def serves(client: RawClient, kind: str, clustering: int | None) -> bool:
+    """The server searches lists of ``kind`` (under clustering version ``clustering``)."""
+    index = client.json("GET", f"/collections/{NAME}")["index"]
+    fits = clustering is None or index["clustering_version"] == clustering
+    return bool(index["quantization"]["kind"] == kind and fits)
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
     float_qps = {
         (r["routing"], r["target"]): r["batch_qps"]
@@ -116,13 +125,13 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         if r["quantization"]["kind"] == "none"
     }
     print("\n/search/batch (100 queries), smallest nprobe reaching the target, 1 client")
-    head = ("routing", "target", "nprobe", "recall", "q/s", "x float", "bytes/vec")
+    head = ("routing", "target", "nlist", "nprobe", "recall", "q/s", "x float", "bytes/vec")
     print(f"{'lists':24s} " + " ".join(f"{h:>9s}" for h in head))
     for r in sorted(rows, key=lambda r: (r["target"], r["routing"])):
         label = json.dumps(r["quantization"])
         gain = r["batch_qps"] / float_qps[(r["routing"], r["target"])]
         print(
-            f"{label:24s} {r['routing']:>9s} {r['target']:9.2f} {r['nprobe']:9d} "
+            f"{label:24s} {r['routing']:>9s} {r['target']:9.2f} {r['nlist']:9d} {r['nprobe']:9d} "
             f"{r['recall']:9.3f} {r['batch_qps']:9.0f} {gain:9.2f} {r['bytes_per_vector']:9.0f}"
         )
 
@@ -152,12 +161,14 @@ def main(argv: list[str] | None = None) -> None:
                 job = client.json(
                     "PATCH", f"/collections/{NAME}", {"quantization": kind}, expect=202
                 )["job_id"]
-                finish(client, job, time.monotonic() + 900)
-                while (
-                    client.json("GET", f"/collections/{NAME}")["index"]["quantization"]["kind"]
-                    != kind["kind"]
-                ):
+                done = finish(client, job, time.monotonic() + 900)["result"]
+                # The kind may bring its own list count (a new clustering): served, then a
+                # router trained for it from the same logged queries.
+                clustering = done["reclustered_version"]
+                while not serves(client, kind["kind"], clustering):
                     time.sleep(0.1)
+                if clustering is not None:
+                    train_router(client, time.monotonic() + 1800)
                 rows += measure(client, ds, args)
         finally:
             client.close()

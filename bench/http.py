@@ -393,13 +393,25 @@ def train_learned(
         status, body = client.request(batch_body(queries[start : start + SEARCH_BATCH], None))
         assert status == 200, body
     logged_s = time.perf_counter() - started
+    activated = train_router(client, time.monotonic() + timeout_s)
+    return {
+        "queries_logged": len(queries),
+        "log_seconds": logged_s,
+        "seconds": time.perf_counter() - started,
+        "activated": activated,
+        "router": client.json("GET", f"/collections/{NAME}")["router"],
+    }
+
+
+def train_router(client: RawClient, deadline: float) -> bool:
+    """Train a linear router from the logged queries (the embedded worker's job) and wait
+    until the server routes with it, if the gate activated it; whether it did."""
     job = client.json(
         "POST",
         "/train-router",
         {"collection": NAME, "kind": "linear", "objective": "mixed"},
         expect=202,
     )["job_id"]
-    deadline = time.monotonic() + timeout_s
     result: dict[str, Any] = finish(client, job, deadline)["result"]
     if result["activated"]:
         # The service picks up the new active router on its next catch-up.
@@ -407,13 +419,7 @@ def train_learned(
             if time.monotonic() > deadline:
                 raise RuntimeError("the router was never applied")
             time.sleep(0.05)
-    return {
-        "queries_logged": len(queries),
-        "log_seconds": logged_s,
-        "seconds": time.perf_counter() - started,
-        "activated": result["activated"],
-        "router": client.json("GET", f"/collections/{NAME}")["router"],
-    }
+    return bool(result["activated"])
 
 
 def smallest_nprobe(
