@@ -163,7 +163,8 @@ class ShardSet:
                     self._lost(replica)
                     continue
                 with self._lock:
-                    replica.info = info
+                    # Ray may have restarted it between two pings: the answer names its pid.
+                    replica.info, replica.node, replica.pid = info, info["node"], info["pid"]
 
     def _recover(self, replica: Replica) -> None:
         """Poll ``replica`` (starting or restarting) in the background until it answers."""

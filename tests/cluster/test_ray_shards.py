@@ -247,6 +247,22 @@ def test_kill_9_of_a_replica_mid_search_loop_fails_no_search(
     assert rebuilt["source"] == "snapshot" and rebuilt["vectors_read"] == 0
 
 
+def test_a_replica_killed_between_searches_is_seen_under_its_new_pid(shards: ShardSet) -> None:
+    """No search notices the death: Ray may restart the replica before the next health ping
+    reaches it, and that ping's answer must then carry the new process into the set (a
+    stale pid kept the collection info wrong, and bench/cluster.py waiting forever)."""
+    victim = shards.replicas[1][1]
+    old_pid = victim.pid
+    assert old_pid is not None
+    os.kill(old_pid, signal.SIGKILL)
+    wait_until(
+        lambda: victim.state == "ready" and victim.pid not in (None, old_pid),
+        what="the replica under its new pid",
+    )
+    pids = [r["pid"] for r in shards.describe()[1]["replicas"]]
+    assert victim.pid in pids and old_pid not in pids
+
+
 def test_a_shard_without_a_live_replica_fails_loudly_or_answers_partially(
     world: World, shards: ShardSet
 ) -> None:
