@@ -98,9 +98,16 @@ def run_quantize(
             if record.clustering_version is not None
             else None
         )
-        fixed_nlist = record.nlist is not None
+        # A new clustering brings its own codebook (the build trains and stores it): none
+        # is trained here for the clustering it replaces.
+        recluster = (
+            clustering is not None
+            and record.nlist is None
+            and reclustering_wanted(quantization, clustering.nlist, total)
+        )
         catalyzed = quantization.kind in CATALYZER_KINDS
-        wanted = (clustering is not None and quantization.compressed) or catalyzed
+        coded = clustering is not None and quantization.compressed and not recluster
+        wanted = coded or catalyzed
         sample = _sample(session, record.id, record.dim, total) if wanted else None
     weights = None
     if catalyzed:
@@ -118,13 +125,14 @@ def run_quantize(
     else:
         progress(0.5)
     codebook = None
-    if not catalyzed and quantization.compressed and clustering is not None and sample is not None:
-        needed = min_train_points(quantization)
-        if total < needed:
-            raise QuantizeError(
-                f"{quantization.kind.value} trains its codebooks on at least {needed} points; "
-                f"{collection!r} holds {total}"
-            )
+    needed = min_train_points(quantization)
+    if not catalyzed and quantization.compressed and clustering is not None and total < needed:
+        raise QuantizeError(
+            f"{quantization.kind.value} trains its codebooks on at least {needed} points; "
+            f"{collection!r} holds {total}"
+        )
+    if not catalyzed and coded:
+        assert clustering is not None and sample is not None
         try:
             metric = Metric(record.metric)
             ivf = train_code_ivf(
@@ -135,17 +143,19 @@ def run_quantize(
         codebook = NewCodebook(quantization.key, codebook_bytes(ivf), clustering.version)
     progress(0.9)
     reclustered = None
-    if (
-        clustering is not None
-        and not fixed_nlist
-        and reclustering_wanted(quantization, clustering.nlist, total)
-    ):
+    if recluster:
         nlist = preferred_nlist(quantization, total)
-        built = run_build(
-            store, collection, {"nlist": nlist}, lambda f: progress(0.9 + 0.09 * f), quantization
-        )
+        try:
+            built = run_build(
+                store,
+                collection,
+                {"nlist": nlist},
+                lambda f: progress(0.9 + 0.09 * f),
+                quantization,
+            )
+        except CodeUnavailable as exc:
+            raise QuantizeError(str(exc)) from None
         reclustered = built["clustering_version"]
-        codebook = None  # the build stored the codebook of its clustering
     stored = quantization.to_dict() if quantization.compressed else None
     if set_quantization(store, collection, stored, weights, codebook) is None:
         raise QuantizeError(f"collection {collection!r} no longer exists")
