@@ -23,12 +23,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
 
+    from app.api.protocol import InlineHttpProtocol
     from app.main import create_app
 
     if args.no_worker:
         settings = settings.model_copy(update={"embedded_worker": False})
     app = create_app(settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    assert app.edge is not None
+    http = InlineHttpProtocol.for_edge(app.edge)
+    uvicorn.run(app, host=args.host, port=args.port, http=http, log_config=None, access_log=False)
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> None:

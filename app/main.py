@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from app.api import problems
 from app.api.auth import ApiKeys
@@ -64,7 +64,7 @@ class VecrouteApp(FastAPI):
     """FastAPI behind the service's own ASGI layers (``edge``), which answer the fast routes
     (app/api/fastpath.py) and hand every other HTTP request to FastAPI (``routed``)."""
 
-    edge: ASGIApp | None = None
+    edge: Edge | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.edge is not None and scope["type"] == "http":
@@ -82,7 +82,7 @@ def edge(
     service: Service,
     searches: SearchParamCache,
     metrics: Metrics,
-) -> ASGIApp:
+) -> Edge:
     """Request id, metrics, API keys and body limit, then the fast routes or FastAPI."""
     keys = ApiKeys(settings.api_keys, settings.read_api_keys) if settings.api_keys else None
     return Edge(

@@ -27,7 +27,8 @@ library's; ``/healthz`` over the same socket gives the floor of one round trip.
 thresholds out of reach, so it reads its counters every 2 s and never starts a job), and
 prints ``/healthz`` and ``/search`` through three callers, the engine in-process (and its
 time inside the server, from the ``Server-Timing`` header) and PostgreSQL + pgvector HNSW at
-the same recall, side by side (bench/request_path.py).
+the same recall, side by side (bench/request_path.py). The server runs on one core and this
+process on the other (``--placement``, PLACEMENTS), so that every row pays the same wake-ups.
 """
 
 from __future__ import annotations
@@ -78,6 +79,16 @@ K = 10
 TARGET_RECALL = 0.90
 NPROBES = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 INGEST_BATCH = 1000
+# --breakdown: (server's cores, this process's cores), or None to leave it to the scheduler.
+# Here a wake-up on the other, idle core costs ~35 us more than on the same one (/healthz
+# p50 ~0.10 vs ~0.02 ms); left free, the scheduler puts a short request's two sides on one
+# core and a long one's on two, so /healthz and /search would not pay the same wake-ups.
+# "apart" places them as a client on another machine; "shared" on one core.
+PLACEMENTS: dict[str, tuple[str, set[int]] | None] = {
+    "apart": ("0", {1}),
+    "shared": ("0", {0}),
+    "free": None,
+}
 SEARCH_BATCH = 100
 BULK_BATCH = 10_000
 CLIENTS = 8
@@ -529,6 +540,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=12, help="--breakdown: interleaved rounds")
     p.add_argument("--per-round", type=int, default=250, help="--breakdown: requests per row")
     p.add_argument("--pg-url", default=request_path.PG_URL, help="--breakdown: for pgvector")
+    p.add_argument(
+        "--placement",
+        choices=list(PLACEMENTS),
+        default="apart",
+        help="--breakdown: the cores of the server and of this process (see PLACEMENTS)",
+    )
     return p.parse_args(argv)
 
 
@@ -806,6 +823,7 @@ def breakdown(args: argparse.Namespace) -> dict[str, Any]:
     try:
         server.start()
         report["server_loads"] = server.loaded(("uvloop", "httptools"))
+        report["placement"] = place(server, args.placement)
         client = RawClient(server.port)
         new = {"name": NAME, "dim": docs.shape[1], "metric": metric, "nlist": args.nlist}
         client.json("POST", "/collections", new, expect=201)
@@ -862,6 +880,19 @@ def breakdown(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def place(server: Server, placement: str) -> str:
+    """Pin the server's threads (those it starts later inherit it) and this process."""
+    cores = PLACEMENTS[placement]
+    if cores is None or (os.cpu_count() or 1) < 2:
+        return "free"
+    assert server.proc is not None
+    server_cores, own = cores
+    command = ["taskset", "--all-tasks", "-p", "-c", server_cores, str(server.proc.pid)]
+    subprocess.run(command, check=True, capture_output=True)
+    os.sched_setaffinity(0, own)
+    return placement
+
+
 def pgvector_rows(
     stack: contextlib.ExitStack,
     args: argparse.Namespace,
@@ -894,7 +925,8 @@ def print_breakdown(r: dict[str, Any]) -> None:
     print(
         f"\n{r['variant']}: {r['n_docs']} docs x {r['dim']}, nlist {r['index']['nlist']}, "
         f"nprobe {r['nprobe']}: recall@10 {rec['http']:.3f} over HTTP, "
-        f"{rec['in_process']:.3f} in-process; server loads uvloop/httptools: {r['server_loads']}"
+        f"{rec['in_process']:.3f} in-process; server loads uvloop/httptools: {r['server_loads']}; "
+        f"placement {r.get('placement', 'free')} (server and client cores: --placement)"
     )
     pg = r["pgvector"]
     if "skipped" in pg:

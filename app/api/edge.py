@@ -1,5 +1,6 @@
 """The one ASGI layer every HTTP request passes before FastAPI: request id, metrics, API
-keys, body limit, and the fast routes (app/api/fastpath.py), answered here.
+keys, body limit, and the fast routes (app/api/fastpath.py), answered here (or, in ``vecroute
+serve``, by ``respond_now`` before uvicorn makes an ASGI request of them).
 
 These were four middleware layers, each an awaited call, a closure wrapping ``send`` and a
 scan of the headers of its own; one layer reads the headers once, and a fast route's answer
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,8 +27,34 @@ from app.api.responses import problem
 from app.logs import request_id
 
 log = logging.getLogger("vecroute.access")
+Write = Callable[[int, list[tuple[bytes, bytes]], bytes], None]  # status, headers, body
 _LENGTH = b"content-length"
 _AUTHORIZATION = b"authorization"
+
+
+class _Head(NamedTuple):
+    """What the edge reads from a request's headers, in one pass."""
+
+    length: bytes | None
+    authorization: bytes | None
+    rid: bytes | None  # the client's request id, if valid
+
+    @classmethod
+    def read(cls, headers: Iterable[tuple[bytes, bytes]]) -> _Head:
+        rid = length = authorization = None
+        for name, value in headers:
+            if name == _LENGTH:
+                length = value
+            elif name == HEADER and rid is None and is_valid(value):
+                rid = value  # the first valid one
+            elif name == _AUTHORIZATION and authorization is None:
+                authorization = value
+        return cls(length, authorization, rid)
+
+    def request_id(self) -> tuple[str, tuple[bytes, bytes]]:
+        """The request's id, and the response header carrying it."""
+        text = request_id_from(self.rid)
+        return text, (HEADER, self.rid if self.rid is not None else text.encode())
 
 
 class Edge:
@@ -46,41 +75,71 @@ class Edge:
         self.api_keys = api_keys
         self.access_log = access_log
 
+    def is_fast(self, method: str, path: str) -> bool:
+        """A fast route: ``respond_now`` may answer it."""
+        return self.fast.route(method, path) is not None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """One HTTP request (the app hands only those to the edge)."""
-        rid = length = authorization = None
-        for name, value in scope["headers"]:
-            if name == _LENGTH:
-                length = value
-            elif name == HEADER and rid is None and is_valid(value):
-                rid = value  # the first valid one
-            elif name == _AUTHORIZATION and authorization is None:
-                authorization = value
-        rid_text = request_id_from(rid)
-        id_header = (HEADER, rid if rid is not None else rid_text.encode())
+        head = _Head.read(scope["headers"])
+        rid_text, id_header = head.request_id()
         token = request_id.set(rid_text)
         started = time.perf_counter()
         method, path = scope["method"], scope["path"]
         route = self.fast.route(method, path)
         status = [500]
         try:
-            refusal = self._refusal(method, path, authorization, length)
+            refusal = self._refusal(method, path, head.authorization, head.length)
             if refusal is not None:
                 status[0] = await _send_answer(_answer(refusal), id_header, send)
             elif route is not None:
-                answer = await self._fast(route, method, length is None, receive)
+                answer = await self._fast(route, method, head.length is None, receive)
                 if answer is not None:  # else the client went away
                     status[0] = await _send_answer(answer, id_header, send)
             else:
-                await self._routed(scope, receive, send, id_header, length is None, status)
+                await self._routed(scope, receive, send, id_header, head.length is None, status)
         finally:
             label = route or str(getattr(scope.get("route"), "path", "unmatched"))
-            seconds = time.perf_counter() - started
-            self.metrics.observe(method, label, status[0], seconds)
-            if self.access_log:
-                extra = {"method": method, "path": path, "status": status[0]}
-                log.info("request", extra={**extra, "ms": round(seconds * 1000, 3)})
+            self._observe(method, path, label, status[0], started)
             request_id.reset(token)
+
+    def respond_now(
+        self,
+        method: str,
+        path: str,
+        headers: Iterable[tuple[bytes, bytes]],
+        body: bytes,
+        write: Write,
+    ) -> bool:
+        """Answer a fast route whose whole body is in on the calling thread (the server's
+        protocol does, app/api/protocol.py), sent by ``write``; False, with nothing sent,
+        when it must go through ``__call__``: not a fast route, or a search that must wait."""
+        route = self.fast.route(method, path)
+        if route is None:
+            return False
+        head = _Head.read(headers)
+        rid_text, id_header = head.request_id()
+        token = request_id.set(rid_text)
+        started = time.perf_counter()
+        try:
+            refusal = self._refusal(method, path, head.authorization, head.length)
+            answer = _answer(refusal) if refusal is not None else self.fast.answer_now(route, body)
+            if answer is None:
+                return False
+            status, answer_headers, content = answer
+            write(status, [*answer_headers, id_header], content)
+        finally:
+            request_id.reset(token)
+        # After the write: the client has its answer while this is counted.
+        self._observe(method, path, route, status, started)
+        return True
+
+    def _observe(self, method: str, path: str, label: str, status: int, started: float) -> None:
+        seconds = time.perf_counter() - started
+        self.metrics.observe(method, label, status, seconds)
+        if self.access_log:
+            extra = {"method": method, "path": path, "status": status}
+            log.info("request", extra={**extra, "ms": round(seconds * 1000, 3)})
 
     def _refusal(
         self, method: str, path: str, authorization: bytes | None, length: bytes | None

@@ -21,18 +21,26 @@ import orjson
 
 from app.api.metrics import Metrics
 from app.api.problems import as_problem
-from app.api.routes.search import SearchReply, search_many, search_one
+from app.api.routes.search import (
+    SearchReply,
+    search_many,
+    search_many_now,
+    search_one,
+    search_one_now,
+)
 from app.api.search_params import SearchParamCache
 from app.service.parsing import load_object
 from app.service.service import Service
 
 Handler = Callable[[dict[str, Any], Service, SearchParamCache, Metrics], Awaitable[SearchReply]]
+HandlerNow = Callable[[dict[str, Any], Service, SearchParamCache, Metrics], SearchReply | None]
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
 HEALTHZ = "/healthz"
 _JSON = (b"content-type", b"application/json")
 _OK = b'{"status":"ok"}'  # as the FastAPI route's OrjsonResponse sends it
 _HEALTHY: Answer = (200, [(b"content-length", b"%d" % len(_OK)), _JSON], _OK)
 HANDLERS: dict[str, Handler] = {"/search": search_one, "/search/batch": search_many}
+HANDLERS_NOW: dict[str, HandlerNow] = {"/search": search_one_now, "/search/batch": search_many_now}
 
 
 class FastRoutes:
@@ -56,11 +64,31 @@ class FastRoutes:
         try:
             handler = HANDLERS[route]
             reply = await handler(load_object(body), self.service, self.searches, self.metrics)
-            content = orjson.dumps(reply.body, option=orjson.OPT_SERIALIZE_NUMPY)
+            return _ok(reply)
         except Exception as exc:
-            problem = as_problem(exc)
-            return problem.status_code, problem.raw_headers, bytes(problem.body)
-        headers = [_JSON, (b"content-length", b"%d" % len(content))]
-        if reply.engine_seconds is not None:
-            headers.append((b"server-timing", reply.server_timing()))
-        return 200, headers, content
+            return _problem(exc)
+
+    def answer_now(self, route: str, body: bytes) -> Answer | None:
+        """``answer`` on the calling thread, or None when the search must wait for a write
+        or scans too much for the event loop (then ``answer`` it, from the body again)."""
+        if route == HEALTHZ:
+            return _HEALTHY
+        try:
+            handler = HANDLERS_NOW[route]
+            reply = handler(load_object(body), self.service, self.searches, self.metrics)
+            return None if reply is None else _ok(reply)
+        except Exception as exc:
+            return _problem(exc)
+
+
+def _ok(reply: SearchReply) -> Answer:
+    content = orjson.dumps(reply.body, option=orjson.OPT_SERIALIZE_NUMPY)
+    headers = [_JSON, (b"content-length", b"%d" % len(content))]
+    if reply.engine_seconds is not None:
+        headers.append((b"server-timing", reply.server_timing()))
+    return 200, headers, content
+
+
+def _problem(exc: Exception) -> Answer:
+    problem = as_problem(exc)
+    return problem.status_code, problem.raw_headers, bytes(problem.body)

@@ -7,7 +7,6 @@ serves these FastAPI routes (which also give the OpenAPI schema) and the fast pa
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -25,7 +24,7 @@ from app.api.schemas import (
 )
 from app.api.search_params import SearchParamCache
 from app.service.errors import InvalidInput
-from app.service.search import SearchOptions
+from app.service.search import Route, SearchOptions
 from app.service.service import Service
 from app.service.vectors import as_vector, as_vectors
 
@@ -58,10 +57,20 @@ def _body(operation: str) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content}}
 
 
+def _is_caught_up(service: Service, params: SearchParams) -> bool:
+    return params.min_seq is None or params.min_seq <= service.applied_seq
+
+
 async def _caught_up(service: Service, params: SearchParams) -> None:
     """Read-your-writes: first wait for ``min_seq`` (the collection may be new here too)."""
-    if params.min_seq is not None and params.min_seq > service.applied_seq:
+    if not _is_caught_up(service, params):
         await run_in_threadpool(service.wait_for_seq, params.min_seq)
+
+
+def _search(
+    service: Service, params: SearchParams, queries: np.ndarray, opts: SearchOptions, route: Route
+) -> dict[str, Any]:
+    return service.search(params.collection, queries, opts, log_queries=params.log, route=route)
 
 
 async def _run(
@@ -70,13 +79,45 @@ async def _run(
     route, cheap = service.plan_search(params.collection, len(queries), opts)
     if cheap:
         # A thread hop costs more than a small scan; big scans must not block the loop.
-        return service.search(params.collection, queries, opts, log_queries=params.log, route=route)
-    return await run_in_threadpool(
-        partial(service.search, log_queries=params.log, route=route),
-        params.collection,
-        queries,
-        opts,
-    )
+        return _search(service, params, queries, opts, route)
+    return await run_in_threadpool(_search, service, params, queries, opts, route)
+
+
+def _run_now(
+    service: Service, params: SearchParams, queries: np.ndarray, opts: SearchOptions
+) -> dict[str, Any] | None:
+    """``_run`` when the search is cheap enough for the loop, else None."""
+    route, cheap = service.plan_search(params.collection, len(queries), opts)
+    return _search(service, params, queries, opts, route) if cheap else None
+
+
+def _one_query(vector: Any, service: Service, params: SearchParams) -> np.ndarray:
+    return as_vector(vector, service.collection_dim(params.collection))
+
+
+def _batch_queries(
+    vectors: Any, service: Service, searches: SearchParamCache, params: SearchParams
+) -> np.ndarray:
+    dim = service.collection_dim(params.collection)
+    most = searches.settings.max_batch_queries
+    if isinstance(vectors, list) and not 1 <= len(vectors) <= most:
+        raise InvalidInput(f"vectors must hold 1 to {most} queries")
+    return as_vectors(vectors, dim, "vectors")
+
+
+def _one_reply(out: dict[str, Any], metrics: Metrics) -> SearchReply:
+    metrics.count_searches(out["routing"], out["nprobe"])
+    engine_seconds = out.pop("engine_seconds", None)
+    hits = out.pop("results")[0]
+    return SearchReply({"hits": hits, **out}, engine_seconds)
+
+
+def _batch_reply(out: dict[str, Any], metrics: Metrics) -> SearchReply:
+    results = out["results"]
+    metrics.count_searches(out["routing"], out["nprobe"], len(results))
+    engine_seconds = out.pop("engine_seconds", None)
+    out["results"] = [{"hits": hits} for hits in results]
+    return SearchReply(out, engine_seconds)
 
 
 async def search_one(
@@ -85,12 +126,8 @@ async def search_one(
     vector = body.pop("vector", None)
     params, opts = searches.resolve(body)
     await _caught_up(service, params)
-    queries = as_vector(vector, service.collection_dim(params.collection))
-    out = await _run(service, params, queries, opts)
-    metrics.count_searches(out["routing"], out["nprobe"])
-    engine_seconds = out.pop("engine_seconds", None)
-    hits = out.pop("results")[0]
-    return SearchReply({"hits": hits, **out}, engine_seconds)
+    queries = _one_query(vector, service, params)
+    return _one_reply(await _run(service, params, queries, opts), metrics)
 
 
 async def search_many(
@@ -99,16 +136,33 @@ async def search_many(
     vectors = body.pop("vectors", None)
     params, opts = searches.resolve(body)
     await _caught_up(service, params)
-    dim = service.collection_dim(params.collection)
-    most = searches.settings.max_batch_queries
-    if isinstance(vectors, list) and not 1 <= len(vectors) <= most:
-        raise InvalidInput(f"vectors must hold 1 to {most} queries")
-    queries = as_vectors(vectors, dim, "vectors")
-    out = await _run(service, params, queries, opts)
-    metrics.count_searches(out["routing"], out["nprobe"], len(queries))
-    engine_seconds = out.pop("engine_seconds", None)
-    out["results"] = [{"hits": hits} for hits in out["results"]]
-    return SearchReply(out, engine_seconds)
+    queries = _batch_queries(vectors, service, searches, params)
+    return _batch_reply(await _run(service, params, queries, opts), metrics)
+
+
+def search_one_now(
+    body: dict[str, Any], service: Service, searches: SearchParamCache, metrics: Metrics
+) -> SearchReply | None:
+    """``search_one`` on the calling thread, or None (nothing searched) when it must wait:
+    for ``min_seq``, or because it scans too much for the event loop."""
+    vector = body.pop("vector", None)
+    params, opts = searches.resolve(body)
+    if not _is_caught_up(service, params):
+        return None
+    out = _run_now(service, params, _one_query(vector, service, params), opts)
+    return None if out is None else _one_reply(out, metrics)
+
+
+def search_many_now(
+    body: dict[str, Any], service: Service, searches: SearchParamCache, metrics: Metrics
+) -> SearchReply | None:
+    """``search_many`` as ``search_one_now`` is ``search_one``."""
+    vectors = body.pop("vectors", None)
+    params, opts = searches.resolve(body)
+    if not _is_caught_up(service, params):
+        return None
+    out = _run_now(service, params, _batch_queries(vectors, service, searches, params), opts)
+    return None if out is None else _batch_reply(out, metrics)
 
 
 @router.post(
