@@ -9,7 +9,8 @@ keys, body limit) with what ``FastRoutes.answer`` returns, from the same handler
 FastAPI routes (app/api/routes/search.py), which remain for the OpenAPI schema; errors map
 through the same problem+json helpers. An answer is the status, headers and body the edge
 sends as its two ASGI messages, without a Starlette ``Response`` (its header handling cost
-more than the rest of the sending).
+more than the rest of the sending). ``answer_now`` is the same answer computed on the calling
+thread, for the server's protocol (app/api/protocol.py), which has no task to wait in.
 """
 
 from __future__ import annotations
