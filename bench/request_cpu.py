@@ -1,15 +1,20 @@
-"""CPU per ``/search`` beyond ``/healthz`` and the engine, in-process, without the transport.
+"""CPU per ``/search`` beyond ``/healthz`` and the engine, in-process, without sockets.
 
 ``bench/http.py --breakdown`` times the whole round trip on a shared machine, where a change
-of 10-20 us hides in the noise. This drives the app's ASGI entry point directly from one
-uvloop loop (no sockets, no uvicorn), over the same data and index settings, and counts the
-process's CPU time (every thread: the query log's flush and the scheduler included) per
-request, in interleaved rounds:
+of 10-20 us hides in the noise. This drives the server from one uvloop loop in this process
+(no sockets), over the same data and index settings, and counts the process's CPU time
+(every thread: the query log's flush and the scheduler included) per request, in
+interleaved rounds:
 
-- ``/search``: a pre-encoded body through the whole ASGI stack (request id, metrics, body
+- ``/search``: a pre-encoded request through the whole stack (request id, metrics, body
   limit, the fast route, parsing, planning, search, hits, logging, the response);
 - ``/healthz``: the same stack with a constant handler;
 - the engine: the server's own ``VectorIndex.search`` for the same queries.
+
+By default the requests enter as bytes through the server's HTTP protocol (app/api/protocol.py:
+uvicorn's parsing and the inline fast path, as in ``vecroute serve``, a transport that keeps
+what is written instead of a socket); ``--through asgi`` calls the app's ASGI entry point
+(the edge and the fast routes' async path, what other ASGI servers run).
 
 ``/search - /healthz - engine`` is then what the request path adds on top of one search.
 The engine's time inside the ``/search`` requests (their ``Server-Timing`` header, wall
@@ -35,6 +40,7 @@ import argparse
 import asyncio
 import cProfile
 import pstats
+import re
 import shutil
 import sys
 import tempfile
@@ -49,10 +55,54 @@ import uvloop
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+# After the path is set: bench/http.py would shadow the standard library's http for uvicorn.
+import uvicorn
+from uvicorn.server import ServerState
+
+from app.api.protocol import InlineHttpProtocol
 from app.main import VecrouteApp, create_app
 from app.settings import Settings
 from bench import debian
-from bench.http import NAME, K, centroid_search_json
+from bench.http import NAME, K, centroid_search_json, encode
+
+
+class Written(asyncio.Transport):
+    """A transport keeping what the protocol writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out: list[bytes] = []
+
+    def write(self, data: Any) -> None:
+        self.out.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+class ProtocolDriver:
+    """Raw HTTP/1.1 requests into ``vecroute serve``'s protocol, answered inline."""
+
+    def __init__(self, app: VecrouteApp) -> None:
+        assert app.edge is not None
+        config = uvicorn.Config(app, http=InlineHttpProtocol.for_edge(app.edge), log_config=None)
+        config.load()
+        loop = asyncio.get_running_loop()
+        state = ServerState()
+        self.protocol = config.http_protocol_class(  # type: ignore[call-arg]
+            config=config, server_state=state, app_state={}, _loop=loop
+        )
+        self.transport = Written()
+        self.protocol.connection_made(self.transport)
+
+    def request(self, raw: bytes) -> tuple[int, bytes]:
+        """Status and head of the answer (which must come inline)."""
+        out = self.transport.out
+        out.clear()
+        self.protocol.data_received(raw)
+        assert len(out) == 1, "not answered inline"
+        head = out[0][: out[0].index(b"\r\n\r\n")]
+        return int(head[9:12]), head
 
 
 class Driver:
@@ -150,6 +200,7 @@ async def load_collection(driver: Driver, docs: np.ndarray, metric: str, nlist: 
 
 
 Row = Callable[[int], Awaitable[Any]]
+_SERVER_TIMING = re.compile(rb"(?i)\r\nserver-timing: *engine;dur=([0-9.]+)")
 
 
 async def interleaved(rows: dict[str, Row], rounds: int, per_round: int) -> dict[str, Any]:
@@ -206,16 +257,28 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         bodies = [centroid_search_json(q, args.nprobe) for q in queries]
 
         engine_inside: list[float] = []
+        raw = [encode("POST", "/search", body) for body in bodies]
+        raw_healthz = encode("GET", "/healthz")
+        protocol = ProtocolDriver(app) if args.through == "protocol" else None
 
         async def search(i: int) -> None:
+            if protocol is not None:
+                status, head = protocol.request(raw[i % len(raw)])
+                timing = _SERVER_TIMING.search(head)
+                assert status == 200 and timing is not None, head
+                engine_inside.append(float(timing.group(1)) * 1e3)
+                return
             status, out, headers = await driver.request("POST", "/search", bodies[i % len(bodies)])
             assert status == 200, out
-            timing = dict(headers).get(b"server-timing")  # absent before the header existed
-            if timing is not None:
-                engine_inside.append(float(timing.removeprefix(b"engine;dur=")) * 1e3)
+            timing_value = dict(headers).get(b"server-timing")
+            if timing_value is not None:  # absent before the header existed
+                engine_inside.append(float(timing_value.removeprefix(b"engine;dur=")) * 1e3)
 
         async def healthz(i: int) -> None:
-            status, _, _ = await driver.request("GET", "/healthz")
+            if protocol is not None:
+                status = protocol.request(raw_healthz)[0]
+            else:
+                status = (await driver.request("GET", "/healthz"))[0]
             assert status == 200
 
         async def engine(i: int) -> None:
@@ -252,6 +315,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--per-round", type=int, default=500)
     p.add_argument("--profile", type=int, default=0, help="then cProfile this many /search")
     p.add_argument("--stub-engine", action="store_true", help="one fixed engine result")
+    p.add_argument(
+        "--through",
+        choices=["protocol", "asgi"],
+        default="protocol",
+        help="requests as bytes into the server's protocol, or as ASGI calls to the app",
+    )
     p.add_argument("--stub-touch-mb", type=float, default=0, help="MB the stub reads first")
     args = p.parse_args(argv)
     report = uvloop.run(run(args))

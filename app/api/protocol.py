@@ -85,7 +85,17 @@ class InlineHttpProtocol(HttpToolsProtocol):
             self._write(cycle, status, headers, body)
 
         body = bytes(cycle.body)
-        if not self.edge.respond_now(scope["method"], scope["path"], scope["headers"], body, write):
+        try:
+            answered = self.edge.respond_now(
+                scope["method"], scope["path"], scope["headers"], body, write
+            )
+        except Exception:  # a defect: uvicorn would only close the connection
+            self.logger.exception("the fast path failed; answering through ASGI")
+            if cycle.response_started:
+                self.transport.close()
+                return
+            answered = False
+        if not answered:
             super()._start_asgi_task(cycle, app)
 
     def _write(

@@ -226,9 +226,9 @@ class Transport(asyncio.Transport):
         return False
 
 
-def test_a_fast_route_is_answered_by_the_call_that_completes_its_body(
-    client: TestClient,
-) -> None:
+def _connected(client: TestClient, loop: asyncio.AbstractEventLoop) -> tuple[Any, Transport]:
+    """A protocol of the client's app on a transport that keeps what is written, with the
+    collection "docs" holding one point."""
     body = {"collection": "docs", "points": [{"id": "a", "vector": [1, 0]}]}
     assert client.post("/collections", json={"name": "docs", "dim": 2}).status_code == 201
     assert client.post("/index", json=body).status_code == 200
@@ -236,13 +236,20 @@ def test_a_fast_route_is_answered_by_the_call_that_completes_its_body(
     assert isinstance(app, VecrouteApp) and app.edge is not None
     config = uvicorn.Config(app, http=InlineHttpProtocol.for_edge(app.edge), log_config=None)
     config.load()
-    state = ServerState()
-    loop = asyncio.new_event_loop()
     protocol = config.http_protocol_class(  # type: ignore[call-arg]
-        config=config, server_state=state, app_state={}, _loop=loop
+        config=config, server_state=ServerState(), app_state={}, _loop=loop
     )
     transport = Transport()
     protocol.connection_made(transport)
+    return protocol, transport
+
+
+def test_a_fast_route_is_answered_by_the_call_that_completes_its_body(
+    client: TestClient,
+) -> None:
+    loop = asyncio.new_event_loop()
+    protocol, transport = _connected(client, loop)
+    state = protocol.server_state
     raw = search([1, 0], k=1)
     protocol.data_received(raw[:-5])
     assert transport.writes == []  # the body is not all in
@@ -251,4 +258,23 @@ def test_a_fast_route_is_answered_by_the_call_that_completes_its_body(
     head, out = transport.writes[0].split(b"\r\n\r\n", 1)
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     assert orjson.loads(out)["hits"] == [{"id": "a", "score": 1.0, "payload": None}]
+    loop.close()
+
+
+def test_a_failure_of_the_fast_path_is_answered_through_asgi(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.new_event_loop()
+    protocol, transport = _connected(client, loop)
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("a defect")
+
+    monkeypatch.setattr(protocol.edge.fast, "answer_now", broken)
+    protocol.data_received(search([1, 0], k=1))
+    assert transport.writes == [] and len(protocol.tasks) == 1  # handed to an ASGI task
+    loop.run_until_complete(asyncio.gather(*protocol.tasks))
+    head, out = b"".join(transport.writes).split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert orjson.loads(out)["hits"][0]["id"] == "a"
     loop.close()
