@@ -29,7 +29,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
     if args.no_worker:
         settings = settings.model_copy(update={"embedded_worker": False})
     app = create_app(settings)
-    assert app.edge is not None
+    if app.edge is None:
+        raise RuntimeError("create_app gives the app its edge")
     http = InlineHttpProtocol.for_edge(app.edge)
     uvicorn.run(app, host=args.host, port=args.port, http=http, log_config=None, access_log=False)
 

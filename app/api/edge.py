@@ -128,11 +128,11 @@ class Edge:
                 return False
             status, answer_headers, content = answer
             write(status, [*answer_headers, id_header], content)
+            # After the write: the client has its answer while this is counted.
+            self._observe(method, path, route, status, started)
+            return True
         finally:
             request_id.reset(token)
-        # After the write: the client has its answer while this is counted.
-        self._observe(method, path, route, status, started)
-        return True
 
     def _observe(self, method: str, path: str, label: str, status: int, started: float) -> None:
         seconds = time.perf_counter() - started

@@ -31,6 +31,7 @@ from uvicorn.protocols.http.httptools_impl import (
 from app.api.edge import Edge
 
 _LENGTH = b"content-length"
+_TRANSFER_ENCODING = b"transfer-encoding"
 
 
 class InlineHttpProtocol(HttpToolsProtocol):
@@ -49,12 +50,13 @@ class InlineHttpProtocol(HttpToolsProtocol):
         return type(cls.__name__, (cls,), {"edge": edge})
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
-        if not self._may_hold(cycle, app):
+        # A request starts: the keep-alive timer an inline answer earlier in the same bytes
+        # armed must not close the connection under it.
+        self._unset_keepalive_if_required()
+        if self._may_hold(cycle, app):
+            self._held = (cycle, app)
+        else:
             super()._start_asgi_task(cycle, app)
-            return
-        self._held = (cycle, app)
-        if not cycle.more_body:  # a pipelined request, read whole before its turn
-            self._respond()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -63,17 +65,24 @@ class InlineHttpProtocol(HttpToolsProtocol):
 
     def _may_hold(self, cycle: RequestResponseCycle, app: ASGI3Application) -> bool:
         """A fast route's request whose body can be read here, answered without waiting
-        for the client to read: a declared length within what uvicorn reads before pausing
-        (none for a GET), no ``Expect: 100-continue``, the app itself (not uvicorn's 503)."""
+        for the client to read: no body or a declared length within what uvicorn reads
+        before pausing, no ``Expect: 100-continue``, the app itself (not uvicorn's 503), and
+        not taken from the pipeline (it would be answered inside the previous answer's
+        completion: one level of recursion per pipelined request)."""
         scope = cycle.scope
         if app is not self.app or cycle.waiting_for_100_continue or self.flow.write_paused:
             return False
-        if not self.edge.is_fast(scope["method"], scope["path"]):
+        if not cycle.more_body or not self.edge.is_fast(scope["method"], scope["path"]):
             return False
-        length = next((value for name, value in scope["headers"] if name == _LENGTH), None)
-        if length is None:
-            return scope["method"] == "GET"
-        return length.isdigit() and int(length) <= HIGH_WATER_LIMIT
+        length = chunked = None
+        for name, value in scope["headers"]:
+            if name == _LENGTH:
+                length = value
+            elif name == _TRANSFER_ENCODING:
+                chunked = value
+        if chunked is not None:
+            return False
+        return length is None or (length.isdigit() and int(length) <= HIGH_WATER_LIMIT)
 
     def _respond(self) -> None:
         assert self._held is not None

@@ -2,58 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
-import orjson
-import pytest
 from fastapi.testclient import TestClient
 
-from app.logs import JsonFormatter
-from app.main import create_app
-from app.settings import Settings
-from tests.api.conftest import wait_ready
+from tests.api.conftest import LogLines
 from tests.api.progress import served_build, start_build, wait_logged
 from tests.waiting import wait_until
 
 
-class _Lines(logging.Handler):
-    """Formats at emit time, while the request's context (and its id) is current."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.setFormatter(JsonFormatter())
-        self.lines: list[dict] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(orjson.loads(self.format(record)))
-
-
-@pytest.fixture
-def access_logged(tmp_path: Path) -> Iterator[tuple[TestClient, _Lines]]:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=f"sqlite:///{tmp_path / 'store.db'}",
-        access_log=True,
-        embedded_worker=False,
-    )
-    lines = _Lines()
-    logger = logging.getLogger("vecroute.access")
-    logger.addHandler(lines)
-    logger.setLevel(logging.INFO)
-    try:
-        with TestClient(create_app(settings)) as c:
-            wait_ready(c)
-            yield c, lines
-    finally:
-        logger.removeHandler(lines)
-
-
 def test_request_id_is_echoed_or_made_and_logged(
-    access_logged: tuple[TestClient, _Lines],
+    access_logged: tuple[TestClient, LogLines],
 ) -> None:
     client, lines = access_logged
     assert client.post("/collections", json={"name": "docs", "dim": 2}).status_code == 201

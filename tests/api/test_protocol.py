@@ -20,6 +20,7 @@ from uvicorn.server import ServerState
 
 from app.api.protocol import InlineHttpProtocol
 from app.main import VecrouteApp
+from tests.api.conftest import LogLines
 from tests.api.servers import Server
 
 KEY = "test-key"
@@ -131,6 +132,19 @@ def test_pipelined_requests_are_answered_in_order(conn: Connection) -> None:
     assert orjson.loads(info[2])["name"] == "docs"
     assert health[0] == 200
     assert orjson.loads(last[2])["hits"][0]["id"] == "a"
+
+
+def test_a_long_pipeline_behind_a_routed_request_is_answered_whole(conn: Connection) -> None:
+    conn.send(request("GET", "/collections/docs") + request("GET", "/healthz") * 1000)
+    assert orjson.loads(conn.response()[2])["name"] == "docs"
+    assert all(conn.response()[0] == 200 for _ in range(1000))
+
+
+def test_a_chunked_get_body_beyond_the_read_ahead_does_not_stall(conn: Connection) -> None:
+    chunk = b"x" * 200_000
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    conn.send(head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(chunk), chunk))
+    assert conn.response()[::2] == (200, b'{"status":"ok"}')
 
 
 def test_connection_close_and_http_1_0_close_after_the_answer(server: Server) -> None:
@@ -277,4 +291,33 @@ def test_a_failure_of_the_fast_path_is_answered_through_asgi(
     head, out = b"".join(transport.writes).split(b"\r\n\r\n", 1)
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     assert orjson.loads(out)["hits"][0]["id"] == "a"
+    loop.close()
+
+
+def test_an_inline_answer_leaves_no_keep_alive_timer_under_the_next_request(
+    client: TestClient,
+) -> None:
+    loop = asyncio.new_event_loop()
+    protocol, transport = _connected(client, loop)
+    # /healthz answered inline, then, in the same bytes, a search that must wait for a write.
+    protocol.data_received(request("GET", "/healthz") + search([1, 0], min_seq=10**9))
+    assert len(transport.writes) == 1 and len(protocol.tasks) == 1
+    assert protocol.timeout_keep_alive_task is None  # it would close the connection under it
+    for task in protocol.tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*protocol.tasks, return_exceptions=True))
+    loop.close()
+
+
+def test_inline_answers_are_access_logged_under_their_request_id(
+    access_logged: tuple[TestClient, LogLines],
+) -> None:
+    client, lines = access_logged
+    loop = asyncio.new_event_loop()
+    protocol, transport = _connected(client, loop)
+    body = orjson.dumps({"collection": "docs", "vector": [1, 0]})
+    protocol.data_received(request("POST", "/search", body, "X-Request-ID: inline-1"))
+    assert len(transport.writes) == 1 and not protocol.tasks
+    line = next(line for line in lines.lines if line.get("request_id") == "inline-1")
+    assert line["path"] == "/search" and line["status"] == 200
     loop.close()
