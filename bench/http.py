@@ -873,7 +873,7 @@ def breakdown(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(tmp, ignore_errors=True)
     report["load_average_after"] = os.getloadavg()
     print_breakdown(report)
-    out = args.out or RESULTS / f"http_breakdown_{args.variant}.json"
+    out = args.out or RESULTS / f"http_breakdown_{args.variant}_{args.placement}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str))
     print(f"wrote {out}")
