@@ -75,9 +75,9 @@ class Edge:
         self.api_keys = api_keys
         self.access_log = access_log
 
-    def is_fast(self, method: str, path: str) -> bool:
-        """A fast route: ``respond_now`` may answer it."""
-        return self.fast.route(method, path) is not None
+    def fast_route(self, method: str, path: str) -> str | None:
+        """The fast route ``respond_now`` may answer (its template), or None."""
+        return self.fast.route(method, path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """One HTTP request (the app hands only those to the edge)."""
@@ -105,18 +105,17 @@ class Edge:
 
     def respond_now(
         self,
+        route: str,
         method: str,
         path: str,
         headers: Iterable[tuple[bytes, bytes]],
         body: bytes,
         write: Write,
     ) -> bool:
-        """Answer a fast route whose whole body is in on the calling thread (the server's
-        protocol does, app/api/protocol.py), sent by ``write``; False, with nothing sent,
-        when it must go through ``__call__``: not a fast route, or a search that must wait."""
-        route = self.fast.route(method, path)
-        if route is None:
-            return False
+        """Answer a request of a fast route (``fast_route``) whose whole body is in, on the
+        calling thread (the server's protocol does, app/api/protocol.py), sent by ``write``;
+        False, with nothing sent, when it must go through ``__call__``: a search that must
+        wait."""
         head = _Head.read(headers)
         rid_text, id_header = head.request_id()
         token = request_id.set(rid_text)
@@ -168,27 +167,14 @@ class Edge:
         a GET's body is not read."""
         if method == "GET":
             return await self.fast.answer(route, b"")
-        message = await receive()
-        if message["type"] != "http.request":
-            return None
-        body = message.get("body", b"")
-        if message.get("more_body", False):
-            chunks = [body]
-            size = len(body)
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return None
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if chunked and size > self.max_bytes:
-                    return _answer(self._too_large())
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
-            body = b"".join(chunks)
-        elif chunked and len(body) > self.max_bytes:
+        messages, too_large = await self._buffered(receive, chunked)
+        if too_large:
             return _answer(self._too_large())
+        if messages[-1]["type"] != "http.request":
+            return None
+        body = messages[0].get("body", b"")
+        if len(messages) > 1:
+            body = b"".join(message.get("body", b"") for message in messages)
         return await self.fast.answer(route, body)
 
     async def _routed(
@@ -209,20 +195,10 @@ class Edge:
             await send(message)
 
         if chunked:  # no declared length: buffer up to the limit, then replay to FastAPI
-            messages: list[Message] = []
-            size = 0
-            while True:
-                message = await receive()
-                messages.append(message)
-                if message["type"] != "http.request":
-                    break
-                size += len(message.get("body", b""))
-                if size > self.max_bytes:
-                    status[0] = await _send_answer(_answer(self._too_large()), id_header, send)
-                    return
-                if not message.get("more_body", False):
-                    break
-
+            messages, too_large = await self._buffered(receive, chunked)
+            if too_large:
+                status[0] = await _send_answer(_answer(self._too_large()), id_header, send)
+                return
             source = receive
 
             async def replay() -> Message:
@@ -230,6 +206,22 @@ class Edge:
 
             receive = replay
         await self.routed(scope, receive, send_with_id)
+
+    async def _buffered(self, receive: Receive, chunked: bool) -> tuple[list[Message], bool]:
+        """The request's messages up to its last body part (or a disconnect), and whether a
+        body of no declared length (``chunked``) went over the limit, where reading stops."""
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return messages, False
+            size += len(message.get("body", b""))
+            if chunked and size > self.max_bytes:
+                return messages, True
+            if not message.get("more_body", False):
+                return messages, False
 
 
 def _answer(response: Response) -> Answer:

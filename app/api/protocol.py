@@ -42,8 +42,8 @@ class InlineHttpProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # A fast route's request waiting for the rest of its body.
-        self._held: tuple[RequestResponseCycle, ASGI3Application] | None = None
+        # A fast route's request (and its route) waiting for the rest of its body.
+        self._held: tuple[RequestResponseCycle, ASGI3Application, str] | None = None
 
     @classmethod
     def for_edge(cls, edge: Edge) -> type[InlineHttpProtocol]:
@@ -53,8 +53,9 @@ class InlineHttpProtocol(HttpToolsProtocol):
         # A request starts: the keep-alive timer an inline answer earlier in the same bytes
         # armed must not close the connection under it.
         self._unset_keepalive_if_required()
-        if self._may_hold(cycle, app):
-            self._held = (cycle, app)
+        route = self._holdable_route(cycle, app)
+        if route is not None:
+            self._held = (cycle, app, route)
         else:
             super()._start_asgi_task(cycle, app)
 
@@ -63,30 +64,33 @@ class InlineHttpProtocol(HttpToolsProtocol):
         if self._held is not None and self._held[0] is self.cycle:
             self._respond()
 
-    def _may_hold(self, cycle: RequestResponseCycle, app: ASGI3Application) -> bool:
-        """A fast route's request whose body can be read here, answered without waiting
+    def _holdable_route(self, cycle: RequestResponseCycle, app: ASGI3Application) -> str | None:
+        """The fast route of a request whose body can be read here, answered without waiting
         for the client to read: no body or a declared length within what uvicorn reads
         before pausing, no ``Expect: 100-continue``, the app itself (not uvicorn's 503), and
         not taken from the pipeline (it would be answered inside the previous answer's
-        completion: one level of recursion per pipelined request)."""
+        completion: one level of recursion per pipelined request). None for any other."""
         scope = cycle.scope
         if app is not self.app or cycle.waiting_for_100_continue or self.flow.write_paused:
-            return False
-        if not cycle.more_body or not self.edge.is_fast(scope["method"], scope["path"]):
-            return False
+            return None
+        route = self.edge.fast_route(scope["method"], scope["path"]) if cycle.more_body else None
+        if route is None:
+            return None
         length = chunked = None
         for name, value in scope["headers"]:
             if name == _LENGTH:
                 length = value
             elif name == _TRANSFER_ENCODING:
                 chunked = value
-        if chunked is not None:
-            return False
-        return length is None or (length.isdigit() and int(length) <= HIGH_WATER_LIMIT)
+        if chunked is None and (
+            length is None or (length.isdigit() and int(length) <= HIGH_WATER_LIMIT)
+        ):
+            return route
+        return None
 
     def _respond(self) -> None:
         assert self._held is not None
-        cycle, app = self._held
+        cycle, app, route = self._held
         self._held = None
         scope = cycle.scope
 
@@ -96,7 +100,7 @@ class InlineHttpProtocol(HttpToolsProtocol):
         body = bytes(cycle.body)
         try:
             answered = self.edge.respond_now(
-                scope["method"], scope["path"], scope["headers"], body, write
+                route, scope["method"], scope["path"], scope["headers"], body, write
             )
         except Exception:  # a defect: uvicorn would only close the connection
             self.logger.exception("the fast path failed; answering through ASGI")
