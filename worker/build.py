@@ -22,10 +22,9 @@ import numpy as np
 from app.engine.clustering import Algorithm, Clustering, train_clustering
 from app.engine.codes import (
     Quantization,
-    codebook_bytes,
     min_train_points,
     preferred_nlist,
-    train_code_ivf,
+    trained_codebook,
 )
 from app.engine.labels import exact_neighbours, list_labels
 from app.engine.metric import Metric, prepare
@@ -102,8 +101,7 @@ def _codebook(codes: Quantization, clustering: Clustering, x: np.ndarray) -> New
     points (the lists stay float32 then, as in every process)."""
     if not codes.stores_codebook or len(x) < min_train_points(codes):
         return None
-    ivf = train_code_ivf(codes, clustering.dim, clustering.metric, clustering, x)
-    return NewCodebook(codes.key, codebook_bytes(ivf))
+    return NewCodebook(codes.key, trained_codebook(codes, clustering, x))
 
 
 def _centroid_table(clustering: Clustering, docs: np.ndarray, queries: np.ndarray) -> dict:

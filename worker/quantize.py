@@ -34,14 +34,12 @@ from app.engine.codes import (
     CATALYZER_KINDS,
     TRAIN_SAMPLE,
     CodeKind,
-    CodeUnavailable,
     Quantization,
     QuantizationError,
-    codebook_bytes,
     min_train_points,
     preferred_nlist,
     reclustering_wanted,
-    train_code_ivf,
+    trained_codebook,
 )
 from app.engine.metric import Metric, prepare
 from app.store.codebooks import NewCodebook
@@ -133,28 +131,16 @@ def run_quantize(
         )
     if not catalyzed and coded:
         assert clustering is not None and sample is not None
-        try:
-            metric = Metric(record.metric)
-            ivf = train_code_ivf(
-                quantization, record.dim, metric, clustering, prepare(sample, metric, record.dim)
-            )
-        except CodeUnavailable as exc:
-            raise QuantizeError(str(exc)) from None
-        codebook = NewCodebook(quantization.key, codebook_bytes(ivf), clustering.version)
+        prepared = prepare(sample, clustering.metric, record.dim)
+        trained = trained_codebook(quantization, clustering, prepared)
+        codebook = NewCodebook(quantization.key, trained, clustering.version)
     progress(0.9)
     reclustered = None
     if recluster:
         nlist = preferred_nlist(quantization, total)
-        try:
-            built = run_build(
-                store,
-                collection,
-                {"nlist": nlist},
-                lambda f: progress(0.9 + 0.09 * f),
-                quantization,
-            )
-        except CodeUnavailable as exc:
-            raise QuantizeError(str(exc)) from None
+        built = run_build(
+            store, collection, {"nlist": nlist}, lambda f: progress(0.9 + 0.09 * f), quantization
+        )
         reclustered = built["clustering_version"]
     stored = quantization.to_dict() if quantization.compressed else None
     if set_quantization(store, collection, stored, weights, codebook) is None:

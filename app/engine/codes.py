@@ -326,6 +326,13 @@ def codebook_bytes(ivf: Any) -> bytes:
     return bytes(faiss.serialize_index(ivf).tobytes())
 
 
+def trained_codebook(q: Quantization, clustering: Clustering, sample: np.ndarray) -> bytes:
+    """``q``'s codebook trained for ``clustering`` on ``sample`` (prepared vectors), as
+    stored: what the build and quantize jobs write for every process to code alike."""
+    ivf = train_code_ivf(q, clustering.dim, clustering.metric, clustering, sample)
+    return codebook_bytes(ivf)
+
+
 def codebook_ivf(codebook: bytes) -> Any:
     """The empty code IVF a stored codebook holds, with our scan settings."""
     ivf = faiss.deserialize_index(np.frombuffer(codebook, dtype=np.uint8))

@@ -31,7 +31,14 @@ def add_codebook(
 
     Two jobs training the same codebook at once: one row stays, and both describe codes
     of the same kind for the same lists, so either serves."""
-    if load_codebook(session, collection_id, clustering_version, key) is not None:
+    stored = session.execute(
+        select(CodebookRow.id).where(
+            CodebookRow.collection_id == collection_id,
+            CodebookRow.clustering_version == clustering_version,
+            CodebookRow.quantization == key,
+        )
+    ).first()
+    if stored is not None:  # its id only: a codebook can be megabytes
         return False
     try:
         with session.begin_nested():
