@@ -253,20 +253,16 @@ def min_train_points(q: Quantization) -> int:
     return MIN_TRAIN_POINTS.get(q.kind.value, 1)
 
 
-def buildable(q: Quantization, total: int) -> bool:
-    """Code lists can be built for ``total`` points: enough to train the codebooks, and a
-    catalyzer attached for a catalyzer kind (until then the lists stay float32)."""
-    if not q.compressed or total < min_train_points(q):
+def buildable(q: Quantization, total: int, clustering: Clustering) -> bool:
+    """Code lists can be built over ``clustering`` for ``total`` points: nothing left to
+    learn from them (a stored codebook for ``clustering``, or a catalyzer kind with its
+    catalyzer; then even before any point), or enough points to train the codebooks. Until
+    then the lists stay float32."""
+    if not q.compressed:
         return False
-    return q.kind not in CATALYZER_KINDS or q.catalyzer is not None
-
-
-def ready_without_points(q: Quantization, clustering: Clustering) -> bool:
-    """Code lists can be built before any point: nothing left to learn from the vectors
-    (a stored codebook for ``clustering``, or a catalyzer kind with its catalyzer)."""
     if q.kind in CATALYZER_KINDS:
         return q.catalyzer is not None
-    return q.has_codebook_for(clustering)
+    return q.has_codebook_for(clustering) or total >= min_train_points(q)
 
 
 def train_code_ivf(

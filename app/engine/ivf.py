@@ -66,7 +66,6 @@ from app.engine.codes import (
     is_fast_scan,
     list_codes,
     query_codes,
-    ready_without_points,
     set_scan_modes,
     stored_code_ivf,
     train_code_ivf,
@@ -157,7 +156,7 @@ class VectorIndex:
             q,
             exact,
         )
-        if clustering is not None and ready_without_points(q, clustering):
+        if clustering is not None and buildable(q, 0, clustering):
             # A stored codebook fits, or a catalyzer: the lists hold codes from the start.
             self._state = self._build(clustering, q, exact, lambda: iter(()))
 
@@ -572,9 +571,7 @@ class VectorIndex:
         """A filled state: code lists once a clustering and enough points exist, else float32."""
         router = _default_router(clustering)
         total = sum(len(ids) for ids, _ in blocks())
-        if clustering is not None and (
-            buildable(quantization, total) or ready_without_points(quantization, clustering)
-        ):
+        if clustering is not None and buildable(quantization, total, clustering):
             if quantization.has_codebook_for(clustering):  # equal codes in every process
                 ivf = stored_code_ivf(quantization, self.dim, self.metric, clustering)
             else:  # none stored fits: trained here, from this index's vectors
