@@ -125,9 +125,11 @@ class Edge:
             answer = _answer(refusal) if refusal is not None else self.fast.answer_now(route, body)
             if answer is None:
                 return False
-            status, answer_headers, content = answer
+            status, answer_headers, content, after = answer
             write(status, [*answer_headers, id_header], content)
-            # After the write: the client has its answer while this is counted.
+            # After the write: the client has its answer while this is recorded.
+            if after is not None:
+                after()
             self._observe(method, path, route, status, started)
             return True
         finally:
@@ -225,12 +227,14 @@ class Edge:
 
 
 def _answer(response: Response) -> Answer:
-    return response.status_code, response.raw_headers, bytes(response.body)
+    return response.status_code, response.raw_headers, bytes(response.body), None
 
 
 async def _send_answer(answer: Answer, id_header: tuple[bytes, bytes], send: Send) -> int:
-    status, headers, body = answer
+    status, headers, body, after = answer
     headers = [*headers, id_header]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+    if after is not None:
+        after()
     return status

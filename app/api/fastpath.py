@@ -35,11 +35,12 @@ from app.service.service import Service
 
 Handler = Callable[[dict[str, Any], Service, SearchParamCache, Metrics], Awaitable[SearchReply]]
 HandlerNow = Callable[[dict[str, Any], Service, SearchParamCache, Metrics], SearchReply | None]
-Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
+After = Callable[[], None] | None  # run once the answer is sent: a search's bookkeeping
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes, After]  # status, headers, body, after
 HEALTHZ = "/healthz"
 _JSON = (b"content-type", b"application/json")
 _OK = b'{"status":"ok"}'  # as the FastAPI route's OrjsonResponse sends it
-_HEALTHY: Answer = (200, [(b"content-length", b"%d" % len(_OK)), _JSON], _OK)
+_HEALTHY: Answer = (200, [(b"content-length", b"%d" % len(_OK)), _JSON], _OK, None)
 HANDLERS: dict[str, Handler] = {"/search": search_one, "/search/batch": search_many}
 HANDLERS_NOW: dict[str, HandlerNow] = {"/search": search_one_now, "/search/batch": search_many_now}
 
@@ -87,9 +88,9 @@ def _ok(reply: SearchReply) -> Answer:
     headers = [_JSON, (b"content-length", b"%d" % len(content))]
     if reply.engine_seconds is not None:
         headers.append((b"server-timing", reply.server_timing()))
-    return 200, headers, content
+    return 200, headers, content, reply.record
 
 
 def _problem(exc: Exception) -> Answer:
     problem = as_problem(exc)
-    return problem.status_code, problem.raw_headers, bytes(problem.body)
+    return problem.status_code, problem.raw_headers, bytes(problem.body), None

@@ -347,7 +347,6 @@ class Service:
         queries: np.ndarray,
         opts: SearchOptions,
         *,
-        log_queries: bool,
         route: Route | None = None,
     ) -> dict[str, Any]:
         """``route``: from ``plan_search`` for these options, else resolved here."""
@@ -359,9 +358,16 @@ class Service:
             out = search_shards(self.cluster, live, queries, opts, route, self.applied_seq)
         if out is None:
             out = run_search(live, queries, opts, self.settings.default_nprobe, route)
-        if log_queries:
-            self.query_log.add(live.record.id, queries, opts.k)
         return out
+
+    def log_queries(self, name: str, queries: np.ndarray, k: int) -> None:
+        """Buffer a search's queries for router training: the API does once it has sent the
+        answer, when a request asks for it (a collection dropped since logs nothing)."""
+        try:
+            live = self.registry.get(name)
+        except CollectionNotFound:
+            return
+        self.query_log.add(live.record.id, queries, k)
 
     def router_report(self, name: str) -> dict[str, Any]:
         """Held-out top-1 and recall against nprobe, centroid and learned (see router_report)."""

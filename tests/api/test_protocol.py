@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import orjson
 import pytest
 import uvicorn
@@ -272,6 +273,29 @@ def test_a_fast_route_is_answered_by_the_call_that_completes_its_body(
     head, out = transport.writes[0].split(b"\r\n\r\n", 1)
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     assert orjson.loads(out)["hits"] == [{"id": "a", "score": 1.0, "payload": None}]
+    loop.close()
+
+
+def test_a_search_is_logged_and_counted_after_its_answer_is_written(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client does not wait for the query log and the search counter."""
+    loop = asyncio.new_event_loop()
+    protocol, transport = _connected(client, loop)
+    service = protocol.edge.fast.service
+    writes_before_logging: list[int] = []
+    logged: list[tuple[str, list[list[float]], int]] = []
+
+    def log_queries(name: str, queries: np.ndarray, k: int) -> None:
+        writes_before_logging.append(len(transport.writes))
+        logged.append((name, queries.tolist(), k))
+
+    monkeypatch.setattr(service, "log_queries", log_queries)
+    protocol.data_received(search([1, 0], k=1))
+    assert writes_before_logging == [1]  # the answer was out first
+    assert logged == [("docs", [[1.0, 0.0]], 1)]
+    protocol.data_received(search([1, 0], k=1, log=False))
+    assert len(logged) == 1  # "log": false is not logged
     loop.close()
 
 

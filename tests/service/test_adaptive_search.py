@@ -67,7 +67,7 @@ def test_target_recall_probes_adaptively_and_keeps_its_promise(
             opts = SearchOptions(
                 k=10, nprobe=None, routing="auto", with_payload=False, target_recall=target
             )
-            out = service.search("docs", data.test_queries, opts, log_queries=False)
+            out = service.search("docs", data.test_queries, opts)
             assert out["routing"] == "learned" and out["plan"] == "ivf"
             found = np.array([[int(h["id"]) for h in hits] for hits in out["results"]])
             assert recall_at_k(found, data.test_gt, 10) >= target - TOLERANCE

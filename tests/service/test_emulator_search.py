@@ -39,7 +39,7 @@ def _trained(database_url: str, tmp_path: Path) -> tuple[Service, np.ndarray, np
     run_build(service.store, "docs", {}, lambda _: None)
     service.registry.catch_up()
     with pytest.raises(NoEmulator):  # 409 before any emulator is trained
-        service.search("docs", queries[:1], EMULATOR, log_queries=False)
+        service.search("docs", queries[:1], EMULATOR)
     cid = service.registry.get("docs").record.id
     append_queries(service.store, [LoggedQuery(cid, q, 10) for q in queries[:600]])
     progress: list[float] = []
@@ -57,10 +57,10 @@ def test_emulator_hits_have_exact_scores_and_survive_writes(
 ) -> None:
     service, docs, queries = _trained(database_url, tmp_path)
     try:
-        out = service.search("docs", queries, EMULATOR, log_queries=False)
+        out = service.search("docs", queries, EMULATOR)
         assert out["routing"] == "emulator" and out["router_version"] == 1
         assert out["nprobe"] == 3 and 0 < out["candidates"] <= 30 < out["scanned"]
-        exact = service.search("docs", queries, EXACT, log_queries=False)
+        exact = service.search("docs", queries, EXACT)
         rows = {f"p{i}": i for i in range(len(docs))}
         for q, (hits, truth) in enumerate(zip(out["results"], exact["results"], strict=True)):
             found = np.array([rows[h["id"]] for h in hits])
@@ -80,7 +80,7 @@ def test_emulator_hits_have_exact_scores_and_survive_writes(
         service.delete_points("docs", first)
         twins = [{"id": f"new{i}", "vector": q.tolist()} for i, q in enumerate(queries[:20])]
         service.index_points("docs", twins)
-        again = service.search("docs", queries, EMULATOR, log_queries=False)
+        again = service.search("docs", queries, EMULATOR)
         returned = {h["id"] for hits in again["results"] for h in hits}
         assert not returned & set(first)
         # Each new twin is its query's exact nearest neighbour (distance 0): found first.
@@ -92,7 +92,7 @@ def test_emulator_hits_have_exact_scores_and_survive_writes(
     # A restart rebuilds the set of points the emulator never saw from the store.
     restarted = start_service(database_url, tmp_path)
     try:
-        after = restarted.search("docs", queries, EMULATOR, log_queries=False)
+        after = restarted.search("docs", queries, EMULATOR)
         assert [hits[0]["id"] for hits in after["results"][:20]] == [t["id"] for t in twins]
         assert not {h["id"] for hits in after["results"] for h in hits} & set(first)
     finally:

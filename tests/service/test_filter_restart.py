@@ -33,7 +33,7 @@ def _points(rng: np.random.Generator, start: int, n: int) -> list[dict]:
 
 def _search(service: Service, queries: np.ndarray) -> dict:
     opts = SearchOptions(k=5, nprobe=None, routing="exact", with_payload=True, filter=FILTER)
-    out = service.search("docs", queries, opts, log_queries=False)
+    out = service.search("docs", queries, opts)
     out.pop("engine_seconds")  # the engine's time, different at every call
     return out
 

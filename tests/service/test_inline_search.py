@@ -36,7 +36,7 @@ def test_filtered_searches_go_inline_once_cached_and_cheap(tmp_path: Path) -> No
 
         assert not service.is_cheap("docs", 1, unfiltered)  # exact over 2,000 vectors
         assert not service.is_cheap("docs", 1, opts)  # the filter is not evaluated yet
-        service.search("docs", query, opts, log_queries=False)  # caches the filter's bitmap
+        service.search("docs", query, opts)  # caches the filter's bitmap
         live = service.registry.get("docs")
         views = live.filter_views
         assert views is not None
@@ -90,7 +90,7 @@ def test_a_filtered_ivf_search_that_may_widen_to_every_list_never_runs_inline(
         )
         query = rng.standard_normal((1, 8)).astype(np.float32)
         assert service.is_cheap("docs", 1, unfiltered)  # one of 16 lists: ~125 vectors
-        assert service.search("docs", query, half, log_queries=False)["plan"] == "ivf"
+        assert service.search("docs", query, half)["plan"] == "ivf"
         # Cached now, and its first pass reads one list; but a query short of hits widens to
         # all 16 lists, 2,000 vectors: that may never happen on the event loop.
         assert not service.is_cheap("docs", 1, half)

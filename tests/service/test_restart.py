@@ -41,8 +41,8 @@ def test_snapshot_plus_catch_up_equals_rebuild(database_url: str, tmp_path: Path
     queries = rng.standard_normal((20, 8)).astype(np.float32)
     opts = SearchOptions(k=5, nprobe=2, routing="auto", with_payload=False)
     try:
-        a = from_snapshot.search("docs", queries, opts, log_queries=False)
-        b = rebuilt.search("docs", queries, opts, log_queries=False)
+        a = from_snapshot.search("docs", queries, opts)
+        b = rebuilt.search("docs", queries, opts)
         assert from_snapshot.registry.get("docs").index.count == 310
         assert rebuilt.registry.get("docs").index.count == 310
         assert a.pop("engine_seconds") > 0 and b.pop("engine_seconds") > 0  # differ per call

@@ -38,7 +38,7 @@ def test_a_snapshot_racing_a_delete_is_not_published_nor_loaded_by_a_successor(
     try:
         opts = SearchOptions(k=100, nprobe=None, routing="exact", with_payload=False)
         query = np.ones((1, 8), np.float32)
-        hits = restarted.search("docs", query, opts, log_queries=False)["results"][0]
+        hits = restarted.search("docs", query, opts)["results"][0]
         assert sorted(h["id"] for h in hits) == sorted(f"new{i}" for i in range(20))
     finally:
         restarted.stop()

@@ -112,7 +112,7 @@ class StoreAndIndex(RuleBasedStateMachine):
         self, queries: np.ndarray, routing: str = "exact", nprobe: int | None = None
     ) -> list[list[dict]]:
         opts = SearchOptions(k=K, nprobe=nprobe, routing=routing, with_payload=True)
-        return self.service.search("docs", queries, opts, log_queries=False)["results"]
+        return self.service.search("docs", queries, opts)["results"]
 
     @invariant()
     def agrees_with_the_model(self) -> None:

@@ -60,7 +60,7 @@ def test_writes_to_any_collection_go_on_while_a_clustering_is_swapped_in(
         exact = SearchOptions(k=408, nprobe=None, routing="exact", with_payload=False)
         ivf = SearchOptions(k=408, nprobe=4, routing="centroid", with_payload=False)
         hits = [
-            {h["id"] for h in service.search("a", query, opts, log_queries=False)["results"][0]}
+            {h["id"] for h in service.search("a", query, opts)["results"][0]}
             for opts in (exact, ivf)
         ]
         assert hits[0] == hits[1] and {"a-new0", "a-new9"} <= hits[0]

@@ -7,6 +7,8 @@ serves these FastAPI routes (which also give the OpenAPI schema) and the fast pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -34,11 +36,13 @@ router = APIRouter(tags=["search"])
 class SearchReply(NamedTuple):
     """A search's response document, and the engine's share of its time: sent as
     ``Server-Timing: engine;dur=<ms>``, so a caller can tell the engine's time from the
-    request path's (None when shards on other machines answered). A named tuple, as one
-    is made per search."""
+    request path's (None when shards on other machines answered). ``record``: the search's
+    bookkeeping (its counter, its queries in the log), run once the answer is sent, so the
+    client does not wait for it. A named tuple, as one is made per search."""
 
     body: dict[str, Any]
     engine_seconds: float | None
+    record: Callable[[], None]
 
     def server_timing(self) -> bytes:
         """The header's value (only when ``engine_seconds`` is known)."""
@@ -70,7 +74,7 @@ async def _caught_up(service: Service, params: SearchParams) -> None:
 def _search(
     service: Service, params: SearchParams, queries: np.ndarray, opts: SearchOptions, route: Route
 ) -> dict[str, Any]:
-    return service.search(params.collection, queries, opts, log_queries=params.log, route=route)
+    return service.search(params.collection, queries, opts, route=route)
 
 
 async def _run(
@@ -105,19 +109,42 @@ def _batch_queries(
     return as_vectors(vectors, dim, "vectors")
 
 
-def _one_reply(out: dict[str, Any], metrics: Metrics) -> SearchReply:
-    metrics.count_searches(out["routing"], out["nprobe"])
+def _recorder(
+    service: Service,
+    metrics: Metrics,
+    params: SearchParams,
+    queries: np.ndarray,
+    k: int,
+    out: dict[str, Any],
+) -> Callable[[], None]:
+    """The bookkeeping of the search that returned ``out`` (``SearchReply.record``)."""
+    return partial(_record, service, metrics, params, queries, k, out["routing"], out["nprobe"])
+
+
+def _record(
+    service: Service,
+    metrics: Metrics,
+    params: SearchParams,
+    queries: np.ndarray,
+    k: int,
+    routing: str,
+    nprobe: float | None,
+) -> None:
+    metrics.count_searches(routing, nprobe, len(queries))
+    if params.log:
+        service.log_queries(params.collection, queries, k)
+
+
+def _one_reply(out: dict[str, Any], record: Callable[[], None]) -> SearchReply:
     engine_seconds = out.pop("engine_seconds", None)
     hits = out.pop("results")[0]
-    return SearchReply({"hits": hits, **out}, engine_seconds)
+    return SearchReply({"hits": hits, **out}, engine_seconds, record)
 
 
-def _batch_reply(out: dict[str, Any], metrics: Metrics) -> SearchReply:
-    results = out["results"]
-    metrics.count_searches(out["routing"], out["nprobe"], len(results))
+def _batch_reply(out: dict[str, Any], record: Callable[[], None]) -> SearchReply:
     engine_seconds = out.pop("engine_seconds", None)
-    out["results"] = [{"hits": hits} for hits in results]
-    return SearchReply(out, engine_seconds)
+    out["results"] = [{"hits": hits} for hits in out["results"]]
+    return SearchReply(out, engine_seconds, record)
 
 
 async def search_one(
@@ -127,7 +154,8 @@ async def search_one(
     params, opts = searches.resolve(body)
     await _caught_up(service, params)
     queries = _one_query(vector, service, params)
-    return _one_reply(await _run(service, params, queries, opts), metrics)
+    out = await _run(service, params, queries, opts)
+    return _one_reply(out, _recorder(service, metrics, params, queries, opts.k, out))
 
 
 async def search_many(
@@ -137,7 +165,8 @@ async def search_many(
     params, opts = searches.resolve(body)
     await _caught_up(service, params)
     queries = _batch_queries(vectors, service, searches, params)
-    return _batch_reply(await _run(service, params, queries, opts), metrics)
+    out = await _run(service, params, queries, opts)
+    return _batch_reply(out, _recorder(service, metrics, params, queries, opts.k, out))
 
 
 def search_one_now(
@@ -149,8 +178,11 @@ def search_one_now(
     params, opts = searches.resolve(body)
     if not _is_caught_up(service, params):
         return None
-    out = _run_now(service, params, _one_query(vector, service, params), opts)
-    return None if out is None else _one_reply(out, metrics)
+    queries = _one_query(vector, service, params)
+    out = _run_now(service, params, queries, opts)
+    if out is None:
+        return None
+    return _one_reply(out, _recorder(service, metrics, params, queries, opts.k, out))
 
 
 def search_many_now(
@@ -161,8 +193,11 @@ def search_many_now(
     params, opts = searches.resolve(body)
     if not _is_caught_up(service, params):
         return None
-    out = _run_now(service, params, _batch_queries(vectors, service, searches, params), opts)
-    return None if out is None else _batch_reply(out, metrics)
+    queries = _batch_queries(vectors, service, searches, params)
+    out = _run_now(service, params, queries, opts)
+    if out is None:
+        return None
+    return _batch_reply(out, _recorder(service, metrics, params, queries, opts.k, out))
 
 
 @router.post(
@@ -172,6 +207,7 @@ async def search(
     body: JsonBody, service: ServiceDep, searches: SearchParamsDep, metrics: MetricsDep
 ) -> Response:
     reply = await search_one(body, service, searches, metrics)
+    reply.record()
     return OrjsonResponse(reply.body, headers=reply.headers())
 
 
@@ -185,4 +221,5 @@ async def search_batch(
     body: JsonBody, service: ServiceDep, searches: SearchParamsDep, metrics: MetricsDep
 ) -> Response:
     reply = await search_many(body, service, searches, metrics)
+    reply.record()
     return OrjsonResponse(reply.body, headers=reply.headers())
