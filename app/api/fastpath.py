@@ -15,34 +15,31 @@ thread, for the server's protocol (app/api/protocol.py), which has no task to wa
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 import orjson
 
 from app.api.metrics import Metrics
 from app.api.problems import as_problem
 from app.api.routes.search import (
+    BATCH,
+    ONE,
+    SearchForm,
     SearchReply,
-    search_many,
-    search_many_now,
-    search_one,
-    search_one_now,
+    search_reply,
+    search_reply_now,
 )
 from app.api.search_params import SearchParamCache
 from app.service.parsing import load_object
 from app.service.service import Service
 
-Handler = Callable[[dict[str, Any], Service, SearchParamCache, Metrics], Awaitable[SearchReply]]
-HandlerNow = Callable[[dict[str, Any], Service, SearchParamCache, Metrics], SearchReply | None]
 After = Callable[[], None] | None  # run once the answer is sent: a search's bookkeeping
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes, After]  # status, headers, body, after
 HEALTHZ = "/healthz"
 _JSON = (b"content-type", b"application/json")
 _OK = b'{"status":"ok"}'  # as the FastAPI route's OrjsonResponse sends it
 _HEALTHY: Answer = (200, [(b"content-length", b"%d" % len(_OK)), _JSON], _OK, None)
-HANDLERS: dict[str, Handler] = {"/search": search_one, "/search/batch": search_many}
-HANDLERS_NOW: dict[str, HandlerNow] = {"/search": search_one_now, "/search/batch": search_many_now}
+FORMS: dict[str, SearchForm] = {"/search": ONE, "/search/batch": BATCH}
 
 
 class FastRoutes:
@@ -54,7 +51,7 @@ class FastRoutes:
     @staticmethod
     def route(method: str, path: str) -> str | None:
         """The fast route's template (its metrics label), or None: FastAPI's to route."""
-        if method == "POST" and path in HANDLERS:
+        if method == "POST" and path in FORMS:
             return path
         if method == "GET" and path == HEALTHZ:
             return HEALTHZ
@@ -64,8 +61,9 @@ class FastRoutes:
         if route == HEALTHZ:
             return _HEALTHY
         try:
-            handler = HANDLERS[route]
-            reply = await handler(load_object(body), self.service, self.searches, self.metrics)
+            reply = await search_reply(
+                FORMS[route], load_object(body), self.service, self.searches, self.metrics
+            )
             return _ok(reply)
         except Exception as exc:
             return _problem(exc)
@@ -76,8 +74,9 @@ class FastRoutes:
         if route == HEALTHZ:
             return _HEALTHY
         try:
-            handler = HANDLERS_NOW[route]
-            reply = handler(load_object(body), self.service, self.searches, self.metrics)
+            reply = search_reply_now(
+                FORMS[route], load_object(body), self.service, self.searches, self.metrics
+            )
             return None if reply is None else _ok(reply)
         except Exception as exc:
             return _problem(exc)

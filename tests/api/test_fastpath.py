@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from app.api.fastpath import HANDLERS
+from app.api.fastpath import FORMS
 from app.api.routes import search
 from app.main import create_app
 from app.settings import Settings
@@ -20,8 +20,8 @@ def _docs(client: TestClient) -> None:
 
 
 def test_fast_path_serves_the_route_handlers() -> None:
-    assert HANDLERS["/search"] is search.search_one
-    assert HANDLERS["/search/batch"] is search.search_many
+    assert FORMS["/search"] is search.ONE
+    assert FORMS["/search/batch"] is search.BATCH
 
 
 def test_answers_errors_and_metrics(client: TestClient) -> None:

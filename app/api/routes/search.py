@@ -95,7 +95,9 @@ def _run_now(
     return _search(service, params, queries, opts, route) if cheap else None
 
 
-def _one_query(vector: Any, service: Service, params: SearchParams) -> np.ndarray:
+def _one_query(
+    vector: Any, service: Service, searches: SearchParamCache, params: SearchParams
+) -> np.ndarray:
     return as_vector(vector, service.collection_dim(params.collection))
 
 
@@ -109,16 +111,41 @@ def _batch_queries(
     return as_vectors(vectors, dim, "vectors")
 
 
-def _recorder(
+def _one_document(out: dict[str, Any]) -> dict[str, Any]:
+    return {"hits": out.pop("results")[0], **out}
+
+
+def _batch_document(out: dict[str, Any]) -> dict[str, Any]:
+    out["results"] = [{"hits": hits} for hits in out["results"]]
+    return out
+
+
+class SearchForm(NamedTuple):
+    """What tells ``/search`` from ``/search/batch``: the body's field holding the queries,
+    how they are read, and the response document made of the service's output."""
+
+    field: str
+    queries: Callable[[Any, Service, SearchParamCache, SearchParams], np.ndarray]
+    document: Callable[[dict[str, Any]], dict[str, Any]]
+
+
+ONE = SearchForm("vector", _one_query, _one_document)
+BATCH = SearchForm("vectors", _batch_queries, _batch_document)
+
+
+def _reply(
+    form: SearchForm,
+    out: dict[str, Any],
     service: Service,
     metrics: Metrics,
     params: SearchParams,
     queries: np.ndarray,
-    k: int,
-    out: dict[str, Any],
-) -> Callable[[], None]:
-    """The bookkeeping of the search that returned ``out`` (``SearchReply.record``)."""
-    return partial(_record, service, metrics, params, queries, k, out["routing"], out["nprobe"])
+) -> SearchReply:
+    engine_seconds = out.pop("engine_seconds", None)
+    record = partial(
+        _record, service, metrics, params, queries, out["routing"], out["nprobe"]
+    )
+    return SearchReply(form.document(out), engine_seconds, record)
 
 
 def _record(
@@ -126,78 +153,46 @@ def _record(
     metrics: Metrics,
     params: SearchParams,
     queries: np.ndarray,
-    k: int,
     routing: str,
     nprobe: float | None,
 ) -> None:
     metrics.count_searches(routing, nprobe, len(queries))
     if params.log:
-        service.log_queries(params.collection, queries, k)
+        service.log_queries(params.collection, queries, params.k)
 
 
-def _one_reply(out: dict[str, Any], record: Callable[[], None]) -> SearchReply:
-    engine_seconds = out.pop("engine_seconds", None)
-    hits = out.pop("results")[0]
-    return SearchReply({"hits": hits, **out}, engine_seconds, record)
-
-
-def _batch_reply(out: dict[str, Any], record: Callable[[], None]) -> SearchReply:
-    engine_seconds = out.pop("engine_seconds", None)
-    out["results"] = [{"hits": hits} for hits in out["results"]]
-    return SearchReply(out, engine_seconds, record)
-
-
-async def search_one(
-    body: dict[str, Any], service: Service, searches: SearchParamCache, metrics: Metrics
+async def search_reply(
+    form: SearchForm,
+    body: dict[str, Any],
+    service: Service,
+    searches: SearchParamCache,
+    metrics: Metrics,
 ) -> SearchReply:
-    vector = body.pop("vector", None)
+    """The reply to a parsed request body of ``form``."""
+    raw = body.pop(form.field, None)
     params, opts = searches.resolve(body)
     await _caught_up(service, params)
-    queries = _one_query(vector, service, params)
+    queries = form.queries(raw, service, searches, params)
     out = await _run(service, params, queries, opts)
-    return _one_reply(out, _recorder(service, metrics, params, queries, opts.k, out))
+    return _reply(form, out, service, metrics, params, queries)
 
 
-async def search_many(
-    body: dict[str, Any], service: Service, searches: SearchParamCache, metrics: Metrics
-) -> SearchReply:
-    vectors = body.pop("vectors", None)
-    params, opts = searches.resolve(body)
-    await _caught_up(service, params)
-    queries = _batch_queries(vectors, service, searches, params)
-    out = await _run(service, params, queries, opts)
-    return _batch_reply(out, _recorder(service, metrics, params, queries, opts.k, out))
-
-
-def search_one_now(
-    body: dict[str, Any], service: Service, searches: SearchParamCache, metrics: Metrics
+def search_reply_now(
+    form: SearchForm,
+    body: dict[str, Any],
+    service: Service,
+    searches: SearchParamCache,
+    metrics: Metrics,
 ) -> SearchReply | None:
-    """``search_one`` on the calling thread, or None (nothing searched) when it must wait:
+    """``search_reply`` on the calling thread, or None (nothing searched) when it must wait:
     for ``min_seq``, or because it scans too much for the event loop."""
-    vector = body.pop("vector", None)
+    raw = body.pop(form.field, None)
     params, opts = searches.resolve(body)
     if not _is_caught_up(service, params):
         return None
-    queries = _one_query(vector, service, params)
+    queries = form.queries(raw, service, searches, params)
     out = _run_now(service, params, queries, opts)
-    if out is None:
-        return None
-    return _one_reply(out, _recorder(service, metrics, params, queries, opts.k, out))
-
-
-def search_many_now(
-    body: dict[str, Any], service: Service, searches: SearchParamCache, metrics: Metrics
-) -> SearchReply | None:
-    """``search_many`` as ``search_one_now`` is ``search_one``."""
-    vectors = body.pop("vectors", None)
-    params, opts = searches.resolve(body)
-    if not _is_caught_up(service, params):
-        return None
-    queries = _batch_queries(vectors, service, searches, params)
-    out = _run_now(service, params, queries, opts)
-    if out is None:
-        return None
-    return _batch_reply(out, _recorder(service, metrics, params, queries, opts.k, out))
+    return None if out is None else _reply(form, out, service, metrics, params, queries)
 
 
 @router.post(
@@ -206,7 +201,7 @@ def search_many_now(
 async def search(
     body: JsonBody, service: ServiceDep, searches: SearchParamsDep, metrics: MetricsDep
 ) -> Response:
-    reply = await search_one(body, service, searches, metrics)
+    reply = await search_reply(ONE, body, service, searches, metrics)
     reply.record()
     return OrjsonResponse(reply.body, headers=reply.headers())
 
@@ -220,6 +215,6 @@ async def search(
 async def search_batch(
     body: JsonBody, service: ServiceDep, searches: SearchParamsDep, metrics: MetricsDep
 ) -> Response:
-    reply = await search_many(body, service, searches, metrics)
+    reply = await search_reply(BATCH, body, service, searches, metrics)
     reply.record()
     return OrjsonResponse(reply.body, headers=reply.headers())
