@@ -12,9 +12,7 @@ from tests.service.services import create_docs, start_service
 
 def test_queries_are_logged_for_their_collection_unless_it_was_dropped(tmp_path: Path) -> None:
     # No flush while the test reads the buffer.
-    service = start_service(
-        f"sqlite:///{tmp_path / 'store.db'}", tmp_path, query_log_flush_s=3600
-    )
+    service = start_service(f"sqlite:///{tmp_path / 'store.db'}", tmp_path, query_log_flush_s=3600)
     try:
         create_docs(service, {})
         collection_id = service.registry.get("docs").record.id

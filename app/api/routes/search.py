@@ -142,9 +142,7 @@ def _reply(
     queries: np.ndarray,
 ) -> SearchReply:
     engine_seconds = out.pop("engine_seconds", None)
-    record = partial(
-        _record, service, metrics, params, queries, out["routing"], out["nprobe"]
-    )
+    record = partial(_record, service, metrics, params, queries, out["routing"], out["nprobe"])
     return SearchReply(form.document(out), engine_seconds, record)
 
 
