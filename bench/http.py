@@ -954,6 +954,16 @@ def print_breakdown(r: dict[str, Any]) -> None:
         f"(goal <= 0.15); /healthz p50 {floor:.3f} ms (goal <= 0.3); load average "
         f"{r['load_average_before'][0]:.1f} before, {r['load_average_after'][0]:.1f} after"
     )
+    parts = [
+        rows[name].get("round_p50_ms")
+        for name in ("raw socket /search", "raw socket /healthz", "engine in-process")
+    ]
+    if all(parts):  # runs before per-round medians were kept have none
+        gaps = [s - h - e for s, h, e in zip(*parts, strict=True)]
+        print(
+            f"the same, round by round ({len(gaps)} interleaved rounds): median "
+            f"{np.median(gaps):.3f} ms, min-max {min(gaps):.3f}-{max(gaps):.3f}"
+        )
     if "server_engine" in r:  # runs before the Server-Timing header have none
         inside = r["server_engine"]
         print(

@@ -42,7 +42,9 @@ Call = Callable[[int], Any]  # performs request i
 
 
 def interleaved(rows: dict[str, Call], rounds: int, per_round: int) -> dict[str, dict[str, Any]]:
-    """p50/p99 over every request of a row, and the spread of its per-round medians."""
+    """p50/p99 over every request of a row, and its per-round medians (``round_p50_ms``,
+    for differences between rows taken round by round, which the machine's drift over a
+    run leaves alone)."""
     names = list(rows)
     latencies: dict[str, list[float]] = {n: [] for n in names}
     medians: dict[str, list[float]] = {n: [] for n in names}
@@ -63,6 +65,7 @@ def interleaved(rows: dict[str, Call], rounds: int, per_round: int) -> dict[str,
             "p99_ms": float(np.percentile(ms, 99)),
             "round_p50_min_ms": min(medians[name]) * 1e3,
             "round_p50_max_ms": max(medians[name]) * 1e3,
+            "round_p50_ms": [m * 1e3 for m in medians[name]],
             "requests": len(ms),
         }
     return out
