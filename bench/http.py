@@ -846,8 +846,12 @@ def breakdown(args: argparse.Namespace) -> dict[str, Any]:
             heads: list[bytes] = []
             http_rows, close = request_path.http_rows(server.port, raw, encode, bodies, heads)
             stack.callback(close)
+            options = {"nprobe": args.nprobe, "routing": "centroid"}
+            shipped, close = request_path.client_rows(server.port, NAME, queries, K, options)
+            stack.callback(close)
             rows = {
                 **http_rows,
+                **shipped,
                 "engine in-process": lambda i: index.search(
                     queries[i % len(queries)][None], K, nprobe=args.nprobe
                 ),

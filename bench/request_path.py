@@ -5,7 +5,9 @@ so that background load on a shared machine hits every row alike):
 
 - ``/healthz`` and ``/search`` through three callers, all keep-alive with pre-encoded
   bodies and no response parsing: a raw socket (about 10 us of client work), an
-  ``httpx.Client`` and a ``requests.Session``;
+  ``httpx.Client`` and a ``requests.Session``; and through the shipped client
+  (``vecroute_client.VecrouteClient``), which encodes each query and returns typed results,
+  as its users call it;
 - the engine in-process (``VectorIndex.search`` on one thread, as the server runs a small
   search on its event loop), and beside it the engine's time inside the server, read from
   the ``Server-Timing`` header of the raw socket's ``/search`` responses;
@@ -27,6 +29,7 @@ import numpy as np
 import psycopg
 import requests
 from psycopg import sql
+from vecroute_client import VecrouteClient
 
 from app.engine.evaluation import recall_at_k
 
@@ -141,6 +144,22 @@ def http_rows(
         rq.close()
 
     return rows, close
+
+
+def client_rows(
+    port: int, collection: str, queries: np.ndarray, k: int, options: dict[str, Any]
+) -> tuple[dict[str, Call], Callable[[], None]]:
+    """``/healthz`` and ``/search`` through the shipped client (``queries[i]`` as a numpy
+    vector, ``options`` as search keywords); and a closer."""
+    client = VecrouteClient(f"http://127.0.0.1:{port}")
+    n = len(queries)
+    rows: dict[str, Call] = {
+        "vecroute_client /healthz": lambda i: client.healthz(),
+        "vecroute_client /search": lambda i: client.search(
+            collection, queries[i % n], k=k, **options
+        ),
+    }
+    return rows, client.close
 
 
 @contextmanager

@@ -128,6 +128,35 @@ def test_tour_of_every_endpoint(client: VecrouteClient) -> None:
     assert name not in [c.name for c in client.list_collections()]
 
 
+def test_numpy_vectors_of_any_layout_and_dtype_arrive_as_their_numbers(
+    client: VecrouteClient,
+) -> None:
+    """Bodies are encoded by orjson, arrays as they are; whatever numpy hands the client
+    (strided views, integers, booleans, float64) arrives as the same numbers, and payload
+    keys that are not strings arrive as strings, as the standard json module writes them."""
+    name = unique("arrays")
+    client.create_collection(name, 4, "ip")
+    wide = np.arange(8, dtype=np.float64).reshape(1, 8) / 8
+    points = [
+        ("strided", wide[0, ::2]),  # not contiguous
+        ("ints", np.array([1, 0, 2, 0])),
+        ("bools", np.array([True, False, True, False])),
+        ("f32", np.array([0.1, 0.2, 0.3, 0.4], dtype=np.float32), {1: "one"}),
+    ]
+    client.upsert(name, points)
+    for point in points:
+        stored = client.get_point(name, point[0])
+        assert stored.vector == np.asarray(point[1], dtype=np.float32).tolist()
+    assert client.get_point(name, "f32").payload == {"1": "one"}
+
+    query = np.array([[0.5, 0.0, 0.25, 1.0, 9.0]])[:, :4]  # a strided 2-d view
+    by_array = client.search(name, query, k=4)
+    assert by_array == client.search(name, query[0].tolist(), k=4)
+    batch = client.search_batch(name, np.vstack([query, query]).astype(np.int64), k=4)
+    assert [len(r.hits) for r in batch.results] == [4, 4]
+    client.delete_collection(name)
+
+
 def test_compressed_collections_report_codes_and_exact_scores(client: VecrouteClient) -> None:
     name = unique("codes")
     vectors = _vectors(400, seed=3)

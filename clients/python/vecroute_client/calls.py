@@ -61,7 +61,8 @@ class Call(Generic[T]):
 
 
 def _model(model: type[M]) -> Callable[[httpx.Response], M]:
-    return lambda response: model.model_validate(response.json())
+    # pydantic's own JSON parser, straight into the model: no dict in between.
+    return lambda response: model.model_validate_json(response.content)
 
 
 def _none(_: httpx.Response) -> None:
@@ -76,10 +77,31 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def as_list(vector: Vector) -> list[float]:
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_json_vector(vector: Vector) -> np.ndarray | list[float]:
+    """A vector as the request body holds it: a flat float array (encoded by
+    ``core.encode`` as it is, no Python floats made), or a list of floats."""
     if isinstance(vector, np.ndarray):
-        return list(vector.astype(np.float64, copy=False).ravel().tolist())
+        if vector.dtype not in _FLOATS:
+            vector = vector.astype(np.float64)
+        return vector.ravel()
     return [float(x) for x in vector]
+
+
+def _json_vectors(vectors: Sequence[Vector] | np.ndarray) -> np.ndarray | list[Any]:
+    """``as_json_vector`` for many: a 2-d float array whole."""
+    if isinstance(vectors, np.ndarray) and vectors.ndim == 2:
+        return vectors if vectors.dtype in _FLOATS else vectors.astype(np.float64)
+    return [as_json_vector(v) for v in vectors]
+
+
+def is_json_vector(value: Any) -> bool:
+    """Shaped as ``as_json_vector`` returns it (a list, or a flat float array)."""
+    if isinstance(value, np.ndarray):
+        return value.ndim == 1 and value.dtype in _FLOATS
+    return isinstance(value, list)
 
 
 def create_collection(name: str, dim: int, metric: Metric, **fields: Any) -> Call[CollectionInfo]:
@@ -136,14 +158,14 @@ def find_point(collection: str, point_id: PointId) -> Call[Point | None]:
 
 
 def search(collection: str, vector: Vector, k: int, options: SearchOptions) -> Call[SearchResult]:
-    body = {"collection": collection, "vector": as_list(vector), "k": k, **options}
+    body = {"collection": collection, "vector": as_json_vector(vector), "k": k, **options}
     return Call("POST", "/search", _model(SearchResult), body, after_writes=True)
 
 
 def search_batch(
     collection: str, vectors: Sequence[Vector] | np.ndarray, k: int, options: SearchOptions
 ) -> Call[BatchSearchResult]:
-    body = {"collection": collection, "vectors": [as_list(v) for v in vectors], "k": k, **options}
+    body = {"collection": collection, "vectors": _json_vectors(vectors), "k": k, **options}
     return Call("POST", "/search/batch", _model(BatchSearchResult), body, after_writes=True)
 
 
@@ -191,7 +213,7 @@ def point_dict(point: Point | dict[str, Any] | tuple[Any, ...]) -> dict[str, Any
 
 
 def point_body(point_id: PointId, vector: Vector, payload: Payload | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"id": point_id, "vector": as_list(vector)}
+    body: dict[str, Any] = {"id": point_id, "vector": as_json_vector(vector)}
     if payload is not None:
         body["payload"] = payload
     return body

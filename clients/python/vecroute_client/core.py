@@ -5,12 +5,32 @@ from __future__ import annotations
 from typing import Any, TypeVar, cast
 
 import httpx
+import numpy as np
+import orjson
 
 from vecroute_client.calls import Call
 from vecroute_client.errors import NotFoundError, raise_for_problem
 
 T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8000"
+_JSON = {"content-type": "application/json"}
+# numpy arrays and scalars as JSON numbers; payload keys that are not strings as strings,
+# as the standard json module writes them.
+_ENCODING = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def encode(body: Any) -> bytes:
+    """A request body as JSON, by orjson: many times faster than the standard json module
+    httpx's ``json=`` uses, on vectors most of all."""
+    return orjson.dumps(body, default=_plain, option=_ENCODING)
+
+
+def _plain(value: Any) -> Any:
+    """What orjson leaves to us: arrays it does not take as they are (not C-contiguous, or
+    of another dtype), as lists."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 class Session:
@@ -41,7 +61,9 @@ class Session:
             and body.get("min_seq") is None
         ):
             body = {**body, "min_seq": self.last_seq}
-        return {"method": call.method, "url": call.path, "json": body}
+        if body is None:
+            return {"method": call.method, "url": call.path}
+        return {"method": call.method, "url": call.path, "content": encode(body), "headers": _JSON}
 
     def answer(self, call: Call[T], response: httpx.Response) -> T:
         try:

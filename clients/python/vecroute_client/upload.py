@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 from tqdm.auto import tqdm
 
-from vecroute_client.calls import PointId, point_body, point_dict
+from vecroute_client.calls import PointId, is_json_vector, point_body, point_dict
 from vecroute_client.errors import ApiError, UnavailableError
 from vecroute_client.models import Payload, Point, UploadResult
 
@@ -82,7 +82,7 @@ def batches(points: Iterable[PointLike], size: int) -> Iterator[list[dict[str, A
 
 def _is_body(point: PointLike) -> TypeGuard[dict[str, Any]]:
     """Already shaped for ``/index`` (as :func:`array_points` yields): no second copy."""
-    return isinstance(point, dict) and isinstance(point.get("vector"), list)
+    return isinstance(point, dict) and is_json_vector(point.get("vector"))
 
 
 def progress_bar(total: int | None, show: bool | None) -> tqdm:
