@@ -276,9 +276,14 @@ def search_body(
     return _search_request("/search", {"vector": query}, nprobe, routing, log)
 
 
+def centroid_options(nprobe: int) -> dict[str, Any]:
+    """The breakdown's search options: routed by centroids at ``nprobe``."""
+    return {"nprobe": nprobe, "routing": "centroid"}
+
+
 def centroid_search_json(query: np.ndarray, nprobe: int) -> bytes:
-    """A ``/search`` body routed by centroids at ``nprobe`` (the breakdown's request)."""
-    body = {"collection": NAME, "vector": query, "k": K, "nprobe": nprobe, "routing": "centroid"}
+    """A ``/search`` body with ``centroid_options`` (the breakdown's request)."""
+    body = {"collection": NAME, "vector": query, "k": K, **centroid_options(nprobe)}
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
@@ -846,7 +851,7 @@ def breakdown(args: argparse.Namespace) -> dict[str, Any]:
             heads: list[bytes] = []
             http_rows, close = request_path.http_rows(server.port, raw, encode, bodies, heads)
             stack.callback(close)
-            options = {"nprobe": args.nprobe, "routing": "centroid"}
+            options = centroid_options(args.nprobe)
             shipped, close = request_path.client_rows(server.port, NAME, queries, K, options)
             stack.callback(close)
             rows = {

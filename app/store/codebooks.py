@@ -4,6 +4,7 @@ quantization key (``codes.codebook_bytes``), immutable once written; the first w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -32,11 +33,7 @@ def add_codebook(
     Two jobs training the same codebook at once: one row stays, and both describe codes
     of the same kind for the same lists, so either serves."""
     stored = session.execute(
-        select(CodebookRow.id).where(
-            CodebookRow.collection_id == collection_id,
-            CodebookRow.clustering_version == clustering_version,
-            CodebookRow.quantization == key,
-        )
+        select(CodebookRow.id).where(*_triple(collection_id, clustering_version, key))
     ).first()
     if stored is not None:  # its id only: a codebook can be megabytes
         return False
@@ -60,12 +57,17 @@ def load_codebook(
 ) -> bytes | None:
     """The stored codebook, or None (none trained yet, or data older than stored codebooks)."""
     return session.execute(
-        select(CodebookRow.codebook).where(
-            CodebookRow.collection_id == collection_id,
-            CodebookRow.clustering_version == clustering_version,
-            CodebookRow.quantization == key,
-        )
+        select(CodebookRow.codebook).where(*_triple(collection_id, clustering_version, key))
     ).scalar_one_or_none()
+
+
+def _triple(collection_id: int, clustering_version: int, key: str) -> tuple[Any, ...]:
+    """The conditions naming one stored codebook (unique per triple)."""
+    return (
+        CodebookRow.collection_id == collection_id,
+        CodebookRow.clustering_version == clustering_version,
+        CodebookRow.quantization == key,
+    )
 
 
 def load_codes(

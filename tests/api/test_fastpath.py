@@ -3,11 +3,13 @@ the same request id, metrics, API key and body limit."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from app.api.fastpath import FORMS
 from app.api.routes import search
-from app.main import create_app
+from app.main import VecrouteApp, create_app
 from app.settings import Settings
 
 PROBLEM = "application/problem+json"
@@ -107,3 +109,33 @@ def test_searches_report_the_engine_time_in_server_timing(client: TestClient) ->
     by_shards = search.SearchReply({"hits": []}, None, lambda: None)
     assert by_shards.headers() is None
     assert "server-timing" not in client.get("/healthz").headers
+
+
+def test_the_fastapi_routes_record_their_searches_once_answered(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reached without the edge, the routes log and count a search as the fast path does."""
+    _docs(client)
+    app = client.app
+    assert isinstance(app, VecrouteApp)
+    logged: list[tuple[str, int, int]] = []
+
+    def log_queries(name: str, queries: np.ndarray, k: int) -> None:
+        logged.append((name, len(queries), k))
+
+    monkeypatch.setattr(app.state.service, "log_queries", log_queries)
+    registry = app.state.metrics.registry
+    exact = {"routing": "exact", "nprobe": "none"}
+
+    def counted() -> float:
+        return registry.get_sample_value("vecroute_search_queries_total", exact) or 0.0
+
+    before = counted()
+    routed = TestClient(app.routed)
+    assert routed.post("/search", json={"collection": "docs", "vector": [1, 0]}).is_success
+    batch = {"collection": "docs", "vectors": [[1, 0]] * 3, "k": 2}
+    assert routed.post("/search/batch", json=batch).is_success
+    quiet = {"collection": "docs", "vector": [1, 0], "log": False}
+    assert routed.post("/search", json=quiet).is_success
+    assert logged == [("docs", 1, 10), ("docs", 3, 2)]  # "log": false is not logged
+    assert counted() == before + 5

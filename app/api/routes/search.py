@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from fastapi import APIRouter, Response
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import JsonBody, MetricsDep, SearchParamsDep, ServiceDep
@@ -193,6 +194,12 @@ def search_reply_now(
     return None if out is None else _reply(form, out, service, metrics, params, queries)
 
 
+def _response(reply: SearchReply) -> Response:
+    """The reply as FastAPI's routes send it, its bookkeeping once sent (as the edge does)."""
+    after = BackgroundTask(reply.record)
+    return OrjsonResponse(reply.body, headers=reply.headers(), background=after)
+
+
 @router.post(
     "/search", response_model=SearchResponse, operation_id="search", openapi_extra=_body("search")
 )
@@ -200,8 +207,7 @@ async def search(
     body: JsonBody, service: ServiceDep, searches: SearchParamsDep, metrics: MetricsDep
 ) -> Response:
     reply = await search_reply(ONE, body, service, searches, metrics)
-    reply.record()
-    return OrjsonResponse(reply.body, headers=reply.headers())
+    return _response(reply)
 
 
 @router.post(
@@ -214,5 +220,4 @@ async def search_batch(
     body: JsonBody, service: ServiceDep, searches: SearchParamsDep, metrics: MetricsDep
 ) -> Response:
     reply = await search_reply(BATCH, body, service, searches, metrics)
-    reply.record()
-    return OrjsonResponse(reply.body, headers=reply.headers())
+    return _response(reply)

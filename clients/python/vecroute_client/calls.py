@@ -84,16 +84,19 @@ def as_json_vector(vector: Vector) -> np.ndarray | list[float]:
     """A vector as the request body holds it: a flat float array (encoded by
     ``core.encode`` as it is, no Python floats made), or a list of floats."""
     if isinstance(vector, np.ndarray):
-        if vector.dtype not in _FLOATS:
-            vector = vector.astype(np.float64)
-        return vector.ravel()
+        return _floats(vector).ravel()
     return [float(x) for x in vector]
+
+
+def _floats(array: np.ndarray) -> np.ndarray:
+    """``array`` as float32 or float64 (integers and booleans as float64), as numbers."""
+    return array if array.dtype in _FLOATS else array.astype(np.float64)
 
 
 def _json_vectors(vectors: Sequence[Vector] | np.ndarray) -> np.ndarray | list[Any]:
     """``as_json_vector`` for many: a 2-d float array whole."""
     if isinstance(vectors, np.ndarray) and vectors.ndim == 2:
-        return vectors if vectors.dtype in _FLOATS else vectors.astype(np.float64)
+        return _floats(vectors)
     return [as_json_vector(v) for v in vectors]
 
 
