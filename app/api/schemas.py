@@ -22,7 +22,10 @@ MAX_SEED = (1 << 31) - 1
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields refused, and no value coerced into another type
+    (``true`` is no id or k, ``"2"`` no number)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 QuantizationKind = Literal["none", "sq8", "pq", "rabitq", "catalyzer-sign", "catalyzer-lattice"]

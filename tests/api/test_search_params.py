@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from app.api.schemas import SearchParams
 from app.api.search_params import SearchParamCache, search_options
@@ -24,14 +25,30 @@ def test_repeated_parameters_are_validated_once() -> None:
 def test_kept_parameters_equal_a_fresh_validation() -> None:
     settings = Settings()
     cache = SearchParamCache(settings)
-    bodies = [{"collection": "docs", "k": k} for k in (1, True, 1.0, 2)]
-    bodies += [{"collection": "docs", "with_payload": flag} for flag in (1, True)]
+    bodies = [{"collection": "docs", "k": k} for k in (1, 2)]
+    bodies += [{"collection": "docs", "with_payload": flag} for flag in (True, False)]
     for body in bodies + bodies:  # the second pass reads what the first one kept
         params, opts = cache.resolve(dict(body))
         fresh = SearchParams.model_validate(body)
         assert params == fresh and opts == search_options(fresh, settings)
-    # True, 1 and 1.0 are one key to a dict: the key tells them apart by type.
     assert len(cache) == len(bodies)
+
+
+def test_a_kept_value_does_not_let_another_type_through() -> None:
+    """True, 1 and 1.0 are one key to a dict, but only 1 is a k and only true a flag."""
+    cache = SearchParamCache(Settings())
+    assert cache.resolve({"collection": "docs", "k": 1})[1].k == 1
+    assert cache.resolve({"collection": "docs", "with_payload": True})[1].with_payload
+    for body in (
+        {"collection": "docs", "k": True},
+        {"collection": "docs", "k": 1.0},
+        {"collection": "docs", "k": "1"},
+        {"collection": "docs", "with_payload": 1},
+        {"collection": "docs", "with_payload": "yes"},
+    ):
+        with pytest.raises(ValidationError):
+            cache.resolve(body)
+    assert len(cache) == 2
 
 
 def test_kept_parameters_follow_the_settings() -> None:

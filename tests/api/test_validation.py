@@ -11,6 +11,7 @@ from tests.api.checked import json_of
 
 JSON = {"Content-Type": "application/json"}
 GOOD = {"id": "ok", "vector": [1.0, 2.0]}
+ONE = {"id": 1, "vector": [0.0, 1.0]}  # stored as "1": what a delete of true once removed
 NUL_ID = {"id": "\x00", "vector": [1.0, 2.0]}
 HUGE = {"id": "huge", "vector": [1e20, 2.0]}
 
@@ -120,6 +121,32 @@ BAD_REQUESTS = [
     ("post", "/collections", {"json": {"name": "x", "dim": 2, "default_nprobe": 2**40}}, 422),
     ("post", "/collections/docs/build", {"json": {"seed": 2**40}}, 422),
     ("post", "/train-router", {"json": {"collection": "docs", "k": 10**6}}, 422),
+    # JSON true is no id and no number, "2" no k (found by a fresh user's audit: the delete
+    # removed point "1", and true in a vector was stored as 1).
+    ("post", "/delete", {"json": {"collection": "docs", "ids": [True]}}, 422),
+    (
+        "post",
+        "/index",
+        {"json": {"collection": "docs", "points": [GOOD, {"id": "b", "vector": [1, True]}]}},
+        422,
+    ),
+    ("post", "/search", {"json": {"collection": "docs", "vector": [1, True]}}, 422),
+    (
+        "post",
+        "/search/batch",
+        {"json": {"collection": "docs", "vectors": [[1, 2], [0, False]]}},
+        422,
+    ),
+    ("post", "/search", {"json": {"collection": "docs", "vector": [1, 2], "k": "2"}}, 422),
+    ("post", "/search", {"json": {"collection": "docs", "vector": [1, 2], "k": True}}, 422),
+    ("post", "/search", {"json": {"collection": "docs", "vector": [1, 2], "nprobe": True}}, 422),
+    (
+        "post",
+        "/search",
+        {"json": {"collection": "docs", "vector": [1, 2], "with_payload": "yes"}},
+        422,
+    ),
+    ("post", "/collections", {"json": {"name": "x", "dim": "2"}}, 422),
     ("get", "/collections/docs/points/missing", {}, 404),
     ("get", "/no/such/route", {}, 404),
     ("put", "/search", {}, 405),
@@ -134,7 +161,8 @@ def small_client(settings: Settings):
 
         wait_ready(c)
         assert c.post("/collections", json={"name": "docs", "dim": 2}).status_code == 201
-        assert c.post("/index", json={"collection": "docs", "points": [GOOD]}).status_code == 200
+        points = {"collection": "docs", "points": [GOOD, ONE]}
+        assert c.post("/index", json=points).status_code == 200
         yield c
 
 
@@ -154,7 +182,6 @@ def test_rejections_are_problems_and_change_nothing(small_client: TestClient) ->
         problem = r.json()
         assert {"type", "title", "status", "detail"} <= set(problem) and problem["status"] == status
     assert _state(small_client) == before
-
 
 
 def test_shards_and_replicas_above_one_need_a_cluster(small_client: TestClient) -> None:
