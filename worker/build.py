@@ -3,7 +3,8 @@
 It reads the store, not an API process's index, so any process can run it (the embedded
 worker or ``vecroute worker``); API processes swap the new clustering in by catch-up. When
 enough queries are logged, it also measures centroid routing's held-out recall table, so
-``target_recall`` works from the first clustering on, before any router is trained.
+``target_recall`` works from the first clustering on, before any router is trained (on code
+lists, by searching them: ``recall_table``).
 
 Unless the build or the collection names one, the list count is the one the collection's
 codes prefer (``codes.preferred_nlist``: about sqrt(n) for fast-scan codes, 4 sqrt(n) else).
@@ -21,6 +22,7 @@ import numpy as np
 
 from app.engine.clustering import Algorithm, Clustering, train_clustering
 from app.engine.codes import (
+    CATALYZER_KINDS,
     Quantization,
     min_train_points,
     preferred_nlist,
@@ -28,7 +30,14 @@ from app.engine.codes import (
 )
 from app.engine.labels import exact_neighbours, list_labels
 from app.engine.metric import Metric, prepare
-from app.engine.recall_table import measure
+from app.engine.recall_table import (
+    CODED_QUERIES,
+    code_stamp,
+    coded_index,
+    kept_neighbours,
+    measure,
+    measured_nprobes,
+)
 from app.engine.routing import centroid_router
 from app.store.codebooks import NewCodebook
 from app.store.collections import get_collection
@@ -80,8 +89,10 @@ def run_build(
         x, nlist, Algorithm(record.algorithm), metric, seed=int(params.get("seed", 0))
     )
     progress(0.8)
-    table = _centroid_table(clustering, x, queries) if len(queries) >= TABLE_MIN_QUERIES else None
     codebook = _codebook(codes, clustering, x)
+    table = None
+    if len(queries) >= TABLE_MIN_QUERIES:
+        table = _centroid_table(clustering, x, queries, codes, codebook)
     progress(0.95)
     version = publish_clustering(
         store, record.id, clustering, n_points=len(x), recall_table=table, codebook=codebook
@@ -104,8 +115,29 @@ def _codebook(codes: Quantization, clustering: Clustering, x: np.ndarray) -> New
     return NewCodebook(codes.key, trained_codebook(codes, clustering, x))
 
 
-def _centroid_table(clustering: Clustering, docs: np.ndarray, queries: np.ndarray) -> dict:
+def _centroid_table(
+    clustering: Clustering,
+    docs: np.ndarray,
+    queries: np.ndarray,
+    codes: Quantization,
+    codebook: NewCodebook | None,
+) -> dict | None:
+    """The centroid routing's recall table; on code lists, measured by searching the lists
+    coded with the codebook trained here. None for a catalyzer kind (its catalyzer is
+    another job's: its table comes with the next router training) and for code lists
+    without a codebook (too few points)."""
+    if codes.kind in CATALYZER_KINDS or (codes.compressed and codebook is None):
+        return None
     q = prepare(queries, clustering.metric, clustering.dim)
     neighbours = exact_neighbours(docs, q, 10, clustering.metric)
     lists = list_labels(neighbours, clustering.assign(docs))
-    return measure(centroid_router(clustering), q, lists).to_dict()
+    router = centroid_router(clustering)
+    if codebook is None:
+        return measure(router, q, lists).to_dict()
+    coded = coded_index(codes.with_codebook(codebook.codebook, None), clustering, docs)
+    q, neighbours, lists = q[:CODED_QUERIES], neighbours[:CODED_QUERIES], lists[:CODED_QUERIES]
+    kept = [
+        (p, kept_neighbours(coded, router, q, neighbours, p))
+        for p in measured_nprobes(clustering.nlist)
+    ]
+    return measure(router, q, lists, kept=kept, codes=code_stamp(codes, None)).to_dict()

@@ -18,13 +18,22 @@ from typing import Any
 
 import numpy as np
 
-from app.engine.adaptive import calibrate
+from app.engine.adaptive import MAX_NPROBE, calibrate
 from app.engine.clustering import Clustering
+from app.engine.codes import Quantization
 from app.engine.gate import compare, evaluate
 from app.engine.labels import Objective, exact_search, list_labels
 from app.engine.metric import Metric, prepare
-from app.engine.recall_table import measure
+from app.engine.recall_table import (
+    CODED_QUERIES,
+    code_stamp,
+    coded_index,
+    kept_neighbours,
+    measure,
+    measured_nprobes,
+)
 from app.engine.routing import Router, RouterKind, centroid_router
+from app.store.codebooks import load_codes
 from app.store.collections import CollectionRecord, get_collection
 from app.store.db import Store
 from app.store.points import iter_live_points
@@ -55,7 +64,9 @@ def run_train_router(
     store: Store, collection: str, params: dict[str, Any], progress: Progress, plan: TrainingPlan
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    record, clustering, current, docs, queries, last_query_id = _load(store, collection, plan)
+    record, clustering, current, docs, queries, last_query_id, codes = _load(
+        store, collection, plan
+    )
     progress(0.1)
     metric = Metric(record.metric)
     k = int(params.get("k", plan.k))
@@ -99,20 +110,43 @@ def run_train_router(
         k=k,
         nprobes=tuple(gate.current.nprobes),
     )
-    # Adaptive probing for target_recall, calibrated on held-out queries only.
+    serving = candidate if gate.activate else current
+    routing = "centroid" if serving.kind is RouterKind.CENTROID else "learned"
+    # Adaptive probing and the fixed-nprobe table for target_recall, on held-out queries
+    # only; on code lists, what the codes lose is measured by searching them.
+    measured, table_kept, calibration_kept = hold, None, None
+    stamp = code_stamp(codes, record.catalyzer_version)
+    if stamp is not None:
+        coded = coded_index(codes, clustering, docs)
+        measured = hold[:CODED_QUERIES]
+        raw, nb = queries[measured], neighbours[measured]
+        widest = min(MAX_NPROBE, clustering.nlist)
+        calibration_kept = kept_neighbours(coded, candidate, raw, nb, widest)
+        table_kept = [
+            (p, kept_neighbours(coded, serving, raw, nb, p))
+            for p in measured_nprobes(clustering.nlist)
+        ]
     adaptive = calibrate(
         candidate,
-        q[hold],
-        neighbour_lists[hold],
+        q[measured],
+        neighbour_lists[measured],
         np.bincount(doc_lists, minlength=clustering.nlist),
         k=k,
+        kept=calibration_kept,
+        codes=stamp,
     )
     progress(0.95)
     candidate = _with_provenance(candidate, len(train), len(hold), last_query_id)
     candidate = replace(candidate, params=candidate.params | {"adaptive": adaptive.to_dict()})
-    serving = candidate if gate.activate else current
-    routing = "centroid" if serving.kind is RouterKind.CENTROID else "learned"
-    table = measure(serving, q[hold], neighbour_lists[hold], k=k, routing=routing)
+    table = measure(
+        serving,
+        q[measured],
+        neighbour_lists[measured],
+        k=k,
+        routing=routing,
+        kept=table_kept,
+        codes=stamp,
+    )
     version = publish_router(
         store,
         record.id,
@@ -147,7 +181,7 @@ def run_train_router(
 
 def _load(
     store: Store, collection: str, plan: TrainingPlan
-) -> tuple[CollectionRecord, Clustering, Router, np.ndarray, np.ndarray, int]:
+) -> tuple[CollectionRecord, Clustering, Router, np.ndarray, np.ndarray, int, Quantization]:
     """Everything the job needs, read in one snapshot of the store."""
     with store.read() as session:
         record = get_collection(session, collection)
@@ -163,12 +197,16 @@ def _load(
                 current = active
         blocks = [v for _, v, _ in iter_live_points(session, record.id, record.dim)]
         log_ids, queries = load_queries(session, record.id, record.dim, limit=plan.max_queries)
+        described = Quantization.parse(record.quantization, record.dim)
+        codes = load_codes(
+            session, record.id, described, record.catalyzer_version, clustering.version
+        )
     if not blocks:
         raise TrainingError("the collection is empty")
     if len(queries) < plan.min_queries:
         raise TrainingError(f"{len(queries)} queries logged; training needs {plan.min_queries}")
     last_query_id = int(log_ids[-1]) if len(log_ids) else 0
-    return record, clustering, current, np.concatenate(blocks), queries, last_query_id
+    return record, clustering, current, np.concatenate(blocks), queries, last_query_id, codes
 
 
 def _with_provenance(router: Router, n_train: int, n_hold: int, last_query_id: int) -> Router:

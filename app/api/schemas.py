@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.api.filter_models import FilterMatches, PayloadIndexes, SearchFilter, SearchPlan
 
@@ -23,9 +23,20 @@ MAX_SEED = (1 << 31) - 1
 
 class Strict(BaseModel):
     """A request body: unknown fields refused, and no value coerced into another type
-    (``true`` is no id or k, ``"2"`` no number)."""
+    (``true`` is no id or k, ``"2"`` no number); but a number with no fractional part
+    (``7.0``) is an integer, as JSON Schema says, and integers are numbers."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return {
+            key: int(value) if isinstance(value, float) and value.is_integer() else value
+            for key, value in data.items()
+        }
 
 
 QuantizationKind = Literal["none", "sq8", "pq", "rabitq", "catalyzer-sign", "catalyzer-lattice"]
@@ -149,6 +160,11 @@ class RecallTableSummary(BaseModel):
     nprobe: list[int]
     recall: list[float]
     recall_lower_bound: list[float]
+    codes: dict[str, Any] | None = Field(
+        default=None,
+        description="The codes the table was measured on, by searching them (null: float32 "
+        "lists); target_recall is served only while the lists hold these.",
+    )
     adaptive: list[AdaptiveRow] | None = Field(
         default=None,
         description="With a learned router: the adaptive probing that target_recall uses, "

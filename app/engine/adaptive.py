@@ -51,6 +51,7 @@ class AdaptiveCalibration:
     max_nprobe: int
     levels: list[AdaptiveLevel]
     rule: str = str(AdaptiveRule.THRESHOLD)
+    codes: dict[str, Any] | None = None  # ``recall_table.code_stamp`` of the lists measured
 
     def for_target(self, target: float) -> AdaptiveLevel | None:
         """The cheapest calibration that promises at least ``target``; None if none does."""
@@ -84,14 +85,21 @@ def calibrate(
     targets: tuple[float, ...] = TARGETS,
     margin_z: float = LOWER_BOUND_Z,
     max_nprobe: int = MAX_NPROBE,
+    kept: np.ndarray | None = None,
+    codes: dict[str, Any] | None = None,
 ) -> AdaptiveCalibration:
     """Calibrate every target ``router`` can reach on prepared held-out ``queries``.
 
     ``neighbour_lists`` (n, >= k): the list of each query's exact top-k; ``list_sizes``:
     points per list. A target no level reaches within ``max_nprobe`` probes is left out
-    (such requests fall back to the fixed-nprobe recall table).
+    (such requests fall back to the fixed-nprobe recall table). Code lists: ``kept`` (n, k)
+    says which neighbours the coded search keeps at ``max_nprobe`` (capped at nlist;
+    ``recall_table.kept_neighbours``), and so at any fewer probes of their lists; the others
+    count as lost. ``codes``: their ``code_stamp``.
     """
     max_nprobe = min(max_nprobe, router.nlist)
+    if kept is not None:
+        neighbour_lists = np.where(kept, neighbour_lists[:, :k], -1)
     levels: list[AdaptiveLevel] = []
     for target in targets:
         try:
@@ -120,5 +128,10 @@ def calibrate(
             )
         )
     return AdaptiveCalibration(
-        k=k, n_queries=len(queries), margin_z=margin_z, max_nprobe=max_nprobe, levels=levels
+        k=k,
+        n_queries=len(queries),
+        margin_z=margin_z,
+        max_nprobe=max_nprobe,
+        levels=levels,
+        codes=codes,
     )

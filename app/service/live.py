@@ -16,9 +16,11 @@ import numpy as np
 
 from app.engine.adaptive import AdaptiveCalibration
 from app.engine.allowed import AllowedCache
+from app.engine.codes import Quantization
 from app.engine.emulator import Emulator
 from app.engine.ivf import Assignment, SearchResult, VectorIndex
 from app.engine.payload_index import PayloadIndex
+from app.engine.recall_table import code_stamp
 from app.engine.routing import Router
 from app.engine.routing_index import RoutingIndex
 from app.engine.views import FilterViews
@@ -161,13 +163,24 @@ class LiveCollection:
         return emulator, ids
 
     def adaptive_for(self, router: Router) -> AdaptiveCalibration | None:
-        """``router``'s calibration for target_recall, if its training stored one."""
+        """``router``'s calibration for target_recall, if its training stored one for the
+        lists the collection holds now (codes lose recall a calibration of others ignores)."""
         held, calibration = self._adaptive
         if held is not router:
             stored = router.params.get("adaptive")
             calibration = AdaptiveCalibration.from_dict(stored) if stored else None
             self._adaptive = (router, calibration)
+        if calibration is None or calibration.codes != self.code_stamp():
+            return None
         return calibration
+
+    def code_stamp(self) -> dict[str, Any] | None:
+        """``recall_table.code_stamp`` of the codes the record asks for: what a recall table
+        or calibration must have been measured on to serve target_recall here."""
+        record = self.record
+        return code_stamp(
+            Quantization.parse(record.quantization, record.dim), record.catalyzer_version
+        )
 
     def hits(self, result: SearchResult, with_payload: bool) -> list[list[dict[str, Any]]]:
         """Each query's hits, best first: the ids of -1 (fewer than k found) and of points

@@ -71,7 +71,10 @@ def plan_route(live: LiveCollection, opts: SearchOptions, default_nprobe: int) -
         if calibration is not None and level is not None:
             widest = min(calibration.max_nprobe, clustering.nlist)
             return Route(clustering, chosen, widest, (calibration, level))
-    return Route(clustering, chosen, _nprobe(live, clustering, chosen, opts, default_nprobe))
+    nprobe = _nprobe(live, clustering, chosen, opts, default_nprobe)
+    if nprobe is None:  # a target no probing of code lists reaches: exact search keeps it
+        return Route(clustering, None, None)
+    return Route(clustering, chosen, nprobe)
 
 
 def run_search(
@@ -234,13 +237,18 @@ def _nprobe(
     router: Router | None,
     opts: SearchOptions,
     default_nprobe: int,
-) -> int:
-    """The nprobe asked for, the one that keeps ``target_recall``, or the default."""
+) -> int | None:
+    """The nprobe asked for, the one that keeps ``target_recall``, or the default; None
+    (exact search) for a target that no nprobe of code lists keeps."""
     nlist = clustering.nlist
     if opts.target_recall is not None:
         table = _recall_table(live, clustering, router)
-        # No nprobe reaches the bound: probing every list is exact, so the promise holds.
-        return table.nprobe_for(opts.target_recall) or nlist
+        # No nprobe reaches the bound: probing every float list is exact, so the promise
+        # holds; code lists lose neighbours even then.
+        found = table.nprobe_for(opts.target_recall)
+        if found is None:
+            return nlist if table.codes is None else None
+        return found
     if opts.nprobe is None:
         return min(live.record.default_nprobe or default_nprobe, nlist)
     if opts.nprobe > nlist:
@@ -258,10 +266,16 @@ def _recall_table(
         stored["clustering_version"],
         stored["routing"],
         stored["router_version"],
-    ) != (clustering.version, routing, router.version if router is not None else None):
+        stored.get("codes"),  # absent from tables older than the stamp: float lists
+    ) != (
+        clustering.version,
+        routing,
+        router.version if router is not None else None,
+        live.code_stamp(),
+    ):
         raise NoRecallTable(
-            f"no held-out recall table for the {routing} routing of this collection yet: "
-            "it is measured on logged queries when the worker builds the index or trains a "
-            "router; pass nprobe instead"
+            f"no held-out recall table for the {routing} routing of this collection's "
+            "current lists and codes yet: it is measured on logged queries when the worker "
+            "builds the index or trains a router; pass nprobe instead"
         )
     return RecallTable.from_dict(stored)

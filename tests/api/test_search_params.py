@@ -25,7 +25,7 @@ def test_repeated_parameters_are_validated_once() -> None:
 def test_kept_parameters_equal_a_fresh_validation() -> None:
     settings = Settings()
     cache = SearchParamCache(settings)
-    bodies = [{"collection": "docs", "k": k} for k in (1, 2)]
+    bodies = [{"collection": "docs", "k": k} for k in (1, 2, 2.0)]  # 2.0: a JSON integer
     bodies += [{"collection": "docs", "with_payload": flag} for flag in (True, False)]
     for body in bodies + bodies:  # the second pass reads what the first one kept
         params, opts = cache.resolve(dict(body))
@@ -35,13 +35,13 @@ def test_kept_parameters_equal_a_fresh_validation() -> None:
 
 
 def test_a_kept_value_does_not_let_another_type_through() -> None:
-    """True, 1 and 1.0 are one key to a dict, but only 1 is a k and only true a flag."""
+    """True and 1 are one key to a dict, but only 1 is a k and only true a flag."""
     cache = SearchParamCache(Settings())
     assert cache.resolve({"collection": "docs", "k": 1})[1].k == 1
     assert cache.resolve({"collection": "docs", "with_payload": True})[1].with_payload
     for body in (
         {"collection": "docs", "k": True},
-        {"collection": "docs", "k": 1.0},
+        {"collection": "docs", "k": 1.5},
         {"collection": "docs", "k": "1"},
         {"collection": "docs", "with_payload": 1},
         {"collection": "docs", "with_payload": "yes"},

@@ -139,6 +139,7 @@ BAD_REQUESTS = [
     ),
     ("post", "/search", {"json": {"collection": "docs", "vector": [1, 2], "k": "2"}}, 422),
     ("post", "/search", {"json": {"collection": "docs", "vector": [1, 2], "k": True}}, 422),
+    ("post", "/search", {"json": {"collection": "docs", "vector": [1, 2], "k": 2.5}}, 422),
     ("post", "/search", {"json": {"collection": "docs", "vector": [1, 2], "nprobe": True}}, 422),
     (
         "post",

@@ -5,12 +5,16 @@ it has never seen, recall@10 reaches the target within the calibration's margin.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from app.engine.evaluation import recall_at_k
+from app.service.errors import NoRecallTable
 from app.service.search import SearchOptions
+from app.service.service import Service
+from app.store.collections import set_quantization
 from app.store.query_log import LoggedQuery, append_queries
 from bench import debian
 from tests.service.services import start_service
@@ -83,3 +87,65 @@ def test_target_recall_probes_adaptively_and_keeps_its_promise(
         assert max(calibrated) < 1.0
     finally:
         service.stop()
+
+
+def test_on_code_lists_the_promise_counts_what_the_codes_lose(
+    database_url: str, tmp_path: Path, data: debian.Dataset
+) -> None:
+    """8 product codes of 4 bits per 384-d vector lose many neighbours beyond the re-ranked
+    candidates; the table and the calibration are measured by searching those codes, so
+    what they promise still holds, and a promise measured on other codes is not served."""
+    service = start_service(database_url, tmp_path, inline_search_max_vectors=1000)
+    try:
+        service.create_collection(
+            name="docs",
+            dim=384,
+            metric="cosine",
+            nlist=None,
+            algorithm="kmeans",
+            default_nprobe=None,
+            quantization={"kind": "pq", "m": 8},
+        )
+        points = [{"id": str(i), "vector": v.tolist()} for i, v in enumerate(data.docs)]
+        for start in range(0, len(points), 1000):
+            service.index_points("docs", points[start : start + 1000])
+        cid = service.registry.get("docs").record.id
+        append_queries(service.store, [LoggedQuery(cid, q, 10) for q in data.train_queries])
+        run_build(service.store, "docs", {}, lambda _: None)
+        service.registry.catch_up()
+        assert service.registry.get("docs").index.coded
+        table = service.get_collection("docs")["recall_table"]
+        assert table["codes"] == {"kind": "pq", "m": 8}
+        every = SearchOptions(10, table["nprobe"][-1], "centroid", False)
+        ceiling = _recall(service, data, every)
+        assert ceiling < 0.9  # what the codes keep even when every list is probed
+
+        result = run_train_router(
+            service.store, "docs", {"objective": "topk"}, lambda _: None, TrainingPlan()
+        )
+        assert result["adaptive"]["codes"] == {"kind": "pq", "m": 8}
+        service.registry.catch_up()
+        for target in (0.5, 0.7, ceiling + 0.05):
+            opts = SearchOptions(10, None, "auto", False, target_recall=target)
+            out = service.search("docs", data.test_queries, opts)
+            assert _found(out, data) >= target - TOLERANCE
+        # Beyond the codes' reach (every list probed keeps ~0.75): an exact search keeps it.
+        assert out["routing"] == "exact" and out["nprobe"] is None
+
+        # Codes other than those measured: no promise is served until measured again.
+        set_quantization(service.store, "docs", {"kind": "pq", "m": 4})
+        service.registry.catch_up()
+        with pytest.raises(NoRecallTable):
+            _recall(service, data, SearchOptions(10, None, "auto", False, target_recall=0.5))
+    finally:
+        service.stop()
+
+
+def _recall(service: Service, data: debian.Dataset, opts: SearchOptions) -> float:
+    return _found(service.search("docs", data.test_queries, opts), data)
+
+
+def _found(out: dict[str, Any], data: debian.Dataset) -> float:
+    """Recall@10 of a search of ``data.test_queries``."""
+    found = np.array([[int(h["id"]) for h in hits] for hits in out["results"]])
+    return recall_at_k(found, data.test_gt, 10)
