@@ -64,8 +64,13 @@ def plan_route(live: LiveCollection, opts: SearchOptions, default_nprobe: int) -
         return _emulator_route(live, opts, default_nprobe)
     if clustering is None or opts.routing == "exact":
         return Route(clustering, None, None)
+    if opts.target_recall is not None and opts.filter is not None:
+        # The tables hold the unfiltered top-10; a filter's top-10 lie deeper in the lists,
+        # as deep as the filter is selective or correlated with the vectors: no table
+        # promises them, the exact plan over the matches keeps any target.
+        return Route(clustering, None, None)
     chosen = router if opts.routing in ("auto", "learned") else None
-    if opts.target_recall is not None and chosen is not None and opts.filter is None:
+    if opts.target_recall is not None and chosen is not None:
         calibration = live.adaptive_for(chosen)
         level = calibration.for_target(opts.target_recall) if calibration is not None else None
         if calibration is not None and level is not None:
