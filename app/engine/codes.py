@@ -207,9 +207,11 @@ class Quantization:
 
 def default_pq_m(dim: int) -> int:
     """Sub-quantizers when none is asked for: one per 4 dimensions (2 bytes of code per 16
-    dimensions, 48 bytes at 384-d), the largest divisor of ``dim`` not above ``dim / 4``."""
-    target = max(1, dim // 4)
-    return next(m for m in range(target, 0, -1) if dim % m == 0)
+    dimensions, 48 bytes at 384-d), else the smallest divisor of ``dim`` above ``dim / 4``.
+    Never fewer: a prime dimension once got one sub-quantizer (a 4-bit code per vector,
+    recall@10 0.27 at 17-d) where 17 keep 0.84."""
+    least = max(1, -(-dim // 4))
+    return next(m for m in range(least, dim + 1) if dim % m == 0)
 
 
 def _positive_int(raw: Mapping[str, Any], key: str) -> int | None:

@@ -394,6 +394,8 @@ def test_product_codes_on_raw_inner_product_rerank_deeper_by_default(
 def test_quantization_descriptions_are_checked() -> None:
     assert Quantization.parse(None, 384) == Quantization()
     assert Quantization.parse({"kind": "pq"}, 384).m == default_pq_m(384) == 96
+    # Never fewer than dim / 4 sub-quantizers: the next divisor up (a prime: one per dimension).
+    assert [default_pq_m(d) for d in (300, 30, 17, 101, 2)] == [75, 10, 17, 101, 1]
     assert Quantization.parse({"kind": "catalyzer-sign"}, 384).bits == 64
     for bad in (
         {"kind": "zip"},
