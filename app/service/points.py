@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from app.service.errors import CollectionNotFound, InvalidInput
 from app.service.live import Label
 from app.service.registry import Registry
-from app.service.vectors import as_vectors
+from app.service.vectors import as_vectors, check_direction
 from app.store import points as point_store
 from app.store.seq import next_seq
 
@@ -73,6 +73,7 @@ def upsert(
     with registry.apply_lock:
         live = registry.get(name)
         check_dimension(vectors, live.record.dim)
+        check_direction(vectors, live.record.metric, "points[].vector")
         # The store's labels, and the index's lists: assigned once, before the transaction
         # (which holds every writer off).
         lists = live.index.lists_of(vectors)

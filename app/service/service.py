@@ -47,6 +47,7 @@ from app.service.search import Route, SearchOptions, plan_route, run_search
 from app.service.sharded_search import ShardCoordinator, search_shards
 from app.service.snapshots import SnapshotDir
 from app.service.stats import ServiceStats, collect_stats
+from app.service.vectors import check_direction
 from app.settings import Settings
 from app.store import jobs
 from app.store.collections import create_collection, delete_collection
@@ -351,6 +352,7 @@ class Service:
     ) -> dict[str, Any]:
         """``route``: from ``plan_search`` for these options, else resolved here."""
         live = self.registry.get(name)
+        check_direction(queries, live.record.metric, "query vectors")
         out = None
         if self.cluster is not None:
             if route is None or route.clustering is not live.index.clustering:

@@ -32,6 +32,13 @@ def as_vectors(values: Any, dim: int, field: str) -> np.ndarray:
     return _checked(m, values, dim, field)
 
 
+def check_direction(vectors: np.ndarray, metric: str, field: str) -> None:
+    """Cosine compares directions, and a zero vector has none: it would score 0 against
+    everything (a query: any k points; a point: never near anything)."""
+    if metric == "cosine" and not vectors.any(axis=1).all():
+        raise InvalidInput(f"{field}: a zero vector has no direction, which cosine compares")
+
+
 def as_vector(value: Any, dim: int, field: str = "vector") -> np.ndarray:
     """One query vector as a (1, dim) matrix, by the rules of ``as_vectors``.
 

@@ -31,9 +31,7 @@ def shareable_url(url: str) -> str:
     database = parsed.database
     if not is_sqlite(url) or not database or database == ":memory:":
         return url
-    return parsed.set(database=str(Path(database).resolve())).render_as_string(
-        hide_password=False
-    )
+    return parsed.set(database=str(Path(database).resolve())).render_as_string(hide_password=False)
 
 
 def make_engine(url: str) -> Engine:

@@ -191,3 +191,25 @@ def test_shards_and_replicas_above_one_need_a_cluster(small_client: TestClient) 
     assert small_client.get("/collections/x").status_code == 404
     one = {"name": "x", "dim": 2, "shards": 1, "replicas": 1}
     assert small_client.post("/collections", json=one).status_code == 201
+
+
+def test_a_cosine_collection_refuses_zero_vectors(small_client: TestClient) -> None:
+    """Cosine compares directions: a zero vector has none (it scored 0 against anything)."""
+    c = small_client
+    assert (
+        c.post("/collections", json={"name": "cos", "dim": 2, "metric": "cosine"}).status_code
+        == 201
+    )
+    point = {"id": "a", "vector": [0.6, 0.8]}
+    assert c.post("/index", json={"collection": "cos", "points": [point]}).status_code == 200
+    zero = {"id": "z", "vector": [0.0, 0.0]}
+    for path, body in (
+        ("/index", {"collection": "cos", "points": [zero]}),
+        ("/search", {"collection": "cos", "vector": [0, 0]}),
+        ("/search/batch", {"collection": "cos", "vectors": [[1, 0], [0, 0]]}),
+    ):
+        r = c.post(path, json=body)
+        assert r.status_code == 422 and "zero vector" in r.json()["detail"], (path, r.text)
+    assert json_of(c.get("/collections/cos"))["count"] == 1
+    # The other metrics take it: for ip and l2 a zero vector is a point like any other.
+    assert c.post("/search", json={"collection": "docs", "vector": [0, 0]}).status_code == 200
