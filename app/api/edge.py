@@ -1,5 +1,5 @@
 """The one ASGI layer every HTTP request passes before FastAPI: request id, metrics, API
-keys, body limit, and the fast routes (app/api/fastpath.py), answered here (or, in ``vecroute
+keys, body limit and media type, and the fast routes (app/api/fastpath.py), answered here (or, in ``vecroute
 serve``, by ``respond_now`` before uvicorn makes an ASGI request of them).
 
 These were four middleware layers, each an awaited call, a closure wrapping ``send`` and a
@@ -30,6 +30,9 @@ log = logging.getLogger("vecroute.access")
 Write = Callable[[int, list[tuple[bytes, bytes]], bytes], None]  # status, headers, body
 _LENGTH = b"content-length"
 _AUTHORIZATION = b"authorization"
+_CONTENT_TYPE = b"content-type"
+_JSON = b"application/json"
+_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
 class _Head(NamedTuple):
@@ -38,18 +41,31 @@ class _Head(NamedTuple):
     length: bytes | None
     authorization: bytes | None
     rid: bytes | None  # the client's request id, if valid
+    content_type: bytes | None
 
     @classmethod
     def read(cls, headers: Iterable[tuple[bytes, bytes]]) -> _Head:
-        rid = length = authorization = None
+        rid = length = authorization = content_type = None
         for name, value in headers:
             if name == _LENGTH:
                 length = value
+            elif name == _CONTENT_TYPE:
+                content_type = value
             elif name == HEADER and rid is None and is_valid(value):
                 rid = value  # the first valid one
             elif name == _AUTHORIZATION and authorization is None:
                 authorization = value
-        return cls(length, authorization, rid)
+        return cls(length, authorization, rid, content_type)
+
+    def refuses_body(self, method: str) -> bool:
+        """A body declared as something else than JSON (none declared: read as JSON)."""
+        media = self.content_type
+        if media is None or media == _JSON or method not in _WITH_BODY:
+            return False
+        media = media.split(b";", 1)[0].strip().lower()
+        return media != _JSON and not (
+            media.startswith(b"application/") and media.endswith(b"+json")
+        )
 
     def request_id(self) -> tuple[str, tuple[bytes, bytes]]:
         """The request's id, and the response header carrying it."""
@@ -89,7 +105,7 @@ class Edge:
         route = self.fast.route(method, path)
         status = [500]
         try:
-            refusal = self._refusal(method, path, head.authorization, head.length)
+            refusal = self._refusal(method, path, head)
             if refusal is not None:
                 status[0] = await _send_answer(_answer(refusal), id_header, send)
             elif route is not None:
@@ -121,7 +137,7 @@ class Edge:
         token = request_id.set(rid_text)
         started = time.perf_counter()
         try:
-            refusal = self._refusal(method, path, head.authorization, head.length)
+            refusal = self._refusal(method, path, head)
             answer = _answer(refusal) if refusal is not None else self.fast.answer_now(route, body)
             if answer is None:
                 return False
@@ -142,16 +158,23 @@ class Edge:
             extra = {"method": method, "path": path, "status": status}
             log.info("request", extra={**extra, "ms": round(seconds * 1000, 3)})
 
-    def _refusal(
-        self, method: str, path: str, authorization: bytes | None, length: bytes | None
-    ) -> Response | None:
-        """401/403 without a fitting API key, then 413 for a declared length over the limit."""
+    def _refusal(self, method: str, path: str, head: _Head) -> Response | None:
+        """401/403 without a fitting API key, then 413 for a declared length over the limit,
+        then 415 for a body declared as other than JSON."""
         if self.api_keys is not None:
-            refusal = self.api_keys.refusal(method, path, authorization)
+            refusal = self.api_keys.refusal(method, path, head.authorization)
             if refusal is not None:
                 return refusal
+        length = head.length
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             return self._too_large()
+        if head.refuses_body(method):
+            return problem(
+                415,
+                "Unsupported media type",
+                "request bodies are JSON: send Content-Type: application/json",
+                "unsupported-media-type",
+            )
         return None
 
     def _too_large(self) -> Response:

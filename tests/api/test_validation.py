@@ -148,6 +148,25 @@ BAD_REQUESTS = [
         422,
     ),
     ("post", "/collections", {"json": {"name": "x", "dim": "2"}}, 422),
+    # A body declared as anything but JSON (none declared is read as JSON).
+    (
+        "post",
+        "/index",
+        {
+            "content": b'{"collection":"docs","points":[{"id":"t","vector":[1,2]}]}',
+            "headers": {"Content-Type": "text/plain"},
+        },
+        415,
+    ),
+    (
+        "post",
+        "/search",
+        {
+            "content": b'{"collection":"docs","vector":[1,2]}',
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+        },
+        415,
+    ),
     ("get", "/collections/docs/points/missing", {}, 404),
     ("get", "/no/such/route", {}, 404),
     ("put", "/search", {}, 405),
@@ -213,3 +232,11 @@ def test_a_cosine_collection_refuses_zero_vectors(small_client: TestClient) -> N
     assert json_of(c.get("/collections/cos"))["count"] == 1
     # The other metrics take it: for ip and l2 a zero vector is a point like any other.
     assert c.post("/search", json={"collection": "docs", "vector": [0, 0]}).status_code == 200
+
+
+def test_json_bodies_may_declare_a_charset_or_a_json_suffix(small_client: TestClient) -> None:
+    body = b'{"collection":"docs","vector":[1,2],"log":false}'
+    for media in ("application/json; charset=utf-8", "Application/JSON", "application/x+json"):
+        r = small_client.post("/search", content=body, headers={"Content-Type": media})
+        assert r.status_code == 200, (media, r.text)
+    assert small_client.post("/search", content=body).status_code == 200  # none declared
