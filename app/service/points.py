@@ -27,7 +27,8 @@ def external_id(value: Any, field: str) -> str:
         return value
     # NUL is refused because PostgreSQL text cannot hold it: ids stay portable between stores.
     raise InvalidInput(
-        f"{field} must be a string of 1-{MAX_ID_CHARS} characters (no NUL) or an integer"
+        f"{field} must be a string of 1-{MAX_ID_CHARS} characters (no NUL) or an integer of "
+        "at most 64 bits (JSON parsers read longer ones as floats: send those as strings)"
     )
 
 
