@@ -1,6 +1,6 @@
 """The one ASGI layer every HTTP request passes before FastAPI: request id, metrics, API
-keys, body limit and media type, and the fast routes (app/api/fastpath.py), answered here (or, in ``vecroute
-serve``, by ``respond_now`` before uvicorn makes an ASGI request of them).
+keys, body limit and media type, and the fast routes (app/api/fastpath.py), answered here
+(or, in ``vecroute serve``, by ``respond_now`` before uvicorn makes an ASGI request of them).
 
 These were four middleware layers, each an awaited call, a closure wrapping ``send`` and a
 scan of the headers of its own; one layer reads the headers once, and a fast route's answer

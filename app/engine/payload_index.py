@@ -78,9 +78,7 @@ class _Column:
         self.values = _grown(self.values, capacity, np.nan if self.numeric else -1)
 
     def fits(self, x: Any) -> bool:
-        if self.numeric:
-            return is_number(x)
-        return isinstance(x, bool) if self.kind is FieldKind.BOOL else isinstance(x, str)
+        return fits(self.kind, x)
 
     def set(self, pid: int, payload: Any) -> None:
         self.clear(pid)
@@ -260,6 +258,30 @@ class PayloadIndex:
         for column in self._columns.values():
             column.grow(capacity)
         self._capacity = capacity
+
+
+def fits(kind: FieldKind, x: Any) -> bool:
+    """``x`` is a value of a field declared ``kind``."""
+    if kind in (FieldKind.INTEGER, FieldKind.FLOAT):
+        return is_number(x)
+    return isinstance(x, bool) if kind is FieldKind.BOOL else isinstance(x, str)
+
+
+def misfit(fields: Mapping[str, FieldKind], payloads: Iterable[Any]) -> str | None:
+    """Why a value in ``payloads`` does not fit its key's declared type (each element of a
+    list too), or None. Such a value would be in no column: indexed, a filter could not
+    find what it finds by scanning the payloads."""
+    if not fields:
+        return None
+    for payload in payloads:
+        for key, kind in fields.items():
+            value = lookup(payload, key)
+            if value is MISSING or value is None:
+                continue
+            for x in value if isinstance(value, list) else (value,):
+                if x is not None and not fits(kind, x):
+                    return f"payload key {key!r} is indexed as {kind}, and {x!r} is not one"
+    return None
 
 
 def declared_fields(fields: Mapping[str, str]) -> dict[str, FieldKind]:

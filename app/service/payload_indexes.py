@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.engine.payload_index import declared_fields
+from app.engine.payload_index import declared_fields, misfit
 from app.service.errors import CollectionNotFound, InvalidInput
 from app.service.registry import Registry
 from app.store.collections import set_payload_indexes
@@ -29,6 +29,10 @@ def declare(registry: Registry, name: str, fields: Any) -> int:
     wanted = checked(fields)
     with registry.apply_lock:
         live = registry.get(name)
+        held = (payload for _, payload in live.labels.values())
+        reason = misfit(declared_fields(wanted), held)
+        if reason is not None:
+            raise InvalidInput(f"{reason}: declare the type its payloads hold")
         seq = set_payload_indexes(registry.store, name, wanted)
         if seq is None:
             raise CollectionNotFound(f"collection {name!r} does not exist")

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy.exc import IntegrityError
 
+from app.engine.payload_index import misfit
 from app.service.errors import CollectionNotFound, InvalidInput
 from app.service.live import Label
 from app.service.registry import Registry
@@ -75,6 +76,9 @@ def upsert(
         live = registry.get(name)
         check_dimension(vectors, live.record.dim)
         check_direction(vectors, live.record.metric, "points[].vector")
+        reason = misfit(live.payloads.fields, payloads)
+        if reason is not None:
+            raise InvalidInput(f"points[].payload: {reason}")
         # The store's labels, and the index's lists: assigned once, before the transaction
         # (which holds every writer off).
         lists = live.index.lists_of(vectors)

@@ -191,6 +191,16 @@ def test_bad_filters_and_declarations_are_problems_and_documented(client: TestCl
             )
     r = client.put("/collections/docs/payload-indexes", json={"fields": {"lang": "text"}})
     assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
+    # An index never holds a value its type cannot: a filter on it answers as a scan would.
+    r = client.put("/collections/docs/payload-indexes", json={"fields": {"lang": "integer"}})
+    assert r.status_code == 422 and "'en' is not one" in r.json()["detail"], r.text
+    misfits = [{"lang": 3}, {"n": "2"}, {"n": [1, "two"]}, {"lang": True}]
+    for payload in misfits:
+        odd = {"id": "b", "vector": [0, 1], "payload": payload}
+        r = client.post("/index", json={"collection": "docs", "points": [point, odd]})
+        assert r.status_code == 422 and "is indexed as" in r.json()["detail"], r.text
+    assert collection(client)["payload_indexes"] == body["payload_indexes"]
+    assert collection(client)["count"] == 1
     r = client.put("/collections/nope/payload-indexes", json={"fields": {}})
     assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
     r = client.post("/collections", json={**body, "name": "d2", "payload_indexes": {"": "bool"}})

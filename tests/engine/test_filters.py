@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from app.engine.filters import Filter, FilterError, parse_filter
-from app.engine.payload_index import PayloadIndex
+from app.engine.payload_index import PayloadIndex, declared_fields, misfit
 
 DECLARED = {"color": "keyword", "year": "integer", "price": "float", "flag": "bool"}
 COLORS = ["red", "green", "blue", "black"]
@@ -233,3 +233,19 @@ def test_conditions_must_fit_the_declared_type(raw: dict[str, Any], message: str
     index = PayloadIndex.build(DECLARED, [(1, {"color": "red"})])
     with pytest.raises(FilterError, match=message):
         index.matching(parse_filter({"must": [raw]}))
+
+
+def test_a_misfit_is_a_declared_key_holding_a_value_its_type_cannot() -> None:
+    declared = declared_fields({"color": "keyword", "year": "integer", "flag": "bool"})
+    fitting = [{"color": "red", "year": 2020.0, "flag": False}, {"color": ["a", None]}, {}]
+    assert misfit(declared, fitting) is None
+    assert misfit({}, [{"color": 3}]) is None  # nothing declared: anything goes
+    for payload, why in (
+        ({"color": 3}, "'color' is indexed as keyword, and 3"),
+        ({"year": "2020"}, "'year' is indexed as integer, and '2020'"),
+        ({"year": True}, "'year' is indexed as integer, and True"),
+        ({"flag": 1}, "'flag' is indexed as bool, and 1"),
+        ({"color": ["a", 1]}, "'color' is indexed as keyword, and 1"),
+    ):
+        reason = misfit(declared, [*fitting, payload])
+        assert reason is not None and why in reason
