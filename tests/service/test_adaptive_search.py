@@ -37,17 +37,7 @@ def test_target_recall_probes_adaptively_and_keeps_its_promise(
 ) -> None:
     service = start_service(database_url, tmp_path, inline_search_max_vectors=1000)
     try:
-        service.create_collection(
-            name="docs",
-            dim=384,
-            metric="cosine",
-            nlist=None,
-            algorithm="kmeans",
-            default_nprobe=None,
-        )
-        points = [{"id": str(i), "vector": v.tolist()} for i, v in enumerate(data.docs)]
-        for start in range(0, len(points), 1000):
-            service.index_points("docs", points[start : start + 1000])
+        _load_docs(service, data)
         run_build(service.store, "docs", {}, lambda _: None)
         cid = service.registry.get("docs").record.id
         append_queries(service.store, [LoggedQuery(cid, q, 10) for q in data.train_queries])
@@ -98,18 +88,7 @@ def test_on_code_lists_the_promise_counts_what_the_codes_lose(
     what they promise still holds, and a promise measured on other codes is not served."""
     service = start_service(database_url, tmp_path, inline_search_max_vectors=1000)
     try:
-        service.create_collection(
-            name="docs",
-            dim=384,
-            metric="cosine",
-            nlist=None,
-            algorithm="kmeans",
-            default_nprobe=None,
-            quantization={"kind": "pq", "m": 8},
-        )
-        points = [{"id": str(i), "vector": v.tolist()} for i, v in enumerate(data.docs)]
-        for start in range(0, len(points), 1000):
-            service.index_points("docs", points[start : start + 1000])
+        _load_docs(service, data, quantization={"kind": "pq", "m": 8})
         cid = service.registry.get("docs").record.id
         append_queries(service.store, [LoggedQuery(cid, q, 10) for q in data.train_queries])
         run_build(service.store, "docs", {}, lambda _: None)
@@ -142,16 +121,6 @@ def test_on_code_lists_the_promise_counts_what_the_codes_lose(
         service.stop()
 
 
-def _recall(service: Service, data: debian.Dataset, opts: SearchOptions) -> float:
-    return _found(service.search("docs", data.test_queries, opts), data)
-
-
-def _found(out: dict[str, Any], data: debian.Dataset, truth: np.ndarray | None = None) -> float:
-    """Recall@10 of a search of ``data.test_queries`` (against ``truth``, else unfiltered)."""
-    found = np.array([[int(h["id"]) for h in hits] for hits in out["results"]])
-    return recall_at_k(found, data.test_gt if truth is None else truth, 10)
-
-
 def test_a_filtered_target_recall_is_kept_by_the_exact_plan_over_the_matches(
     database_url: str, tmp_path: Path, data: debian.Dataset
 ) -> None:
@@ -159,22 +128,9 @@ def test_a_filtered_target_recall_is_kept_by_the_exact_plan_over_the_matches(
     selective or correlated the filter is: the matches are searched exactly, table or not."""
     service = start_service(database_url, tmp_path, inline_search_max_vectors=1000)
     try:
-        service.create_collection(
-            name="docs",
-            dim=384,
-            metric="cosine",
-            nlist=None,
-            algorithm="kmeans",
-            default_nprobe=None,
-        )
-        # A filter correlated with the vectors: each point's bucket is its nearest list's.
+        # A filter correlated with the vectors: a point's bucket is the nearest of 20 points.
         buckets = np.argmax(data.docs @ data.docs[:20].T, axis=1)
-        points = [
-            {"id": str(i), "vector": v.tolist(), "payload": {"bucket": int(b)}}
-            for i, (v, b) in enumerate(zip(data.docs, buckets, strict=True))
-        ]
-        for start in range(0, len(points), 1000):
-            service.index_points("docs", points[start : start + 1000])
+        _load_docs(service, data, payloads=[{"bucket": int(b)} for b in buckets])
         run_build(service.store, "docs", {}, lambda _: None)  # no queries logged: no table
         service.registry.catch_up()
         with pytest.raises(NoRecallTable):
@@ -192,3 +148,37 @@ def test_a_filtered_target_recall_is_kept_by_the_exact_plan_over_the_matches(
         assert _found(out, data, exact) == 1.0
     finally:
         service.stop()
+
+
+def _load_docs(
+    service: Service,
+    data: debian.Dataset,
+    payloads: list[dict[str, Any]] | None = None,
+    quantization: dict[str, Any] | None = None,
+) -> None:
+    """Collection ``docs``: the data's documents under their row numbers, cosine."""
+    service.create_collection(
+        name="docs",
+        dim=384,
+        metric="cosine",
+        nlist=None,
+        algorithm="kmeans",
+        default_nprobe=None,
+        quantization=quantization,
+    )
+    points = [{"id": str(i), "vector": v.tolist()} for i, v in enumerate(data.docs)]
+    if payloads is not None:
+        for point, payload in zip(points, payloads, strict=True):
+            point["payload"] = payload
+    for start in range(0, len(points), 1000):
+        service.index_points("docs", points[start : start + 1000])
+
+
+def _recall(service: Service, data: debian.Dataset, opts: SearchOptions) -> float:
+    return _found(service.search("docs", data.test_queries, opts), data)
+
+
+def _found(out: dict[str, Any], data: debian.Dataset, truth: np.ndarray | None = None) -> float:
+    """Recall@10 of a search of ``data.test_queries`` (against ``truth``, else unfiltered)."""
+    found = np.array([[int(h["id"]) for h in hits] for hits in out["results"]])
+    return recall_at_k(found, data.test_gt if truth is None else truth, 10)
