@@ -28,6 +28,7 @@ from app.engine.recall_table import (
     CODED_QUERIES,
     code_stamp,
     coded_index,
+    coded_reach,
     kept_neighbours,
     measure,
     measured_nprobes,
@@ -114,17 +115,18 @@ def run_train_router(
     routing = "centroid" if serving.kind is RouterKind.CENTROID else "learned"
     # Adaptive probing and the fixed-nprobe table for target_recall, on held-out queries
     # only; on code lists, what the codes lose is measured by searching them.
-    measured, table_kept, calibration_kept = hold, None, None
+    measured, table_kept, calibration_kept, widest = hold, None, None, MAX_NPROBE
     stamp = code_stamp(codes, record.catalyzer_version)
     if stamp is not None:
         coded = coded_index(codes, clustering, docs)
         measured = hold[:CODED_QUERIES]
         raw, nb = queries[measured], neighbours[measured]
-        widest = min(MAX_NPROBE, clustering.nlist)
+        reach = coded_reach(clustering.nlist, len(docs), len(measured))
+        widest = min(MAX_NPROBE, reach)
         calibration_kept = kept_neighbours(coded, candidate, raw, nb, widest)
         table_kept = [
             (p, kept_neighbours(coded, serving, raw, nb, p))
-            for p in measured_nprobes(clustering.nlist)
+            for p in measured_nprobes(clustering.nlist, reach)
         ]
     adaptive = calibrate(
         candidate,
@@ -132,6 +134,7 @@ def run_train_router(
         neighbour_lists[measured],
         np.bincount(doc_lists, minlength=clustering.nlist),
         k=k,
+        max_nprobe=widest,
         kept=calibration_kept,
         codes=stamp,
     )

@@ -34,8 +34,9 @@ from app.engine.routing import Router
 # One-sided 95%: the bound is below the true mean recall for 19 tables in 20.
 LOWER_BOUND_Z = 1.645
 # Held-out queries code lists are searched with at each measured nprobe (float lists need no
-# search: every held-out query counts there).
+# search: every held-out query counts there), and the codes one such search may score.
 CODED_QUERIES = 1000
+CODED_SCORES = 200_000_000
 
 
 @dataclass(frozen=True)
@@ -122,10 +123,19 @@ def kept_neighbours(
     return (neighbours[:, :, None] == found[:, None, :]).any(axis=2) & (neighbours >= 0)
 
 
-def measured_nprobes(nlist: int) -> list[int]:
-    """1, 2, 4, ... and ``nlist``: where the coded search is run for a table, and what
-    ``RecallTable.summary`` shows."""
-    return sorted({2**i for i in range(nlist.bit_length()) if 2**i <= nlist} | {nlist})
+def measured_nprobes(nlist: int, most: int | None = None) -> list[int]:
+    """1, 2, 4, ... and ``most`` (default ``nlist``): where the coded search is run for a
+    table, and what ``RecallTable.summary`` shows."""
+    top = nlist if most is None else min(most, nlist)
+    return sorted({2**i for i in range(top.bit_length()) if 2**i <= top} | {top})
+
+
+def coded_reach(nlist: int, n_docs: int, n_queries: int) -> int:
+    """The most lists a measurement of code lists probes: ``CODED_SCORES`` codes scored
+    per pass (every list of a large collection would take minutes; a target no measured
+    nprobe reaches is kept by exact search)."""
+    per_list = max(1, n_docs * n_queries // max(1, nlist))
+    return max(1, min(nlist, CODED_SCORES // per_list))
 
 
 def measure(
@@ -145,8 +155,10 @@ def measure(
     ``neighbour_lists`` (n, >=k) holds the list of each query's exact top-k (see
     ``labels.list_labels``); IVF-Flat finds a neighbour iff its list is probed, so recall
     follows from the lists' ranks without searching. Code lists: ``kept`` holds, for
-    ascending nprobes up to the router's nlist, the (n, k) neighbours the coded search keeps
-    there (``kept_neighbours``); each nprobe counts those kept at the next measured one.
+    ascending nprobes (``measured_nprobes``), the (n, k) neighbours the coded search keeps
+    there (``kept_neighbours``); each nprobe counts those kept at the next measured one, and
+    nprobes beyond the last measured one repeat its value, so ``nprobe_for`` never picks
+    them (a target that one does not reach is kept by exact search).
     """
     ranks = neighbour_ranks(router, queries, neighbour_lists)[:, :k]
     n = ranks.shape[0]
@@ -155,14 +167,14 @@ def measure(
     if kept is None:
         found = _found(ranks, router.nlist, k)
     else:
-        if kept[-1][0] != router.nlist:
-            raise ValueError("kept neighbours must be measured up to every list")
         found = np.empty((n, router.nlist), dtype=np.float64)
         start = 0
         for nprobe, kept_there in kept:
             lost = np.where(kept_there[:, :k], ranks, router.nlist)
             found[:, start:nprobe] = _found(lost, router.nlist, k)[:, start:nprobe]
             start = nprobe
+        # Beyond the last measured nprobe, its value: never a smaller nprobe's promise.
+        found[:, start:] = found[:, start - 1 : start]
     mean = found.mean(axis=0)
     se = found.std(axis=0, ddof=1) / math.sqrt(n) if n > 1 else np.ones_like(mean)
     return RecallTable(
