@@ -68,9 +68,9 @@ def _stored(c: TestClient, name: str) -> tuple:
 
 def _retarget(kwargs: dict[str, Any], name: str) -> dict[str, Any]:
     if "json" in kwargs and kwargs["json"].get("collection") == "docs":
-        return {"json": {**kwargs["json"], "collection": name}}
+        return {**kwargs, "json": {**kwargs["json"], "collection": name}}
     if "content" in kwargs:
-        return {"content": kwargs["content"].replace(b'"docs"', f'"{name}"'.encode())}
+        return {**kwargs, "content": kwargs["content"].replace(b'"docs"', f'"{name}"'.encode())}
     return kwargs
 
 
