@@ -34,8 +34,11 @@ def as_vectors(values: Any, dim: int, field: str) -> np.ndarray:
 
 def check_direction(vectors: np.ndarray, metric: str, field: str) -> None:
     """Cosine compares directions, and a zero vector has none: it would score 0 against
-    everything (a query: any k points; a point: never near anything)."""
-    if metric == "cosine" and not vectors.any(axis=1).all():
+    everything (a query: any k points; a point: never near anything). One numpy call for
+    one query: a search runs it on caches its previous scan flushed."""
+    if metric != "cosine":
+        return
+    if not (vectors.any() if len(vectors) == 1 else vectors.any(axis=1).all()):
         raise InvalidInput(f"{field}: a zero vector has no direction, which cosine compares")
 
 
