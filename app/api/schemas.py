@@ -21,6 +21,13 @@ MAX_NLIST = 1 << 20
 MAX_SEED = (1 << 31) - 1
 
 
+def _integral(value: Any) -> Any:
+    """An integral float as the integer, where a float holds every integer (up to 2**53)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
+
+
 class Strict(BaseModel):
     """A request body: unknown fields refused, and no value coerced into another type
     (``true`` is no id or k, ``"2"`` no number); but a number with no fractional part
@@ -31,10 +38,11 @@ class Strict(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _integral_numbers(cls, data: Any) -> Any:
+        """Integral floats as integers, in the body's fields and its lists of scalars (ids)."""
         if not isinstance(data, dict):
             return data
         return {
-            key: int(value) if isinstance(value, float) and value.is_integer() else value
+            key: [_integral(x) for x in value] if isinstance(value, list) else _integral(value)
             for key, value in data.items()
         }
 

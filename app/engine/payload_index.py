@@ -261,8 +261,10 @@ class PayloadIndex:
 
 
 def fits(kind: FieldKind, x: Any) -> bool:
-    """``x`` is a value of a field declared ``kind``."""
-    if kind in (FieldKind.INTEGER, FieldKind.FLOAT):
+    """``x`` is a value of a field declared ``kind`` (an integer: a number with no fraction)."""
+    if kind is FieldKind.INTEGER:
+        return is_number(x) and (isinstance(x, int) or x.is_integer())
+    if kind is FieldKind.FLOAT:
         return is_number(x)
     return isinstance(x, bool) if kind is FieldKind.BOOL else isinstance(x, str)
 

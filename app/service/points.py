@@ -18,18 +18,29 @@ from app.store.seq import next_seq
 MAX_ID_CHARS = 256
 
 
+# Integer ids a JSON parser reads exactly: 64-bit ones as integers, and as floats (JavaScript)
+# only up to 2**53.
+_INT_IDS = range(-(2**63), 2**64)
+_EXACT_FLOAT = 2**53
+
+
 def external_id(value: Any, field: str) -> str:
-    """Ids are strings of 1-256 chars; ints are accepted and stored as decimal strings."""
-    if isinstance(value, bool):
-        raise InvalidInput(f"{field} must be a string or an integer")
-    if isinstance(value, int):
-        return str(value)
+    """Ids are strings of 1-256 chars; integers are accepted and stored as decimal strings
+    (``3.0`` is the integer 3, as JSON Schema has it)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT_FLOAT:
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value in _INT_IDS:
+            return str(value)
+        raise InvalidInput(
+            f"{field}: an integer id must fit in 64 bits (JSON parsers read longer ones as "
+            "floats, which lose digits): send it as a string"
+        )
     if isinstance(value, str) and 1 <= len(value) <= MAX_ID_CHARS and "\x00" not in value:
         return value
     # NUL is refused because PostgreSQL text cannot hold it: ids stay portable between stores.
     raise InvalidInput(
-        f"{field} must be a string of 1-{MAX_ID_CHARS} characters (no NUL) or an integer of "
-        "at most 64 bits (JSON parsers read longer ones as floats: send those as strings)"
+        f"{field} must be a string of 1-{MAX_ID_CHARS} characters (no NUL) or an integer"
     )
 
 

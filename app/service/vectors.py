@@ -12,6 +12,9 @@ from app.service.errors import InvalidInput
 # to 65536 dimensions stays below 3.4e38 with |x| <= 1e16): the score would be inf or NaN.
 MAX_COMPONENT = 1e16
 _MAX_SQUARES = MAX_COMPONENT * MAX_COMPONENT
+# Cosine normalises in float32, whose squares below ~1e-38 lose their digits: a vector's
+# largest component must be at least this (its square, 1e-30, keeps them).
+MIN_DIRECTION = 1e-15
 
 
 def as_vectors(values: Any, dim: int, field: str) -> np.ndarray:
@@ -33,13 +36,18 @@ def as_vectors(values: Any, dim: int, field: str) -> np.ndarray:
 
 
 def check_direction(vectors: np.ndarray, metric: str, field: str) -> None:
-    """Cosine compares directions, and a zero vector has none: it would score 0 against
-    everything (a query: any k points; a point: never near anything). One numpy call for
-    one query: a search runs it on caches its previous scan flushed."""
+    """Cosine compares directions. A zero vector has none, and one whose components are all
+    below ``MIN_DIRECTION`` has none float32 can compute (their squares underflow): either
+    would score 0 or garbage against everything. Two numpy calls for one query: a search
+    runs this on caches its previous scan flushed."""
     if metric != "cosine":
         return
-    if not (vectors.any() if len(vectors) == 1 else vectors.any(axis=1).all()):
-        raise InvalidInput(f"{field}: a zero vector has no direction, which cosine compares")
+    largest = np.abs(vectors).max(axis=1, initial=0.0)
+    if not (largest[0] >= MIN_DIRECTION if len(vectors) == 1 else (largest >= MIN_DIRECTION).all()):
+        raise InvalidInput(
+            f"{field}: a vector whose components are all below {MIN_DIRECTION:g} in magnitude "
+            "(a zero vector, say) has no direction for cosine to compare: scale it up"
+        )
 
 
 def as_vector(value: Any, dim: int, field: str = "vector") -> np.ndarray:

@@ -121,6 +121,10 @@ BAD_REQUESTS = [
     ("post", "/collections", {"json": {"name": "x", "dim": 2, "default_nprobe": 2**40}}, 422),
     ("post", "/collections/docs/build", {"json": {"seed": 2**40}}, 422),
     ("post", "/train-router", {"json": {"collection": "docs", "k": 10**6}}, 422),
+    # Ids: a 3.0 is the id "3", an integer beyond 64 bits is refused (parsers read it as a
+    # float, which loses digits), as in /index.
+    ("post", "/delete", {"content": b'{"collection":"docs","ids":[18446744073709551616]}'}, 422),
+    ("post", "/delete", {"json": {"collection": "docs", "ids": [1.5]}}, 422),
     # JSON true is no id and no number, "2" no k (found by a fresh user's audit: the delete
     # removed point "1", and true in a vector was stored as 1).
     ("post", "/delete", {"json": {"collection": "docs", "ids": [True]}}, 422),
@@ -212,7 +216,7 @@ def test_shards_and_replicas_above_one_need_a_cluster(small_client: TestClient) 
     assert small_client.post("/collections", json=one).status_code == 201
 
 
-def test_a_cosine_collection_refuses_zero_vectors(small_client: TestClient) -> None:
+def test_a_cosine_collection_refuses_vectors_without_a_direction(small_client: TestClient) -> None:
     """Cosine compares directions: a zero vector has none (it scored 0 against anything)."""
     c = small_client
     assert (
@@ -230,6 +234,9 @@ def test_a_cosine_collection_refuses_zero_vectors(small_client: TestClient) -> N
         r = c.post(path, json=body)
         assert r.status_code == 422 and "zero vector" in r.json()["detail"], (path, r.text)
     assert json_of(c.get("/collections/cos"))["count"] == 1
+    tiny = {"collection": "cos", "vector": [1e-25, 1e-25]}  # its squares underflow float32
+    assert c.post("/search", json=tiny).status_code == 422
+    assert c.post("/search", json={"collection": "cos", "vector": [1e-9, 0]}).status_code == 200
     # The other metrics take it: for ip and l2 a zero vector is a point like any other.
     assert c.post("/search", json={"collection": "docs", "vector": [0, 0]}).status_code == 200
 
@@ -240,3 +247,17 @@ def test_json_bodies_may_declare_a_charset_or_a_json_suffix(small_client: TestCl
         r = small_client.post("/search", content=body, headers={"Content-Type": media})
         assert r.status_code == 200, (media, r.text)
     assert small_client.post("/search", content=body).status_code == 200  # none declared
+
+
+def test_an_integral_number_is_an_integer_id(small_client: TestClient) -> None:
+    """3.0 is the integer 3, as JSON Schema has it: the id "3"."""
+    point = {"id": 3.0, "vector": [1, 1]}
+    assert (
+        small_client.post("/index", json={"collection": "docs", "points": [point]}).json()[
+            "upserted"
+        ]
+        == 1
+    )
+    assert small_client.get("/collections/docs/points/3").status_code == 200
+    r = small_client.post("/delete", json={"collection": "docs", "ids": [3.0]})
+    assert r.status_code == 200 and r.json()["deleted"] == 1, r.text

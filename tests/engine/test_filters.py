@@ -244,6 +244,7 @@ def test_a_misfit_is_a_declared_key_holding_a_value_its_type_cannot() -> None:
         ({"color": 3}, "'color' is indexed as keyword, and 3"),
         ({"year": "2020"}, "'year' is indexed as integer, and '2020'"),
         ({"year": True}, "'year' is indexed as integer, and True"),
+        ({"year": 2020.5}, "'year' is indexed as integer, and 2020.5"),
         ({"flag": 1}, "'flag' is indexed as bool, and 1"),
         ({"color": ["a", 1]}, "'color' is indexed as keyword, and 1"),
     ):
