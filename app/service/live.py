@@ -48,6 +48,8 @@ class LiveCollection:
     # The active router's adaptive calibration, parsed once; one tuple, so a search never
     # pairs a router with another router's calibration.
     _adaptive: tuple[Router | None, AdaptiveCalibration | None] = (None, None)
+    # ``code_stamp`` of a record, worked out once per record (the catch-up replaces it).
+    _stamp: tuple[CollectionRecord | None, dict[str, Any] | None] = (None, None)
     # Paper 002's emulator (newest version) and the ids written since its training seq,
     # which it never saw: searched exactly beside its proposals. ``_fresh_lock`` guards the
     # set (writers add, searches copy); the pair is replaced as one tuple.
@@ -178,9 +180,12 @@ class LiveCollection:
         """``recall_table.code_stamp`` of the codes the record asks for: what a recall table
         or calibration must have been measured on to serve target_recall here."""
         record = self.record
-        return code_stamp(
-            Quantization.parse(record.quantization, record.dim), record.catalyzer_version
-        )
+        held, stamp = self._stamp
+        if held is not record:
+            codes = Quantization.parse(record.quantization, record.dim)
+            stamp = code_stamp(codes, record.catalyzer_version)
+            self._stamp = (record, stamp)
+        return stamp
 
     def hits(self, result: SearchResult, with_payload: bool) -> list[list[dict[str, Any]]]:
         """Each query's hits, best first: the ids of -1 (fewer than k found) and of points
