@@ -34,10 +34,8 @@ from app.engine.recall_table import (
     CODED_QUERIES,
     code_stamp,
     coded_index,
-    coded_reach,
-    kept_neighbours,
+    kept_by_nprobe,
     measure,
-    measured_nprobes,
 )
 from app.engine.routing import centroid_router
 from app.store.codebooks import NewCodebook
@@ -137,9 +135,5 @@ def _centroid_table(
         return measure(router, q, lists).to_dict()
     coded = coded_index(codes.with_codebook(codebook.codebook, None), clustering, docs)
     q, neighbours, lists = q[:CODED_QUERIES], neighbours[:CODED_QUERIES], lists[:CODED_QUERIES]
-    reach = coded_reach(clustering.nlist, len(docs), len(q))
-    kept = [
-        (p, kept_neighbours(coded, router, q, neighbours, p))
-        for p in measured_nprobes(clustering.nlist, reach)
-    ]
+    kept = kept_by_nprobe(coded, router, q, neighbours)
     return measure(router, q, lists, kept=kept, codes=code_stamp(codes, None)).to_dict()

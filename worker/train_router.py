@@ -29,9 +29,9 @@ from app.engine.recall_table import (
     code_stamp,
     coded_index,
     coded_reach,
+    kept_by_nprobe,
     kept_neighbours,
     measure,
-    measured_nprobes,
 )
 from app.engine.routing import Router, RouterKind, centroid_router
 from app.store.codebooks import load_codes
@@ -121,13 +121,9 @@ def run_train_router(
         coded = coded_index(codes, clustering, docs)
         measured = hold[:CODED_QUERIES]
         raw, nb = queries[measured], neighbours[measured]
-        reach = coded_reach(clustering.nlist, len(docs), len(measured))
-        widest = min(MAX_NPROBE, reach)
+        widest = min(MAX_NPROBE, coded_reach(clustering.nlist, len(docs), len(measured)))
         calibration_kept = kept_neighbours(coded, candidate, raw, nb, widest)
-        table_kept = [
-            (p, kept_neighbours(coded, serving, raw, nb, p))
-            for p in measured_nprobes(clustering.nlist, reach)
-        ]
+        table_kept = kept_by_nprobe(coded, serving, raw, nb)
     adaptive = calibrate(
         candidate,
         q[measured],

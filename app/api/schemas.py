@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.api.filter_models import FilterMatches, PayloadIndexes, SearchFilter, SearchPlan
+from app.service.points import exact_integer
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="1-64 of [A-Za-z0-9_-]")]
 PointId = Annotated[str | int, Field(description="string of 1-256 chars, or an int")]
@@ -19,13 +20,6 @@ Routing = Literal["auto", "learned", "centroid", "exact", "emulator"]
 # Bounds the store's 32-bit integer columns and faiss's C int seed can hold.
 MAX_NLIST = 1 << 20
 MAX_SEED = (1 << 31) - 1
-
-
-def _integral(value: Any) -> Any:
-    """An integral float as the integer, where a float holds every integer (up to 2**53)."""
-    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
-        return int(value)
-    return value
 
 
 class Strict(BaseModel):
@@ -42,7 +36,9 @@ class Strict(BaseModel):
         if not isinstance(data, dict):
             return data
         return {
-            key: [_integral(x) for x in value] if isinstance(value, list) else _integral(value)
+            key: [exact_integer(x) for x in value]
+            if isinstance(value, list)
+            else exact_integer(value)
             for key, value in data.items()
         }
 

@@ -28,7 +28,6 @@ from app.engine.clustering import Clustering
 from app.engine.codes import CATALYZER_KINDS, Quantization
 from app.engine.gate import neighbour_ranks
 from app.engine.ivf import VectorIndex
-from app.engine.metric import prepare
 from app.engine.routing import Router
 
 # One-sided 95%: the bound is below the true mean recall for 19 tables in 20.
@@ -118,9 +117,20 @@ def kept_neighbours(
     (the ids ``neighbours`` holds). With exact re-ranking, a neighbour among the candidates
     is returned, so this is what the codes keep."""
     k = neighbours.shape[1]
-    lists = router.route(prepare(queries, index.metric, index.dim), nprobe)
-    found = index.search(queries, k, lists=lists, router=router, rerank=rerank).ids
+    found = index.search(queries, k, nprobe=nprobe, router=router, rerank=rerank).ids
     return (neighbours[:, :, None] == found[:, None, :]).any(axis=2) & (neighbours >= 0)
+
+
+def kept_by_nprobe(
+    index: VectorIndex, router: Router, queries: np.ndarray, neighbours: np.ndarray
+) -> list[tuple[int, np.ndarray]]:
+    """``kept_neighbours`` at each nprobe a table of code lists is measured at
+    (``measured_nprobes`` up to ``coded_reach``): what ``measure`` takes as ``kept``."""
+    reach = coded_reach(router.nlist, index.count, len(queries))
+    return [
+        (p, kept_neighbours(index, router, queries, neighbours, p))
+        for p in measured_nprobes(router.nlist, reach)
+    ]
 
 
 def measured_nprobes(nlist: int, most: int | None = None) -> list[int]:

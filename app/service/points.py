@@ -18,17 +18,22 @@ from app.store.seq import next_seq
 MAX_ID_CHARS = 256
 
 
-# Integer ids a JSON parser reads exactly: 64-bit ones as integers, and as floats (JavaScript)
-# only up to 2**53.
+# Integer ids a JSON parser reads exactly as integers (longer ones become floats).
 _INT_IDS = range(-(2**63), 2**64)
-_EXACT_FLOAT = 2**53
+
+
+def exact_integer(value: Any) -> Any:
+    """A float with no fraction as the integer it is (``7.0`` is 7, as JSON Schema has it),
+    up to 2**53, where floats still hold every integer; any other value as given."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
 
 
 def external_id(value: Any, field: str) -> str:
-    """Ids are strings of 1-256 chars; integers are accepted and stored as decimal strings
-    (``3.0`` is the integer 3, as JSON Schema has it)."""
-    if isinstance(value, float) and value.is_integer() and abs(value) <= _EXACT_FLOAT:
-        value = int(value)
+    """Ids are strings of 1-256 chars; integers (``exact_integer``) are accepted and stored
+    as decimal strings."""
+    value = exact_integer(value)
     if isinstance(value, int) and not isinstance(value, bool):
         if value in _INT_IDS:
             return str(value)

@@ -15,6 +15,7 @@ from app.engine.recall_table import (
     code_stamp,
     coded_index,
     coded_reach,
+    kept_by_nprobe,
     kept_neighbours,
     measure,
     measured_nprobes,
@@ -76,7 +77,8 @@ def test_a_table_of_code_lists_is_their_search_where_measured_and_below_it_betwe
     router = centroid_router(index.clustering)
     measured = measured_nprobes(router.nlist)
     assert measured == [1, 2, 4, 8, 16, 32, 40]
-    kept = [(p, kept_neighbours(index, router, queries, nb, p)) for p in measured]
+    kept = kept_by_nprobe(index, router, queries, nb)
+    assert [p for p, _ in kept] == measured  # 3,000 points: every list within reach
     codes = code_stamp(index.quantization, None)
     table = measure(router, queries, lists, kept=kept, codes=codes)
     assert table.codes == {"kind": "pq", "m": 8}
