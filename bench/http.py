@@ -25,10 +25,11 @@ library's; ``/healthz`` over the same socket gives the floor of one round trip.
 
 ``--breakdown`` runs alone: nlist 256, nprobe 8, the embedded worker's scheduler on (its
 thresholds out of reach, so it reads its counters every 2 s and never starts a job), and
-prints ``/healthz`` and ``/search`` through three callers, the engine in-process (and its
-time inside the server, from the ``Server-Timing`` header) and PostgreSQL + pgvector HNSW at
-the same recall, side by side (bench/request_path.py). The server runs on one core and this
-process on the other (``--placement``, PLACEMENTS), so that every row pays the same wake-ups.
+prints ``/healthz`` and ``/search`` through three callers, the engine in-process (back to
+back, and paced as the server runs it: after an idle wait; and its time inside the server,
+from the ``Server-Timing`` header) and PostgreSQL + pgvector HNSW at the same recall, side by
+side (bench/request_path.py). The server runs on one core and this process on the other
+(``--placement``, PLACEMENTS), so that every row pays the same wake-ups.
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ PLACEMENTS: dict[str, tuple[str, set[int]] | None] = {
     "shared": ("0", {0}),
     "free": None,
 }
+ENGINE = "engine in-process"
+PACED_ENGINE = "engine in-process, paced"  # each call after a /healthz round trip
 SEARCH_BATCH = 100
 BULK_BATCH = 10_000
 CLIENTS = 8
@@ -854,12 +857,16 @@ def breakdown(args: argparse.Namespace) -> dict[str, Any]:
             options = centroid_options(args.nprobe)
             shipped, close = request_path.client_rows(server.port, NAME, queries, K, options)
             stack.callback(close)
+
+            def engine(i: int) -> None:
+                index.search(queries[i % len(queries)][None], K, nprobe=args.nprobe)
+
+            healthz = http_rows["raw socket /healthz"]
             rows = {
                 **http_rows,
                 **shipped,
-                "engine in-process": lambda i: index.search(
-                    queries[i % len(queries)][None], K, nprobe=args.nprobe
-                ),
+                ENGINE: engine,
+                PACED_ENGINE: request_path.Paced(healthz, engine),
                 **rows,
             }
             for call in rows.values():  # warm: connections, prepared statements, caches
@@ -957,22 +964,27 @@ def print_breakdown(r: dict[str, Any]) -> None:
     )
     floor = rows["raw socket /healthz"]["p50_ms"]
     search = rows["raw socket /search"]["p50_ms"]
-    engine = rows["engine in-process"]["p50_ms"]
     print(
-        f"\n/search p50 - /healthz p50 - engine in-process p50 = {search - floor - engine:.3f} ms "
-        f"(goal <= 0.15); /healthz p50 {floor:.3f} ms (goal <= 0.3); load average "
+        f"\n/healthz p50 {floor:.3f} ms (goal <= 0.3); load average "
         f"{r['load_average_before'][0]:.1f} before, {r['load_average_after'][0]:.1f} after"
     )
-    parts = [
-        rows[name].get("round_p50_ms")
-        for name in ("raw socket /search", "raw socket /healthz", "engine in-process")
-    ]
-    if all(parts):  # runs before per-round medians were kept have none
-        gaps = [s - h - e for s, h, e in zip(*parts, strict=True)]
-        print(
-            f"the same, round by round ({len(gaps)} interleaved rounds): median "
-            f"{np.median(gaps):.3f} ms, min-max {min(gaps):.3f}-{max(gaps):.3f}"
-        )
+    # The engine as the server runs it (paced) is the goal's; older runs have only the other.
+    for engine in (PACED_ENGINE, ENGINE):
+        if engine not in rows:
+            continue
+        goal = " (the goal's: <= 0.15)" if engine == PACED_ENGINE else ""
+        gap = search - floor - rows[engine]["p50_ms"]
+        print(f"/search p50 - /healthz p50 - {engine} p50 = {gap:.3f} ms{goal}")
+        parts = [
+            rows[name].get("round_p50_ms")
+            for name in ("raw socket /search", "raw socket /healthz", engine)
+        ]
+        if all(parts):  # runs before per-round medians were kept have none
+            gaps = [s - h - e for s, h, e in zip(*parts, strict=True)]
+            print(
+                f"  round by round ({len(gaps)} interleaved rounds): median "
+                f"{np.median(gaps):.3f} ms, min-max {min(gaps):.3f}-{max(gaps):.3f}"
+            )
     if "server_engine" in r:  # runs before the Server-Timing header have none
         inside = r["server_engine"]
         print(

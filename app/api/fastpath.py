@@ -30,8 +30,8 @@ from app.api.routes.search import (
     search_reply_now,
 )
 from app.api.search_params import SearchParamCache
-from app.service.parsing import load_object
 from app.service.service import Service
+from app.service.vector_json import load_with_vectors
 
 After = Callable[[], None] | None  # run once the answer is sent: a search's bookkeeping
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes, After]  # status, headers, body, after
@@ -61,9 +61,9 @@ class FastRoutes:
         if route == HEALTHZ:
             return _HEALTHY
         try:
-            reply = await search_reply(
-                FORMS[route], load_object(body), self.service, self.searches, self.metrics
-            )
+            form = FORMS[route]
+            parsed = load_with_vectors(body, form.field, form.rows)
+            reply = await search_reply(form, parsed, self.service, self.searches, self.metrics)
             return _ok(reply)
         except Exception as exc:
             return _problem(exc)
@@ -74,9 +74,9 @@ class FastRoutes:
         if route == HEALTHZ:
             return _HEALTHY
         try:
-            reply = search_reply_now(
-                FORMS[route], load_object(body), self.service, self.searches, self.metrics
-            )
+            form = FORMS[route]
+            parsed = load_with_vectors(body, form.field, form.rows)
+            reply = search_reply_now(form, parsed, self.service, self.searches, self.metrics)
             return None if reply is None else _ok(reply)
         except Exception as exc:
             return _problem(exc)

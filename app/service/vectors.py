@@ -24,6 +24,8 @@ def as_vectors(values: Any, dim: int, field: str) -> np.ndarray:
     up as a non-numeric dtype instead of being coerced. The range is checked before the
     cast to float32, so that nothing overflows in it.
     """
+    if isinstance(values, np.ndarray):  # read as numbers already (app/service/vector_json)
+        return _checked(values, None, dim, field)
     if not isinstance(values, list) or not all(isinstance(v, list) for v in values):
         raise InvalidInput(f"{field} must be a list of vectors (lists of {dim} numbers)")
     if not values:
@@ -38,9 +40,14 @@ def as_vectors(values: Any, dim: int, field: str) -> np.ndarray:
 def check_direction(vectors: np.ndarray, metric: str, field: str) -> None:
     """Cosine compares directions. A zero vector has none, and one whose components are all
     below ``MIN_DIRECTION`` has none float32 can compute (their squares underflow): either
-    would score 0 or garbage against everything. Two numpy calls for one query: a search
-    runs this on caches its previous scan flushed."""
+    would score 0 or garbage against everything. Mostly one numpy call for one query: a
+    search runs this on caches its previous scan flushed."""
     if metric != "cosine":
+        return
+    # Every component is at most the largest, so d * largest**2 >= the sum of squares: for
+    # one query a dot product clears all but those whose squares are all near that bound.
+    least = vectors.shape[1] * MIN_DIRECTION * MIN_DIRECTION
+    if len(vectors) == 1 and np.vdot(vectors, vectors) >= least:
         return
     largest = np.abs(vectors).max(axis=1, initial=0.0)
     if not (largest[0] >= MIN_DIRECTION if len(vectors) == 1 else (largest >= MIN_DIRECTION).all()):
@@ -54,8 +61,11 @@ def as_vector(value: Any, dim: int, field: str = "vector") -> np.ndarray:
     """One query vector as a (1, dim) matrix, by the rules of ``as_vectors``.
 
     Converted as a flat list: numpy takes about twice as long over ``[value]``, a nested
-    list, whose shape and dtype it infers level by level.
+    list, whose shape and dtype it infers level by level. A float64 array is one read as
+    numbers already (app/service/vector_json.py).
     """
+    if isinstance(value, np.ndarray):
+        return _checked(value.reshape(1, -1), None, dim, field)
     if not isinstance(value, list):
         raise InvalidInput(f"{field} must be a list of {dim} numbers")
     try:
@@ -65,9 +75,10 @@ def as_vector(value: Any, dim: int, field: str = "vector") -> np.ndarray:
     return _checked(v.reshape(1, -1) if v.ndim == 1 else v[None], [value], dim, field)
 
 
-def _checked(m: np.ndarray, rows: list[Any], dim: int, field: str) -> np.ndarray:
-    """``m``, numpy's reading of ``rows``, as float32 if it is a (n, dim) matrix of finite
-    numbers within range."""
+def _checked(m: np.ndarray, rows: list[Any] | None, dim: int, field: str) -> np.ndarray:
+    """``m``, numpy's reading of ``rows`` (None: read from JSON as numbers, so no true or
+    false among them), as float32 if it is a (n, dim) matrix of finite numbers within
+    range."""
     if m.dtype.kind not in "fi":
         raise InvalidInput(f"{field}: vector components must be numbers")
     if m.ndim != 2 or m.shape[1] != dim:
@@ -85,7 +96,7 @@ def _checked(m: np.ndarray, rows: list[Any], dim: int, field: str) -> np.ndarray
             f"{field}: vector components must be finite numbers within +-{MAX_COMPONENT:g}"
         )
     out = m.astype(np.float32)
-    if _holds_bool(out, rows):
+    if rows is not None and _holds_bool(out, rows):
         raise InvalidInput(f"{field}: vector components must be numbers, not true or false")
     return out
 

@@ -107,7 +107,7 @@ def _batch_queries(
 ) -> np.ndarray:
     dim = service.collection_dim(params.collection)
     most = searches.settings.max_batch_queries
-    if isinstance(vectors, list) and not 1 <= len(vectors) <= most:
+    if isinstance(vectors, list | np.ndarray) and not 1 <= len(vectors) <= most:
         raise InvalidInput(f"vectors must hold 1 to {most} queries")
     return as_vectors(vectors, dim, "vectors")
 
@@ -122,16 +122,18 @@ def _batch_document(out: dict[str, Any]) -> dict[str, Any]:
 
 
 class SearchForm(NamedTuple):
-    """What tells ``/search`` from ``/search/batch``: the body's field holding the queries,
-    how they are read, and the response document made of the service's output."""
+    """What tells ``/search`` from ``/search/batch``: the body's field holding the queries
+    (``rows``: a list of vectors, not one), how they are read, and the response document
+    made of the service's output."""
 
     field: str
+    rows: bool
     queries: Callable[[Any, Service, SearchParamCache, SearchParams], np.ndarray]
     document: Callable[[dict[str, Any]], dict[str, Any]]
 
 
-ONE = SearchForm("vector", _one_query, _one_document)
-BATCH = SearchForm("vectors", _batch_queries, _batch_document)
+ONE = SearchForm("vector", False, _one_query, _one_document)
+BATCH = SearchForm("vectors", True, _batch_queries, _batch_document)
 
 
 def _reply(
