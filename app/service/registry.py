@@ -7,6 +7,9 @@ Locks:
   after a newer one, whichever path brought each.
 - ``_applied`` (a Condition) guards ``applied_seq``: every write with seq <= applied_seq
   is reflected in memory. ``wait_for_seq`` sleeps on it for read-your-writes.
+- ``_swapping`` (a Condition) counts the clustering and codes swaps an applier has taken
+  on (under ``apply_lock``, before advancing ``applied_seq``) and not yet finished; they
+  run outside the apply lock, so ``catch_up`` waits on it before saying all is applied.
 
 Sharded collections (cluster mode, ``shards`` given): once its shards serve a clustering,
 a collection (float lists or codes) is held here as a ``RoutingIndex`` of that clustering
@@ -83,6 +86,8 @@ class Registry:
         self.apply_lock = threading.RLock()
         self._applied = threading.Condition()
         self.applied_seq = 0
+        self._swapping = threading.Condition()
+        self._swaps_running = 0
         self._by_name: dict[str, LiveCollection] = {}
         self.ready = False
         self.wake = threading.Event()
@@ -295,12 +300,15 @@ class Registry:
     # -- catch-up --------------------------------------------------------------------------
 
     def catch_up(self) -> int:
-        """Apply every write committed by anyone since ``applied_seq``, then follow the
-        clusterings the shards serve; returns the new head."""
+        """Apply every write committed by anyone since ``applied_seq`` (with the swaps
+        they bring, whichever thread runs them), then follow the clusterings the shards
+        serve; returns the new head."""
         with self.store.read() as session:
             head = current_seq(session)
         if head > self.applied_seq:
             self._apply_changes()
+        with self._swapping:
+            self._swapping.wait_for(lambda: self._swaps_running == 0)
         if self.shards is not None:
             for live in list(self._by_name.values()):
                 self._follow_shards(live, self.shards.serving_clustering(live.record.id))
@@ -359,9 +367,16 @@ class Registry:
                         swaps.append((live, clustering, codes))
             for record in fresh:
                 self._by_name[record.name] = self._rebuild(record)
+            with self._swapping:
+                self._swaps_running += len(swaps)
             self._advance(head)
-        for live, clustering, codes in swaps:
-            self._swap_in(live, clustering, codes)
+        try:
+            for live, clustering, codes in swaps:
+                self._swap_in(live, clustering, codes)
+        finally:
+            with self._swapping:
+                self._swaps_running -= len(swaps)
+                self._swapping.notify_all()
 
 
 def _routable(record: CollectionRecord) -> bool:

@@ -446,7 +446,9 @@ def test_vectors_of_held_ids_are_the_exact_ones(
     asked = np.array([ids[5], 10**9, ids[0]], np.int64)
     found, vectors = built[kind].vectors(asked)
     assert found.tolist() == [ids[5], ids[0]]
-    np.testing.assert_array_equal(vectors, x[[5, 0]])
+    # Bit for bit what the index stored: the rows normalised again (not always a no-op in
+    # float32: the last bit may move).
+    np.testing.assert_array_equal(vectors, prepare(x[[5, 0]], Metric.COSINE))
 
 
 def test_a_catalyzer_kind_keeps_float_lists_until_its_catalyzer_is_attached(
