@@ -70,7 +70,13 @@ def test_index_search_get_delete(client: TestClient) -> None:
     assert np.allclose(point["vector"], [0.1, 0.2])
     r = client.post("/delete", json={"collection": "docs", "ids": ["a1", "nope"]})
     assert r.status_code == 200, r.text
-    assert r.json()["deleted"] == 1 and r.json()["seq"] > body["seq"]
+    deleted = r.json()
+    assert deleted["deleted"] == 1 and deleted["seq"] > body["seq"]
+    # No ids: nothing written, no write number taken; the seq is the store's head.
+    r = client.post("/delete", json={"collection": "docs", "ids": []})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"deleted": 0, "seq": deleted["seq"]}
+    assert client.post("/delete", json={"collection": "nope", "ids": []}).status_code == 404
     assert client.get("/collections/docs/points/a1").status_code == 404
     r = client.post("/search", json={"collection": "docs", "vector": [1, 1]})
     assert r.status_code == 200, r.text
