@@ -67,3 +67,30 @@ def test_writes_to_any_collection_go_on_while_a_clustering_is_swapped_in(
         assert not {"a0", "a1"} & hits[0]
     finally:
         service.stop()
+
+
+def test_catch_up_returns_once_a_swap_another_thread_took_on_is_in(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The swap runs outside the apply lock, after the watermark moved: a second catch-up
+    finds nothing left to apply, and still returns only with the new clustering served."""
+    service = start_service(database_url, tmp_path)
+    try:
+        service.create_collection(
+            name="a", dim=8, metric="ip", nlist=4, algorithm="kmeans", default_nprobe=4
+        )
+        service.index_points("a", _points("a", 400, seed=0))
+        building, release = hold_ivf_builds(monkeypatch)
+        run_build(service.store, "a", {}, lambda _: None)
+        swap = threading.Thread(target=service.registry.catch_up, daemon=True)
+        swap.start()
+        building.wait()  # the watermark is past the build; its swap is held
+        # Released a little later, so the catch-up below most likely meets the swap held;
+        # it must wait for it whenever it comes (the delay never decides a pass).
+        threading.Timer(0.3, release.set).start()
+        service.registry.catch_up()
+        assert service.registry.get("a").clustering_version == 1
+        swap.join()
+    finally:
+        release.set()
+        service.stop()
