@@ -13,7 +13,7 @@ from app.service.live import Label
 from app.service.registry import Registry
 from app.service.vectors import as_vectors, check_direction
 from app.store import points as point_store
-from app.store.seq import current_seq, next_seq
+from app.store.seq import next_seq
 
 MAX_ID_CHARS = 256
 
@@ -124,12 +124,12 @@ def check_dimension(vectors: np.ndarray, dim: int) -> None:
 
 def delete(registry: Registry, name: str, ids: list[str]) -> tuple[int, int]:
     """Tombstone the points; returns (how many existed, write seq). No ids: nothing is
-    written, and the seq is the store's head (what a ``min_seq`` may ask for already)."""
+    written, and the seq is what this process has applied (a ``min_seq`` met already)."""
+    if not ids:
+        registry.get(name)  # an unknown collection is still one
+        return 0, registry.applied_seq
     with registry.apply_lock:
         live = registry.get(name)
-        if not ids:
-            with registry.store.read() as session:
-                return 0, current_seq(session)
         with registry.store.write() as session:
             seq = next_seq(session)
             removed = point_store.delete_points(session, live.record.id, seq, ids)

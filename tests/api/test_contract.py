@@ -72,7 +72,7 @@ def test_index_search_get_delete(client: TestClient) -> None:
     assert r.status_code == 200, r.text
     deleted = r.json()
     assert deleted["deleted"] == 1 and deleted["seq"] > body["seq"]
-    # No ids: nothing written, no write number taken; the seq is the store's head.
+    # No ids: nothing written, no write number taken; the seq is the last one applied.
     r = client.post("/delete", json={"collection": "docs", "ids": []})
     assert r.status_code == 200, r.text
     assert r.json() == {"deleted": 0, "seq": deleted["seq"]}

@@ -5,7 +5,9 @@ all of them are in the index afterwards."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -14,6 +16,8 @@ from app.service.search import SearchOptions
 from tests.holds import hold_ivf_builds
 from tests.service.services import start_service
 from worker.build import run_build
+
+T = TypeVar("T")
 
 
 def _points(prefix: str, n: int, seed: int) -> list[dict]:
@@ -81,16 +85,31 @@ def test_catch_up_returns_once_a_swap_another_thread_took_on_is_in(
         )
         service.index_points("a", _points("a", 400, seed=0))
         building, release = hold_ivf_builds(monkeypatch)
+        # Released only once this thread's catch-up waits for the swap: one that does not
+        # wait returns with the swap still held.
+        monkeypatch.setattr(service.registry, "_swapping", _ReleasingOnWait(release))
         run_build(service.store, "a", {}, lambda _: None)
         swap = threading.Thread(target=service.registry.catch_up, daemon=True)
         swap.start()
         building.wait()  # the watermark is past the build; its swap is held
-        # Released a little later, so the catch-up below most likely meets the swap held;
-        # it must wait for it whenever it comes (the delay never decides a pass).
-        threading.Timer(0.3, release.set).start()
         service.registry.catch_up()
         assert service.registry.get("a").clustering_version == 1
         swap.join()
     finally:
         release.set()
         service.stop()
+
+
+class _ReleasingOnWait(threading.Condition):
+    """The registry's swap condition, setting ``release`` when the test's own thread starts
+    to wait on it (the runtime's catch-up loop may wait on it too)."""
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self._release_on_wait = release
+        self._test_thread = threading.current_thread()
+
+    def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
+        if threading.current_thread() is self._test_thread:
+            self._release_on_wait.set()
+        return super().wait_for(predicate, timeout)
