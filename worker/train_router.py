@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from app.engine.adaptive import MAX_NPROBE, calibrate
+from app.engine.adaptive import MAX_NPROBE, AdaptiveCalibration, calibrate
 from app.engine.clustering import Clustering
 from app.engine.codes import Quantization
 from app.engine.gate import compare, evaluate
@@ -115,25 +115,36 @@ def run_train_router(
     routing = "centroid" if serving.kind is RouterKind.CENTROID else "learned"
     # Adaptive probing and the fixed-nprobe table for target_recall, on held-out queries
     # only; on code lists, what the codes lose is measured by searching them.
-    measured, table_kept, calibration_kept, widest = hold, None, None, MAX_NPROBE
+    measured, table_kept, coded, widest = hold, None, None, MAX_NPROBE
     stamp = code_stamp(codes, record.catalyzer_version)
     if stamp is not None:
         coded = coded_index(codes, clustering, docs)
         measured = hold[:CODED_QUERIES]
-        raw, nb = queries[measured], neighbours[measured]
         widest = min(MAX_NPROBE, coded_reach(clustering.nlist, len(docs), len(measured)))
-        calibration_kept = kept_neighbours(coded, candidate, raw, nb, widest)
-        table_kept = kept_by_nprobe(coded, serving, raw, nb)
-    adaptive = calibrate(
-        candidate,
-        q[measured],
-        neighbour_lists[measured],
-        np.bincount(doc_lists, minlength=clustering.nlist),
-        k=k,
-        max_nprobe=widest,
-        kept=calibration_kept,
-        codes=stamp,
-    )
+        table_kept = kept_by_nprobe(coded, serving, queries[measured], neighbours[measured])
+    sizes = np.bincount(doc_lists, minlength=clustering.nlist)
+
+    def calibrated(router: Router) -> AdaptiveCalibration:
+        kept = None
+        if coded is not None:
+            kept = kept_neighbours(coded, router, queries[measured], neighbours[measured], widest)
+        return calibrate(
+            router,
+            q[measured],
+            neighbour_lists[measured],
+            sizes,
+            k=k,
+            max_nprobe=widest,
+            kept=kept,
+            codes=stamp,
+        )
+
+    adaptive = calibrated(candidate)
+    # The serving learned router is calibrated afresh even when it stays: the codes, the
+    # lists' sizes or the queries may have changed since its own training measured it.
+    serving_adaptive = adaptive if serving is candidate else None
+    if serving is current and current.kind is not RouterKind.CENTROID:
+        serving_adaptive = calibrated(current)
     progress(0.95)
     candidate = _with_provenance(candidate, len(train), len(hold), last_query_id)
     candidate = replace(candidate, params=candidate.params | {"adaptive": adaptive.to_dict()})
@@ -145,6 +156,7 @@ def run_train_router(
         routing=routing,
         kept=table_kept,
         codes=stamp,
+        adaptive=serving_adaptive.to_dict() if serving_adaptive is not None else None,
     )
     version = publish_router(
         store,

@@ -43,7 +43,8 @@ class AdaptiveLevel:
 
 @dataclass(frozen=True)
 class AdaptiveCalibration:
-    """Stored with the router version it was measured for (``Router.params["adaptive"]``)."""
+    """Stored with the router version it was measured for (``Router.params["adaptive"]``),
+    and measured afresh into the recall table by each later training while it serves."""
 
     k: int
     n_queries: int

@@ -50,6 +50,9 @@ class RecallTable:
     clustering_version: int | None = None
     router_version: int | None = None
     codes: dict[str, Any] | None = None  # ``code_stamp`` of the lists measured (None: float)
+    # The measured learned router's ``AdaptiveCalibration.to_dict()``, measured with the
+    # table: it serves adaptive probing in place of the one stored with the router.
+    adaptive: dict[str, Any] | None = None
 
     def nprobe_for(self, target: float) -> int | None:
         """Smallest nprobe whose lower bound reaches ``target``; None if none does."""
@@ -159,6 +162,7 @@ def measure(
     router_version: int | None = None,
     kept: list[tuple[int, np.ndarray]] | None = None,
     codes: dict[str, Any] | None = None,
+    adaptive: dict[str, Any] | None = None,
 ) -> RecallTable:
     """Recall@k of ``router`` at every nprobe on prepared held-out ``queries``.
 
@@ -168,7 +172,8 @@ def measure(
     ascending nprobes (``measured_nprobes``), the (n, k) neighbours the coded search keeps
     there (``kept_neighbours``); each nprobe counts those kept at the next measured one, and
     nprobes beyond the last measured one repeat its value, so ``nprobe_for`` never picks
-    them (a target that one does not reach is kept by exact search).
+    them (a target that one does not reach is kept by exact search). ``adaptive``: the
+    router's calibration measured on the same queries, carried with the table.
     """
     ranks = neighbour_ranks(router, queries, neighbour_lists)[:, :k]
     n = ranks.shape[0]
@@ -196,6 +201,7 @@ def measure(
         clustering_version=router.clustering_version,
         router_version=router_version,
         codes=codes,
+        adaptive=adaptive,
     )
 
 

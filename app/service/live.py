@@ -45,9 +45,13 @@ class LiveCollection:
     labels: dict[int, Label] = field(default_factory=dict)
     payloads: PayloadIndex = field(default_factory=PayloadIndex)
     router: Router | None = None  # the active learned router, if it fits the clustering
-    # The active router's adaptive calibration, parsed once; one tuple, so a search never
-    # pairs a router with another router's calibration.
-    _adaptive: tuple[Router | None, AdaptiveCalibration | None] = (None, None)
+    # The active router's adaptive calibration, parsed once per router and record; one
+    # tuple, so a search never pairs a router with another router's calibration.
+    _adaptive: tuple[Router | None, CollectionRecord | None, AdaptiveCalibration | None] = (
+        None,
+        None,
+        None,
+    )
     # ``code_stamp`` of a record, worked out once per record (the catch-up replaces it).
     _stamp: tuple[CollectionRecord | None, dict[str, Any] | None] = (None, None)
     # Paper 002's emulator (newest version) and the ids written since its training seq,
@@ -165,13 +169,19 @@ class LiveCollection:
         return emulator, ids
 
     def adaptive_for(self, router: Router) -> AdaptiveCalibration | None:
-        """``router``'s calibration for target_recall, if its training stored one for the
-        lists the collection holds now (codes lose recall a calibration of others ignores)."""
-        held, calibration = self._adaptive
-        if held is not router:
+        """``router``'s calibration for target_recall, if one was measured on the lists the
+        collection holds now (codes lose recall a calibration of others ignores). Every
+        router training calibrates the serving router afresh into the collection's recall
+        table; a router no table describes serves the calibration its training stored."""
+        record = self.record
+        held_router, held_record, calibration = self._adaptive
+        if held_router is not router or held_record is not record:
+            table = record.recall_table or {}
             stored = router.params.get("adaptive")
+            if table.get("router_version") == router.version and table.get("adaptive"):
+                stored = table["adaptive"]
             calibration = AdaptiveCalibration.from_dict(stored) if stored else None
-            self._adaptive = (router, calibration)
+            self._adaptive = (router, record, calibration)
         if calibration is None or calibration.codes != self.code_stamp():
             return None
         return calibration

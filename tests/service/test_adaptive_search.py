@@ -121,6 +121,41 @@ def test_on_code_lists_the_promise_counts_what_the_codes_lose(
         service.stop()
 
 
+def test_a_training_whose_candidate_loses_still_calibrates_the_serving_router_afresh(
+    database_url: str, tmp_path: Path, data: debian.Dataset
+) -> None:
+    """Codes set after the serving router was calibrated make its calibration stale (not
+    served); the next training measures it again on the codes, even if its own candidate
+    does not win, so adaptive probing comes back without a new router."""
+    service = start_service(database_url, tmp_path, inline_search_max_vectors=1000)
+    try:
+        _load_docs(service, data)
+        run_build(service.store, "docs", {}, lambda _: None)
+        cid = service.registry.get("docs").record.id
+        append_queries(service.store, [LoggedQuery(cid, q, 10) for q in data.train_queries])
+        train = {"objective": "topk"}
+        first = run_train_router(service.store, "docs", train, lambda _: None, TrainingPlan())
+        assert first["activated"], first["reason"]
+        set_quantization(service.store, "docs", {"kind": "sq8"})
+        service.registry.catch_up()
+        assert "adaptive" not in service.get_collection("docs")["recall_table"]
+
+        # The same log and seed: the same router again, which cannot win beyond noise.
+        again = run_train_router(service.store, "docs", train, lambda _: None, TrainingPlan())
+        assert not again["activated"]
+        service.registry.catch_up()
+        table = service.get_collection("docs")["recall_table"]
+        assert table["router_version"] == first["router_version"]
+        assert table["codes"] == {"kind": "sq8"}
+        assert {0.9, 0.95} <= {row["target"] for row in table["adaptive"]}
+        opts = SearchOptions(10, None, "auto", False, target_recall=0.9)
+        out = service.search("docs", data.test_queries, opts)
+        assert out["routing"] == "learned" and isinstance(out["nprobe"], float)
+        assert _found(out, data) >= 0.9 - TOLERANCE
+    finally:
+        service.stop()
+
+
 def test_a_filtered_target_recall_is_kept_by_the_exact_plan_over_the_matches(
     database_url: str, tmp_path: Path, data: debian.Dataset
 ) -> None:
