@@ -60,14 +60,13 @@ def exact_search(
         raise ValueError("k must be at least 1")
     d = prepare(docs, metric)
     q = prepare(queries, metric, d.shape[1])
-    index = faiss.IndexFlat(d.shape[1], faiss_metric(metric))
-    index.add(d)
     ids_out = np.full((q.shape[0], k), -1, dtype=np.int64)
     scores_out = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
     kk = min(k, d.shape[0])
     sign = -1.0 if metric is Metric.L2 else 1.0
     for start in range(0, q.shape[0], block):
-        dist, ids = index.search(q[start : start + block], kk)
+        # faiss.knn reads ``d`` in place, where an IndexFlat would hold a copy of it.
+        dist, ids = faiss.knn(q[start : start + block], d, kk, faiss_metric(metric))
         ids_out[start : start + len(ids), :kk] = ids
         scores_out[start : start + len(ids), :kk] = sign * dist
     return ids_out, scores_out
