@@ -35,6 +35,7 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check app worker tests bench clients/python
+	$(BIN)/ruff format --check app worker tests bench clients/python
 	$(BIN)/mypy app worker clients/python/vecroute_client
 
 # The committed OpenAPI snapshot (tests/api/openapi.json), after a deliberate API change.

@@ -51,9 +51,11 @@ def served_build(client: httpx.Client, job_id: str, name: str = "docs") -> dict[
     process to serve its clustering (or a newer one); the collection's info then."""
     version = succeeded_job(client, job_id)["result"]["clustering_version"]
     return wait_until(
-        lambda: (info := collection(client, name))["index"]["clustering_version"] is not None
-        and info["index"]["clustering_version"] >= version
-        and info,
+        lambda: (
+            (info := collection(client, name))["index"]["clustering_version"] is not None
+            and info["index"]["clustering_version"] >= version
+            and info
+        ),
         what=f"clustering {version} of {name!r} to be served",
     )
 

@@ -124,6 +124,4 @@ def test_no_server_errors_and_responses_match_the_schema(
 def _min_seq_not_reached(response: Any) -> bool:
     """The one 5xx by design: a ``min_seq`` this replica has not applied (API.md), which
     the fuzzer asks for with every large ``min_seq`` it draws."""
-    return response.status_code == 503 and response.json()["type"].endswith(
-        "min-seq-not-reached"
-    )
+    return response.status_code == 503 and response.json()["type"].endswith("min-seq-not-reached")

@@ -29,6 +29,7 @@ def _points(n: int) -> list[dict]:
 
 
 # (method, path, body just within the limit, body just over it, status over the limit)
+# fmt: off
 EDGES = [
     ("post", "/index", {"collection": "docs", "points": _points(3)},
      {"collection": "docs", "points": _points(4)}, 422),
@@ -46,6 +47,7 @@ EDGES = [
     ("post", "/index", {"collection": "docs", "points": _points(1)},
      {"collection": "docs", "points": _points(1), "pad": "x" * 4096}, 413),
 ]
+# fmt: on
 
 
 @pytest.fixture

@@ -88,9 +88,10 @@ def test_database_down_is_503_and_recovers_without_restart(
         b.launch()
         a.wait_ready()
         b.wait_ready()
-        with httpx.Client(base_url=a.url, timeout=30) as ca, httpx.Client(
-            base_url=b.url, timeout=30
-        ) as cb:
+        with (
+            httpx.Client(base_url=a.url, timeout=30) as ca,
+            httpx.Client(base_url=b.url, timeout=30) as cb,
+        ):
             assert ca.post("/collections", json={"name": "docs", "dim": 4}).status_code == 201
             with Traffic(ca) as traffic:
                 wait_until(lambda: traffic.seen["up", "index", 200] >= 5, what="writes while up")

@@ -27,9 +27,7 @@ def test_acknowledged_points_survive_kill_9(database_url: str, tmp_path: Path) -
     try:
         with httpx.Client(base_url=server.url, timeout=60) as c:
             assert c.post("/collections", json=DOCS_L2).status_code == 201
-            writers = [
-                threading.Thread(target=_ingest, args=(c, w, acked)) for w in range(WRITERS)
-            ]
+            writers = [threading.Thread(target=_ingest, args=(c, w, acked)) for w in range(WRITERS)]
             for w in writers:
                 w.start()
             # killed mid-ingest, once every writer has had batches acknowledged
@@ -95,9 +93,10 @@ def test_replicas_converge_and_read_their_writes(pg_url: str, tmp_path: Path) ->
             server.launch()
         for server in (a, b):
             server.wait_ready()
-        with httpx.Client(base_url=a.url, timeout=30) as ca, httpx.Client(
-            base_url=b.url, timeout=30
-        ) as cb:
+        with (
+            httpx.Client(base_url=a.url, timeout=30) as ca,
+            httpx.Client(base_url=b.url, timeout=30) as cb,
+        ):
             assert ca.post("/collections", json={"name": "docs", "dim": 2}).status_code == 201
             seq = _write(ca, "/index", {"points": [{"id": "x", "vector": [1, 0]}]})
             # read-your-writes: min_seq waits on the other replica until it has applied seq

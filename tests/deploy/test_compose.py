@@ -115,6 +115,7 @@ def test_worker_metrics_port_answers(tmp_path: Path) -> None:
     worker = WorkerProcess(f"sqlite:///{tmp_path / 'store.db'}", tmp_path / "data")
     port = free_port()
     worker.spawn("worker", "--metrics-port", str(port))
+
     def scraped() -> httpx.Response | None:
         assert worker.proc is not None and worker.proc.poll() is None, "the worker exited"
         try:

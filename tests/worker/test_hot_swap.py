@@ -54,9 +54,11 @@ def test_searches_never_fail_while_versions_swap(database_url: str, tmp_path: Pa
         """Wait until the server serves these versions, then for every searcher to search
         a few times more on them."""
         info = wait_until(
-            lambda: (i := collection(api, "c"))["index"]["clustering_version"] == clustering
-            and i["router"]["version"] == router
-            and i,
+            lambda: (
+                (i := collection(api, "c"))["index"]["clustering_version"] == clustering
+                and i["router"]["version"] == router
+                and i
+            ),
             what=f"clustering {clustering} and router {router} to be served",
         )
         seen = list(counts)

@@ -82,7 +82,7 @@ def _field(path: str, ops: dict[str, Any]) -> list[Item]:
             exists = {"key": path, "exists": True}
             items.append(exists if value else {"must_not": [exists]})
         else:
-            raise ValueError(f"unsupported filter operator {op!r} on {path[len(PREFIX):]!r}")
+            raise ValueError(f"unsupported filter operator {op!r} on {path[len(PREFIX) :]!r}")
     return items
 
 
