@@ -29,7 +29,7 @@ from app.engine.codes import (
     trained_codebook,
 )
 from app.engine.labels import exact_neighbours, list_labels
-from app.engine.metric import Metric, prepare
+from app.engine.metric import Metric, prepare, prepare_in_place
 from app.engine.recall_table import (
     CODED_QUERIES,
     code_stamp,
@@ -41,7 +41,7 @@ from app.engine.routing import centroid_router
 from app.store.codebooks import NewCodebook
 from app.store.collections import get_collection
 from app.store.db import Store
-from app.store.points import count_points, iter_live_points
+from app.store.points import read_live_points
 from app.store.query_log import load_queries
 from app.store.versions import publish_clustering
 
@@ -72,16 +72,12 @@ def run_build(
         record = get_collection(session, collection)
         if record is None:
             raise BuildError(f"collection {collection!r} no longer exists")
-        total = count_points(session, record.id)
-        if total == 0:
+        _, raw = read_live_points(session, record.id, record.dim, lambda f: progress(0.4 * f))
+        if len(raw) == 0:
             raise BuildError("the collection is empty")
-        blocks = []
-        for _, vectors, _ in iter_live_points(session, record.id, record.dim):
-            blocks.append(vectors)
-            progress(0.4 * sum(len(b) for b in blocks) / total)
         _, queries = load_queries(session, record.id, record.dim, limit=TABLE_MAX_QUERIES)
     metric = Metric(record.metric)
-    x = prepare(np.concatenate(blocks), metric, record.dim)
+    x = prepare_in_place(raw, metric)
     codes = codes or Quantization.parse(record.quantization, record.dim)
     nlist = min(params.get("nlist") or record.nlist or preferred_nlist(codes, len(x)), len(x))
     clustering = train_clustering(

@@ -17,11 +17,11 @@ import numpy as np
 
 from app.engine.emulator import Architecture, Emulator
 from app.engine.labels import exact_search
-from app.engine.metric import Metric, prepare
+from app.engine.metric import Metric, prepare, prepare_in_place
 from app.store.collections import get_collection
 from app.store.db import Store
 from app.store.emulators import publish_emulator
-from app.store.points import iter_live_points
+from app.store.points import read_live_points
 from app.store.query_log import load_queries
 from app.store.seq import current_seq
 from app.store.versions import load_clustering
@@ -42,15 +42,14 @@ def run_train_emulator(
         if record.clustering_version is None:
             raise TrainingError("the collection has no clustering yet: build it first")
         clustering = load_clustering(session, record.id, record.clustering_version)
-        blocks = [(ids, v) for ids, v, _ in iter_live_points(session, record.id, record.dim)]
+        doc_ids, raw = read_live_points(session, record.id, record.dim)
         _, queries = load_queries(session, record.id, record.dim, limit=plan.max_queries)
-    if not blocks:
+    if len(doc_ids) == 0:
         raise TrainingError("the collection is empty")
     if len(queries) < plan.min_queries:
         raise TrainingError(f"{len(queries)} queries logged; training needs {plan.min_queries}")
     metric = Metric(record.metric)
-    doc_ids = np.concatenate([ids for ids, _ in blocks])
-    docs = prepare(np.concatenate([v for _, v in blocks]), metric, record.dim)
+    docs = prepare_in_place(raw, metric)
     q = prepare(queries, metric, record.dim)
     doc_lists = clustering.assign(docs)
     top, _ = exact_search(docs, q, TOP, metric)

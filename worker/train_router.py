@@ -37,7 +37,7 @@ from app.engine.routing import Router, RouterKind, centroid_router
 from app.store.codebooks import load_codes
 from app.store.collections import CollectionRecord, get_collection
 from app.store.db import Store
-from app.store.points import iter_live_points
+from app.store.points import read_live_points
 from app.store.query_log import load_queries
 from app.store.versions import load_clustering, load_router, publish_router
 
@@ -206,18 +206,18 @@ def _load(
             active = load_router(session, record.id, record.router_version)
             if active.clustering_version == clustering.version:
                 current = active
-        blocks = [v for _, v, _ in iter_live_points(session, record.id, record.dim)]
+        _, docs = read_live_points(session, record.id, record.dim)
         log_ids, queries = load_queries(session, record.id, record.dim, limit=plan.max_queries)
         described = Quantization.parse(record.quantization, record.dim)
         codes = load_codes(
             session, record.id, described, record.catalyzer_version, clustering.version
         )
-    if not blocks:
+    if len(docs) == 0:
         raise TrainingError("the collection is empty")
     if len(queries) < plan.min_queries:
         raise TrainingError(f"{len(queries)} queries logged; training needs {plan.min_queries}")
     last_query_id = int(log_ids[-1]) if len(log_ids) else 0
-    return record, clustering, current, np.concatenate(blocks), queries, last_query_id, codes
+    return record, clustering, current, docs, queries, last_query_id, codes
 
 
 def _with_provenance(router: Router, n_train: int, n_hold: int, last_query_id: int) -> Router:

@@ -48,6 +48,14 @@ def prepare(x: np.ndarray, metric: Metric, dim: int | None = None) -> np.ndarray
     return normalize(m) if metric is Metric.COSINE else m
 
 
+def prepare_in_place(x: np.ndarray, metric: Metric) -> np.ndarray:
+    """``prepare`` of a C-contiguous float32 (n, d) array its caller gives up: normalised in
+    place for cosine, where ``prepare`` would hold a second copy of a whole collection."""
+    if metric is Metric.COSINE:
+        faiss.normalize_L2(x)
+    return x
+
+
 def faiss_metric(metric: Metric) -> int:
     return faiss.METRIC_L2 if metric is Metric.L2 else faiss.METRIC_INNER_PRODUCT
 

@@ -6,7 +6,7 @@ A delete keeps the row with ``deleted = true`` and a new seq, so a replica readi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -214,6 +214,39 @@ def iter_live_points(
     for part in session.execute(stmt).partitions(block):
         ids = np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part))
         yield ids, vectors_from_bytes([r[1] for r in part], dim), [r[2] for r in part]
+
+
+def read_live_points(
+    session: Session,
+    collection_id: int,
+    dim: int,
+    progress: Callable[[float], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every live point's internal id and raw vector, in id order, read block by block into
+    arrays sized by the collection's live-point counter: a large collection is never held
+    twice, as its blocks and their concatenation. Writes committed while it reads (each
+    statement has its own snapshot on PostgreSQL) may move the count: the arrays then grow,
+    or are cut to what was read. ``progress``: the share read so far."""
+    held = counters.read(session, collection_id)
+    expected = max(held.live_points if held is not None else 0, 0)
+    ids = np.empty(expected, np.int64)
+    vectors = np.empty((expected, dim), np.float32)
+    n = 0
+    for block_ids, block, _ in iter_live_points(session, collection_id, dim):
+        end = n + len(block_ids)
+        if end > len(ids):
+            ids, vectors = _grown(ids, end), _grown(vectors, end)
+        ids[n:end], vectors[n:end] = block_ids, block
+        n = end
+        if progress is not None:
+            progress(min(1.0, n / max(expected, 1)))
+    return ids[:n], vectors[:n]
+
+
+def _grown(a: np.ndarray, at_least: int) -> np.ndarray:
+    out = np.empty((max(at_least, len(a) + len(a) // 8), *a.shape[1:]), a.dtype)
+    out[: len(a)] = a
+    return out
 
 
 def changes_since(

@@ -4,7 +4,7 @@ one-call products of queries with chosen rows that re-ranking and centre terms u
 import numpy as np
 import pytest
 
-from app.engine.metric import normalize, products_by_row
+from app.engine.metric import Metric, normalize, prepare, prepare_in_place, products_by_row
 
 
 def test_normalize_makes_rows_unit_and_keeps_zero_rows() -> None:
@@ -28,3 +28,11 @@ def test_products_by_row_equal_numpy_and_mark_missing_rows(l2: bool) -> None:
     held = rows >= 0
     np.testing.assert_allclose(got[held], want[held], rtol=1e-5, atol=1e-5)
     assert (got[~held] == (np.inf if l2 else -np.inf)).all()
+
+
+@pytest.mark.parametrize("metric", list(Metric))
+def test_prepare_in_place_is_prepare_without_a_copy(metric: Metric) -> None:
+    x = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    expected = prepare(x, metric)
+    got = prepare_in_place(x, metric)
+    assert got is x and np.array_equal(got, expected)
