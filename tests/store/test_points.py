@@ -24,7 +24,7 @@ def test_read_live_points_holds_every_live_point_in_id_order(
     )
     assert record is not None
     rng = np.random.default_rng(0)
-    ids = [f"p{i}" for i in range(20_000)]  # more than one block of iter_live_points
+    ids = [f"p{i}" for i in range(13_000)]  # 8,666 live: more than one block (8,192)
     vectors = rng.standard_normal((len(ids), DIM)).astype(np.float32)
     with store.write() as session:
         upsert_points(session, record.id, next_seq(session), ids, vectors, [None] * len(ids))
