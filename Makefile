@@ -30,8 +30,11 @@ $(VENV)/.installed: $(VENV)/.service clients/python/pyproject.toml
 serve: $(VENV)/.service
 	$(BIN)/vecroute serve
 
+# Two workers, a test file each at a time (module fixtures stay in one process); each has
+# its own PostgreSQL database. The path is absolute: the session leaves the checkout for an
+# empty directory (tests/hermetic.py) before the workers collect.
 test: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile $(CURDIR)/tests
 
 lint: setup
 	$(BIN)/ruff check app worker tests bench clients/python
