@@ -120,14 +120,13 @@ def run_train_router(
     if stamp is not None:
         coded = coded_index(codes, clustering, docs)
         measured = hold[:CODED_QUERIES]
+        raw, nb = queries[measured], neighbours[measured]
         widest = min(MAX_NPROBE, coded_reach(clustering.nlist, len(docs), len(measured)))
-        table_kept = kept_by_nprobe(coded, serving, queries[measured], neighbours[measured])
+        table_kept = kept_by_nprobe(coded, serving, raw, nb)
     sizes = np.bincount(doc_lists, minlength=clustering.nlist)
 
     def calibrated(router: Router) -> AdaptiveCalibration:
-        kept = None
-        if coded is not None:
-            kept = kept_neighbours(coded, router, queries[measured], neighbours[measured], widest)
+        kept = kept_neighbours(coded, router, raw, nb, widest) if coded is not None else None
         return calibrate(
             router,
             q[measured],
@@ -142,9 +141,11 @@ def run_train_router(
     adaptive = calibrated(candidate)
     # The serving learned router is calibrated afresh even when it stays: the codes, the
     # lists' sizes or the queries may have changed since its own training measured it.
-    serving_adaptive = adaptive if serving is candidate else None
-    if serving is current and current.kind is not RouterKind.CENTROID:
-        serving_adaptive = calibrated(current)
+    serving_adaptive = None
+    if serving is candidate:
+        serving_adaptive = adaptive
+    elif serving.kind is not RouterKind.CENTROID:
+        serving_adaptive = calibrated(serving)
     progress(0.95)
     candidate = _with_provenance(candidate, len(train), len(hold), last_query_id)
     candidate = replace(candidate, params=candidate.params | {"adaptive": adaptive.to_dict()})
