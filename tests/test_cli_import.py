@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from app.cli import main
+from app.store import counters
 from app.store.collections import create_collection, get_collection
 from app.store.db import Store
 from app.store.migrate import upgrade
-from app.store.points import count_points, get_point
+from app.store.points import get_point, iter_live_points
 
 Run = Callable[..., tuple[int, str, str]]
 
@@ -81,7 +82,8 @@ def test_npy_with_ids_and_jsonl_with_payloads(
     with docs_store.read() as session:
         record = get_collection(session, "docs")
         assert record is not None
-        assert count_points(session, record.id) == 6  # n1 replaced, 7 added
+        rows = sum(len(ids) for ids, _, _ in iter_live_points(session, record.id, 3))
+        assert rows == counters.live_points(session, record.id) == 6  # n1 replaced, 7 added
         n1 = get_point(session, record.id, "n1", 3)
         n4 = get_point(session, record.id, "n4", 3)
     assert n1 is not None and n1.payload == {"lang": "en"} and n1.vector.tolist() == [9, 9, 9]

@@ -42,10 +42,11 @@ from app.engine.codes import (
     trained_codebook,
 )
 from app.engine.metric import Metric, prepare
+from app.store import counters
 from app.store.codebooks import NewCodebook
 from app.store.collections import get_collection, set_quantization
 from app.store.db import Store
-from app.store.points import count_points, iter_live_points
+from app.store.points import iter_live_points
 from app.store.versions import load_clustering
 from worker.build import run_build
 
@@ -90,7 +91,7 @@ def run_quantize(
             quantization = Quantization.parse(params.get("quantization"), record.dim)
         except QuantizationError as exc:
             raise QuantizeError(str(exc)) from None
-        total = count_points(session, record.id)
+        total = counters.live_points(session, record.id)
         clustering = (
             load_clustering(session, record.id, record.clustering_version)
             if record.clustering_version is not None

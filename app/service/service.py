@@ -49,11 +49,11 @@ from app.service.snapshots import SnapshotDir
 from app.service.stats import ServiceStats, collect_stats
 from app.service.vectors import check_direction
 from app.settings import Settings
-from app.store import jobs
+from app.store import counters, jobs
 from app.store.collections import create_collection, delete_collection
 from app.store.db import Store
 from app.store.jobs import JobRecord, collections_with_pending
-from app.store.points import count_points, get_point
+from app.store.points import get_point
 from app.store.query_log import count_queries
 
 BUILD, TRAIN_ROUTER, QUANTIZE = "build", "train-router", "quantize"
@@ -397,7 +397,7 @@ class Service:
         codes = _checked_codes(quantization, live.record.dim)
         if codes.kind in CATALYZER_KINDS:
             with self.store.read() as session:
-                held = count_points(session, live.record.id)
+                held = counters.live_points(session, live.record.id)
             needed = self.settings.catalyzer_min_points
             if held < needed:
                 raise CodesUnavailable(

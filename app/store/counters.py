@@ -48,3 +48,10 @@ def read(session: Session, collection_id: int, *, lock: bool = False) -> Counter
         stmt = stmt.with_for_update(key_share=True)
     row = session.execute(stmt).first()
     return Counters(*row) if row is not None else None
+
+
+def live_points(session: Session, collection_id: int) -> int:
+    """The collection's live points as counted on write (0 for one that is gone): what a job
+    sizes its reads and checks its minimums by, without counting the points table."""
+    kept = read(session, collection_id)
+    return max(kept.live_points, 0) if kept is not None else 0

@@ -193,14 +193,6 @@ def get_labels(session: Session, collection_id: int) -> dict[int, tuple[str, Any
     return {pid: (ext, payload) for pid, ext, payload in rows}
 
 
-def count_points(session: Session, collection_id: int) -> int:
-    """Live points counted row by row (the build's check; the policy reads app/store/counters)."""
-    stmt = select(func.count()).where(
-        Point.collection_id == collection_id, Point.deleted.is_(False)
-    )
-    return int(session.execute(stmt).scalar_one())
-
-
 def iter_live_points(
     session: Session, collection_id: int, dim: int, block: int = 8192
 ) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
@@ -227,8 +219,7 @@ def read_live_points(
     twice, as its blocks and their concatenation. Writes committed while it reads (each
     statement has its own snapshot on PostgreSQL) may move the count: the arrays then grow,
     or are cut to what was read. ``progress``: the share read so far."""
-    held = counters.read(session, collection_id)
-    expected = max(held.live_points if held is not None else 0, 0)
+    expected = counters.live_points(session, collection_id)
     ids = np.empty(expected, np.int64)
     vectors = np.empty((expected, dim), np.float32)
     n = 0

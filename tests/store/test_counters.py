@@ -49,6 +49,7 @@ def _check(store: Store, cids: list[int], rng: np.random.Generator) -> None:
             kept = counters.read(session, cid)
             assert kept is not None
             assert (kept.live_points, kept.logged_queries) == _true_counts(session, cid)
+            assert counters.live_points(session, cid) == kept.live_points
             # "since the query x" for a kept query, a pruned one and none at all
             log_ids = (
                 session.execute(select(QueryLogRow.id).where(QueryLogRow.collection_id == cid))
@@ -104,6 +105,7 @@ def test_queries_of_a_deleted_collection_are_not_logged(store: Store) -> None:
     with store.read() as session:
         assert counters.read(session, kept.id) == counters.Counters(0, 1, 1)
         assert count_by_collection(session) == {kept.id: 1}
+        assert counters.live_points(session, gone.id) == 0
         logged = session.execute(select(QueryLogRow.vector, QueryLogRow.created_at)).one()
     assert logged.vector == vector.tobytes() and logged.created_at is not None  # the store's clock
 
