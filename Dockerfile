@@ -12,14 +12,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 
 WORKDIR /opt/vecroute
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml constraints.txt README.md alembic.ini ./
 COPY migrations ./migrations
 COPY app ./app
 COPY worker ./worker
 # Editable: migrations are found next to the app package (app/store/migrate.py). EXTRAS:
 # optional parts of pyproject.toml, e.g. `cluster` (Ray) for the compose profile `cluster`.
 ARG EXTRAS=""
-RUN pip install -e ."${EXTRAS:+[$EXTRAS]}" \
+RUN pip install -c constraints.txt -e ."${EXTRAS:+[$EXTRAS]}" \
     && useradd --system --uid 10001 --create-home --home-dir /var/lib/vecroute vecroute
 
 # Snapshots of the indexes live here (derived state: the store is the source of truth).

@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: setup browser serve test lint openapi bench
+.PHONY: setup browser serve test lint openapi bench constraints
 
 setup: $(VENV)/.installed browser
 
@@ -15,16 +15,16 @@ browser:
 	fi
 
 # `make serve` installs the service alone (no test tools, no Ray, no browser).
-$(VENV)/.service: pyproject.toml
+$(VENV)/.service: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -c constraints.txt -e .
 	touch $@
 
 # The suite's tools on top: the Python client (its own package, clients/python) with its
 # LangChain extra, and the cluster extra (Ray), so that the suite tests sharded collections.
 $(VENV)/.installed: $(VENV)/.service clients/python/pyproject.toml
-	$(BIN)/pip install --quiet -e '.[dev,cluster]' -e 'clients/python[langchain]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,cluster]' -e 'clients/python[langchain]'
 	touch $@
 
 serve: $(VENV)/.service
@@ -47,3 +47,8 @@ openapi: setup
 
 bench: setup
 	$(BIN)/python bench/engine.py
+
+# The releases the venv holds, as constraints.txt (its header kept), after a dependency change.
+constraints: setup
+	{ grep '^#' constraints.txt; $(BIN)/pip freeze --exclude-editable | sed 's/+cpu$$//'; } > constraints.new
+	mv constraints.new constraints.txt
