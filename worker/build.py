@@ -124,7 +124,7 @@ def _centroid_table(
     if codes.kind in CATALYZER_KINDS or (codes.compressed and codebook is None):
         return None
     q = prepare(queries, clustering.metric, clustering.dim)
-    neighbours = exact_neighbours(docs, q, 10, clustering.metric)
+    neighbours = exact_neighbours(docs, q, 10, clustering.metric, prepared=True)
     lists = list_labels(neighbours, clustering.assign(docs))
     router = centroid_router(clustering)
     if codebook is None:

@@ -52,7 +52,7 @@ def run_train_emulator(
     docs = prepare_in_place(raw, metric)
     q = prepare(queries, metric, record.dim)
     doc_lists = clustering.assign(docs)
-    top, _ = exact_search(docs, q, TOP, metric)
+    top, _ = exact_search(docs, q, TOP, metric, prepared=True)
     progress(0.2)
 
     rng = np.random.default_rng(int(params.get("seed", 0)))

@@ -23,7 +23,7 @@ from app.engine.clustering import Clustering
 from app.engine.codes import Quantization
 from app.engine.gate import compare, evaluate
 from app.engine.labels import Objective, exact_search, list_labels
-from app.engine.metric import Metric, prepare
+from app.engine.metric import Metric, prepare, prepare_in_place
 from app.engine.recall_table import (
     CODED_QUERIES,
     code_stamp,
@@ -71,9 +71,12 @@ def run_train_router(
     progress(0.1)
     metric = Metric(record.metric)
     k = int(params.get("k", plan.k))
-    doc_lists = clustering.assign(prepare(docs, metric, record.dim))
+    # Normalised in place on cosine: the job's own array, and the coded index below
+    # prepares what it is given as it would the raw vectors.
+    docs = prepare_in_place(docs, metric)
+    doc_lists = clustering.assign(docs)
     q = prepare(queries, metric, record.dim)
-    neighbours, neighbour_scores = exact_search(docs, q, k, metric)
+    neighbours, neighbour_scores = exact_search(docs, q, k, metric, prepared=True)
     neighbour_lists = list_labels(neighbours, doc_lists)
     progress(0.25)
 

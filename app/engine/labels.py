@@ -13,7 +13,7 @@ from enum import StrEnum
 import faiss
 import numpy as np
 
-from app.engine.metric import Metric, faiss_metric, prepare
+from app.engine.metric import Metric, as_matrix, faiss_metric, prepare
 
 # 4096 queries x 60k docs of float32 distances is ~1 GB inside faiss; 1024 keeps it ~250 MB.
 LABEL_BLOCK = 1024
@@ -48,18 +48,21 @@ def exact_search(
     metric: Metric,
     *,
     block: int = LABEL_BLOCK,
+    prepared: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each query's exact top-k: (n, k) int64 row indices into ``docs``, best first, and
     (n, k) float32 scores, higher is better (``-squared distance`` for l2).
 
-    Vectors are prepared here (unit-norm for cosine) so callers may pass raw data. Queries
-    go through faiss in blocks to bound memory; rows are padded with id -1 and score -inf
-    when the collection holds fewer than ``k`` documents.
+    Vectors are prepared here (unit-norm for cosine) so callers may pass raw data;
+    ``prepared``: both already are (as ``prepare`` leaves them), and ``docs`` is read in
+    place, without the copy that normalising a whole collection takes. Queries go through
+    faiss in blocks to bound memory; rows are padded with id -1 and score -inf when the
+    collection holds fewer than ``k`` documents.
     """
     if k < 1:
         raise ValueError("k must be at least 1")
-    d = prepare(docs, metric)
-    q = prepare(queries, metric, d.shape[1])
+    d = as_matrix(docs) if prepared else prepare(docs, metric)
+    q = as_matrix(queries, d.shape[1]) if prepared else prepare(queries, metric, d.shape[1])
     ids_out = np.full((q.shape[0], k), -1, dtype=np.int64)
     scores_out = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
     kk = min(k, d.shape[0])
@@ -79,9 +82,10 @@ def exact_neighbours(
     metric: Metric,
     *,
     block: int = LABEL_BLOCK,
+    prepared: bool = False,
 ) -> np.ndarray:
     """(n, k) int64 row indices of each query's exact top-k, best first (see ``exact_search``)."""
-    return exact_search(docs, queries, k, metric, block=block)[0]
+    return exact_search(docs, queries, k, metric, block=block, prepared=prepared)[0]
 
 
 def list_labels(neighbours: np.ndarray, doc_lists: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from app.engine import clustering
 from app.engine.clustering import Algorithm, auto_nlist, train_clustering
 from app.engine.metric import Metric, prepare
 
@@ -18,6 +19,16 @@ def test_kmeans_assigns_to_nearest_centroid_in_l2(vectors: np.ndarray, metric: M
     c = train_clustering(x, 32, Algorithm.KMEANS, metric, seed=1)
     d2 = ((x[:, None, :] - c.representatives[None, :, :]) ** 2).sum(-1)
     assert np.array_equal(c.assign(x), d2.argmin(axis=1))
+
+
+@pytest.mark.parametrize("scores_bytes", [1, 4 * 32 * 7])
+def test_assignment_block_by_block_is_the_whole_assignment(
+    vectors: np.ndarray, scores_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = train_clustering(vectors, 32, Algorithm.KMEANS, Metric.L2, seed=1)
+    whole = c.assign(vectors)
+    monkeypatch.setattr(clustering, "ASSIGN_BYTES", scores_bytes)  # a row, or 7, a block
+    assert np.array_equal(c.assign(vectors), whole)
 
 
 def test_spherical_centroids_are_unit_norm_and_assign_by_inner_product(vectors: np.ndarray) -> None:

@@ -40,6 +40,16 @@ def test_exact_neighbours_equal_brute_force_across_blocks(data, metric: Metric) 
     np.testing.assert_array_equal(got, _brute_force(docs, queries, 10, metric))
 
 
+@pytest.mark.parametrize("metric", list(Metric))
+def test_exact_search_of_prepared_vectors_is_that_of_the_raw_ones(data, metric: Metric) -> None:
+    docs, queries = data
+    ids, scores = exact_search(docs, queries, 10, metric)
+    d, q = prepare(docs, metric), prepare(queries, metric)
+    got_ids, got_scores = exact_search(d, q, 10, metric, prepared=True)
+    np.testing.assert_array_equal(got_ids, ids)
+    np.testing.assert_allclose(got_scores, scores, rtol=1e-6)
+
+
 def test_exact_neighbours_pad_when_collection_is_smaller_than_k(data) -> None:
     docs, queries = data
     got = exact_neighbours(docs[:3], queries[:5], 5, Metric.IP)
