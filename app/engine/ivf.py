@@ -72,7 +72,14 @@ from app.engine.codes import (
 )
 from app.engine.exact import ExactStorage, ExactVectors
 from app.engine.locks import RWLock
-from app.engine.metric import Metric, faiss_metric, prepare, to_scores
+from app.engine.metric import (
+    Metric,
+    as_matrix,
+    faiss_metric,
+    prepare,
+    prepare_in_place,
+    to_scores,
+)
 from app.engine.routing import Router, centroid_router
 
 # Largest write held in one exclusive section: ~3 MB of 384-d vectors, a few milliseconds.
@@ -429,8 +436,19 @@ class VectorIndex:
         says, whatever the rounding of a recomputation). Used while the index holds that
         clustering; else (swapped meanwhile) the lists are assigned here.
         """
-        ids = _as_ids(ids)
-        x = prepare(vectors, self.metric, self.dim)
+        self._upsert_prepared(_as_ids(ids), prepare(vectors, self.metric, self.dim), assigned)
+
+    def load(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """``upsert`` of a whole collection read into one (n, dim) float32 array that the
+        caller gives up: normalised in place, and into an empty index its lists are sized
+        once. Loaded a block at a time, each list would grow geometrically instead, and the
+        index would end up holding its vectors' size again in slack and freed blocks."""
+        x = as_matrix(vectors, self.dim)
+        if x is not vectors:
+            raise ValueError("load takes a C-contiguous float32 (n, dim) array")
+        self._upsert_prepared(_as_ids(ids), prepare_in_place(x, self.metric), None)
+
+    def _upsert_prepared(self, ids: np.ndarray, x: np.ndarray, assigned: Assignment | None) -> None:
         if x.shape[0] != ids.shape[0]:
             raise ValueError("ids and vectors must have the same length")
         version, lists = assigned if assigned is not None else (None, None)

@@ -22,6 +22,8 @@ from app.engine.metric import Metric, faiss_metric
 HASHTABLE: int = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]  # missing from stubs
 # Probe widths whose search parameters a thread keeps (adaptive routing varies the width).
 KEPT_PARAMS = 64
+# Rows ``fill_exact`` sorts into lists at once: a sorted copy of a part, not of a whole block.
+FILL_ROWS = 65_536
 
 _per_thread = threading.local()
 
@@ -64,26 +66,33 @@ def fill_exact(
         for list_no in np.flatnonzero(counts):
             invlists.resize(int(list_no), int(counts[list_no]))
     filled = np.zeros(ivf.nlist, dtype=np.int64)
-    for (ids, vecs), assign in zip(blocks(), assigns, strict=True):
-        if not len(assign):
-            continue
-        order = np.argsort(assign, kind="stable")
-        lists, ids, vecs = assign[order], ids[order], vecs[order]
-        targets, starts = np.unique(lists, return_index=True)
-        ends = np.append(starts[1:], len(lists))
-        for list_no, start, end in zip(
-            targets.tolist(), starts.tolist(), ends.tolist(), strict=True
-        ):
-            invlists.update_entries(
-                list_no,
-                int(filled[list_no]),
-                end - start,
-                faiss.swig_ptr(ids[start:end]),
-                faiss.swig_ptr(vecs[start:end].view(np.uint8)),
-            )
-            filled[list_no] += end - start
+    for (block_ids, block_vecs), block_assign in zip(blocks(), assigns, strict=True):
+        for at in range(0, len(block_assign), FILL_ROWS):  # sorted a part at a time
+            part = slice(at, at + FILL_ROWS)
+            _fill_part(invlists, filled, block_ids[part], block_vecs[part], block_assign[part])
     ivf.ntotal = total
     ivf.set_direct_map_type(HASHTABLE)  # built from the lists, sized once for ``total`` ids
+
+
+def _fill_part(
+    invlists: Any, filled: np.ndarray, ids: np.ndarray, vecs: np.ndarray, assign: np.ndarray
+) -> None:
+    """Write one part of a block after each list's ``filled`` entries, list by list."""
+    if not len(assign):
+        return
+    order = np.argsort(assign, kind="stable")
+    lists, ids, vecs = assign[order], ids[order], vecs[order]
+    targets, starts = np.unique(lists, return_index=True)
+    ends = np.append(starts[1:], len(lists))
+    for list_no, start, end in zip(targets.tolist(), starts.tolist(), ends.tolist(), strict=True):
+        invlists.update_entries(
+            list_no,
+            int(filled[list_no]),
+            end - start,
+            faiss.swig_ptr(ids[start:end]),
+            faiss.swig_ptr(vecs[start:end].view(np.uint8)),
+        )
+        filled[list_no] += end - start
 
 
 def assign_lists(clustering: Clustering | None, x: np.ndarray) -> np.ndarray:

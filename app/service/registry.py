@@ -51,7 +51,7 @@ from app.store.collections import CollectionRecord, list_collections
 from app.store.db import Store
 from app.store.emulators import load_emulator, newest_emulator_version, written_since
 from app.store.placements import requested_shards
-from app.store.points import changes_since, get_labels, iter_live_points
+from app.store.points import changes_since, get_labels, read_live_points
 from app.store.seq import current_seq
 from app.store.versions import load_clustering, load_router
 
@@ -196,8 +196,7 @@ class Registry:
             live = LiveCollection(
                 record, index, filter_cache=self.filter_cache, filter_views=self.filter_views
             )
-            for ids, vectors, _ in iter_live_points(session, record.id, record.dim):
-                index.upsert(ids, vectors)
+            index.load(*read_live_points(session, record.id, record.dim))
             live.load_labels(get_labels(session, record.id))
         return live
 

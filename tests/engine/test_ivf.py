@@ -334,6 +334,30 @@ def test_set_clustering_keeps_every_vector(random_vectors: np.ndarray) -> None:
     assert index.list_sizes().tolist() == [len(random_vectors)]
 
 
+@pytest.mark.parametrize("metric", list(Metric))
+def test_a_collection_loaded_at_once_is_held_as_its_upsert_holds_it(
+    random_vectors: np.ndarray, metric: Metric, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clustering = train_clustering(
+        prepare(random_vectors, metric), 16, Algorithm.KMEANS, metric, seed=3
+    )
+    ids = np.arange(10, 10 + len(random_vectors))
+    upserted = VectorIndex(random_vectors.shape[1], metric, clustering)
+    upserted.upsert(ids, random_vectors)
+    monkeypatch.setattr(lists_module, "FILL_ROWS", 7)  # lists written in many parts
+    loaded = VectorIndex(random_vectors.shape[1], metric, clustering)
+    given = random_vectors.copy()
+    loaded.load(ids, given)
+    for (want_ids, want), (got_ids, got) in zip(
+        held_lists(upserted), held_lists(loaded), strict=True
+    ):
+        np.testing.assert_array_equal(got_ids, want_ids)
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(given, prepare(random_vectors, metric))  # given up
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        VectorIndex(random_vectors.shape[1], metric).load(ids, random_vectors.astype(np.float64))
+
+
 def test_memory_is_about_a_vector_plus_its_bookkeeping(random_vectors: np.ndarray) -> None:
     index = filled(random_vectors, Metric.IP, nlist=16)
     per_vector = index.memory_bytes() / len(index)
