@@ -159,5 +159,6 @@ def test_the_cluster_profile_is_a_ray_head_two_workers_and_a_coordinating_api(
 
 def test_the_image_installs_the_extras_it_is_built_with() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    assert 'ARG EXTRAS=""' in text and 'pip install -e ."${EXTRAS:+[$EXTRAS]}"' in text
+    assert 'ARG EXTRAS=""' in text
+    assert 'pip install -c constraints.txt -e ."${EXTRAS:+[$EXTRAS]}"' in text
     assert "cluster" in PYPROJECT["project"]["optional-dependencies"]

@@ -33,7 +33,9 @@ def test_base_image_and_cpu_only_torch_before_the_project() -> None:
     torch_run = next(i for i, r in enumerate(runs) if "torch" in r)
     assert f"--index-url {CPU_INDEX}" in runs[torch_run]
     assert pin.replace(" ", "") in runs[torch_run].split()  # the same pin as pyproject
-    project_run = next(i for i, r in enumerate(runs) if re.search(r"pip install (-e )?\.", r))
+    project_run = next(
+        i for i, r in enumerate(runs) if re.search(r"pip install -c constraints.txt -e \.", r)
+    )
     assert torch_run < project_run  # so the project's torch==… is already satisfied
     assert "extra-index-url" not in " ".join(runs)  # no second index that could win
 
