@@ -22,8 +22,8 @@ from app.engine.metric import Metric, faiss_metric
 HASHTABLE: int = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]  # missing from stubs
 # Probe widths whose search parameters a thread keeps (adaptive routing varies the width).
 KEPT_PARAMS = 64
-# Rows ``fill_exact`` sorts into lists at once: a sorted copy of a part, not of a whole block.
-FILL_ROWS = 65_536
+# Vectors ``fill_exact`` sorts into lists at once: a sorted copy of a part, not of a block.
+FILL_BYTES = 32 << 20
 
 _per_thread = threading.local()
 
@@ -66,9 +66,10 @@ def fill_exact(
         for list_no in np.flatnonzero(counts):
             invlists.resize(int(list_no), int(counts[list_no]))
     filled = np.zeros(ivf.nlist, dtype=np.int64)
+    rows = max(1, FILL_BYTES // (ivf.code_size or 1))  # a flat IVF's code is its vector
     for (block_ids, block_vecs), block_assign in zip(blocks(), assigns, strict=True):
-        for at in range(0, len(block_assign), FILL_ROWS):  # sorted a part at a time
-            part = slice(at, at + FILL_ROWS)
+        for at in range(0, len(block_assign), rows):  # sorted a part at a time
+            part = slice(at, at + rows)
             _fill_part(invlists, filled, block_ids[part], block_vecs[part], block_assign[part])
     ivf.ntotal = total
     ivf.set_direct_map_type(HASHTABLE)  # built from the lists, sized once for ``total`` ids

@@ -39,6 +39,7 @@ from app.engine.ivf import VectorIndex
 from app.engine.routing_index import RoutingIndex
 from app.engine.views import FilterViews
 from app.service.errors import CollectionNotFound, NotReady
+from app.service.heap import release_free_memory
 from app.service.indexes import (
     IndexFactory,
     routing_index,
@@ -244,6 +245,7 @@ class Registry:
                     self._sync_versions(live, live.record)
         elif codes is not None:
             self._requantize(live, codes)
+        release_free_memory()  # the index swapped out, and the copies it was built from
 
     def _requantize(self, live: LiveCollection, codes: Quantization) -> None:
         """Rebuild with ``codes``; if that fails the current index keeps serving (logged)."""

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from app.service.heap import release_free_memory
 from app.service.query_log import QueryLogBuffer
 from app.service.registry import Registry
 from app.settings import Settings
@@ -81,6 +82,7 @@ class Runtime:
     def _load_then_loop(self) -> None:
         try:
             self.registry.load_all()
+            release_free_memory()  # what reading the collections left in the heap
             # Start-up objects (modules, loaded labels) live as long as the process. Frozen,
             # a full collection no longer walks them: measured 100-250 ms holding the GIL,
             # triggered by an ingest's allocations, against ~20 ms after (issue 7).
@@ -125,6 +127,8 @@ class Runtime:
             if self.registry.save_snapshot(live, meta):
                 live.snapshot_seq = max(live.changed_seq, seq)
                 written += 1
+        if written:
+            release_free_memory()  # the index copies the snapshots were written from
         return written
 
     @property
