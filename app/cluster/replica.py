@@ -37,6 +37,7 @@ from app.engine.codes import Quantization
 from app.engine.exact import ExactStorage
 from app.engine.ivf import VectorIndex
 from app.engine.metric import Metric
+from app.heap import release_free_memory
 from app.store.codebooks import load_codes
 from app.store.db import Store
 from app.store.point_lists import ListsOf, iter_shard_points, shard_changes_since
@@ -106,6 +107,7 @@ class ShardReplica:
         self.shard, self.source = self._load()
         if self.source == "snapshot":
             self.catch_up()
+        release_free_memory()  # what reading the points or the snapshot left in the heap
         self.load_seconds = time.perf_counter() - started
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="catch-up", daemon=True)
@@ -179,6 +181,8 @@ class ShardReplica:
         except OSError:  # a full or read-only disk costs only the faster start
             log.exception("shard snapshot failed", extra={"shard": spec.shard})
             return False
+        finally:
+            release_free_memory()  # the copy of the index the snapshot was written from
         self.snapshot_seq = seq
         return True
 

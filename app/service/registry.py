@@ -38,8 +38,8 @@ from app.engine.codes import Quantization
 from app.engine.ivf import VectorIndex
 from app.engine.routing_index import RoutingIndex
 from app.engine.views import FilterViews
+from app.heap import release_free_memory
 from app.service.errors import CollectionNotFound, NotReady
-from app.service.heap import release_free_memory
 from app.service.indexes import (
     IndexFactory,
     routing_index,

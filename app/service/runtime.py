@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from app.service.heap import release_free_memory
+from app.heap import release_free_memory
 from app.service.query_log import QueryLogBuffer
 from app.service.registry import Registry
 from app.settings import Settings

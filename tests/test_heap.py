@@ -10,7 +10,7 @@ import sys
 # until trimmed (a 16 MB free first raises glibc's mmap threshold, as a freed index copy does).
 _PROGRAM = """
 import numpy as np
-from app.service.heap import release_free_memory
+from app.heap import release_free_memory
 
 def rss_mb():
     return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
