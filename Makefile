@@ -48,7 +48,10 @@ openapi: setup
 bench: setup
 	$(BIN)/python bench/engine.py
 
-# The releases the venv holds, as constraints.txt (its header kept), after a dependency change.
-constraints: setup
+# After a dependency change in pyproject.toml: install it without the old pins, then write
+# the venv's releases to constraints.txt (its header kept); then `make test`.
+constraints:
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -e '.[dev,cluster]' -e 'clients/python[langchain]'
 	{ grep '^#' constraints.txt; $(BIN)/pip freeze --exclude-editable | sed 's/+cpu$$//'; } > constraints.new
 	mv constraints.new constraints.txt

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -116,6 +117,10 @@ def run_step(step: str, data_dir: Path) -> dict[str, dict[str, float]]:
             service.stop()
             return {"load": loaded, "snapshot write": written}
         loaded = sizes(start, started)
+        registry = service.registry
+        record = registry.get(NAME).record
+        # The snapshot was taken (what rejects it also makes the load read the store).
+        assert registry.snapshots.load(record, registry.indexes) is not None, "no snapshot"
         service.stop()
         return {step: loaded}
     return {step: sizes(start, started)}
@@ -130,22 +135,30 @@ def sizes(start: float, started: float) -> dict[str, float]:
     }
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    if args.step is not None:
-        print(json.dumps(run_step(args.step, args.dir)))
-        return {}
-    data_dir = Path(tempfile.mkdtemp(prefix="vecroute-memory-"))
+def measured_steps(data_dir: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """The store filled in ``data_dir``, then each step's sizes from a process of its own."""
     fill(f"sqlite:///{data_dir / 'store.sqlite'}", args)
-    vectors_mb = args.n * args.dim * 4 / 2**20
-    report: dict[str, Any] = {"n": args.n, "dim": args.dim, "metric": args.metric}
-    report["vectors_mb"] = vectors_mb
     steps: dict[str, dict[str, float]] = {}
     for step in STEPS:
         command = [sys.executable, __file__, "--step", step, "--dir", str(data_dir)]
         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         steps |= json.loads(out.strip().splitlines()[-1])
         print(f"{step}: done", flush=True)
+    return steps
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    if args.step is not None:
+        print(json.dumps(run_step(args.step, args.dir)))
+        return {}
+    data_dir = Path(tempfile.mkdtemp(prefix="vecroute-memory-"))
+    try:
+        steps = measured_steps(data_dir, args)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    vectors_mb = args.n * args.dim * 4 / 2**20
+    report = {"n": args.n, "dim": args.dim, "metric": args.metric, "vectors_mb": vectors_mb}
     report["steps"] = steps
     print(
         f"\n{args.n} x {args.dim} {args.metric} vectors ({vectors_mb:.0f} MB), "

@@ -66,7 +66,7 @@ def fill_exact(
         for list_no in np.flatnonzero(counts):
             invlists.resize(int(list_no), int(counts[list_no]))
     filled = np.zeros(ivf.nlist, dtype=np.int64)
-    rows = max(1, FILL_BYTES // (ivf.code_size or 1))  # a flat IVF's code is its vector
+    rows = max(1, FILL_BYTES // ivf.code_size)  # a flat IVF's code is its vector
     for (block_ids, block_vecs), block_assign in zip(blocks(), assigns, strict=True):
         for at in range(0, len(block_assign), rows):  # sorted a part at a time
             part = slice(at, at + rows)
@@ -79,8 +79,6 @@ def _fill_part(
     invlists: Any, filled: np.ndarray, ids: np.ndarray, vecs: np.ndarray, assign: np.ndarray
 ) -> None:
     """Write one part of a block after each list's ``filled`` entries, list by list."""
-    if not len(assign):
-        return
     order = np.argsort(assign, kind="stable")
     lists, ids, vecs = assign[order], ids[order], vecs[order]
     targets, starts = np.unique(lists, return_index=True)

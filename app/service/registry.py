@@ -277,7 +277,10 @@ class Registry:
         reappears after ``drop`` removed it.
         """
         index = live.index
-        staged = self.snapshots.stage(live.name, index, meta)
+        try:
+            staged = self.snapshots.stage(live.name, index, meta)
+        finally:
+            release_free_memory()  # the copy of the index the snapshot was written from
         with self.apply_lock:
             if self._by_name.get(live.name) is live:
                 self.snapshots.publish(staged, live.name, index)
@@ -371,6 +374,8 @@ class Registry:
             with self._swapping:
                 self._swaps_running += len(swaps)
             self._advance(head)
+        if fresh:
+            release_free_memory()  # what reading their points left in the heap
         try:
             for live, clustering, codes in swaps:
                 self._swap_in(live, clustering, codes)

@@ -82,12 +82,12 @@ class Runtime:
     def _load_then_loop(self) -> None:
         try:
             self.registry.load_all()
-            release_free_memory()  # what reading the collections left in the heap
             # Start-up objects (modules, loaded labels) live as long as the process. Frozen,
             # a full collection no longer walks them: measured 100-250 ms holding the GIL,
             # triggered by an ingest's allocations, against ~20 ms after (issue 7).
             gc.collect()
             gc.freeze()
+            release_free_memory()  # what reading the collections left in the heap
         except BaseException as exc:
             self.load_error = exc
             log.exception("loading indexes failed")
@@ -127,8 +127,6 @@ class Runtime:
             if self.registry.save_snapshot(live, meta):
                 live.snapshot_seq = max(live.changed_seq, seq)
                 written += 1
-        if written:
-            release_free_memory()  # the index copies the snapshots were written from
         return written
 
     @property

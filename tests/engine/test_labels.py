@@ -50,6 +50,12 @@ def test_exact_search_of_prepared_vectors_is_that_of_the_raw_ones(data, metric: 
     np.testing.assert_allclose(got_scores, scores, rtol=1e-6)
 
 
+def test_vectors_said_to_be_prepared_are_compared_as_given(data) -> None:
+    docs, queries = data  # not unit-norm: as given, cosine compares their inner products
+    as_given = exact_search(docs, queries, 10, Metric.COSINE, prepared=True)
+    np.testing.assert_array_equal(as_given[0], exact_neighbours(docs, queries, 10, Metric.IP))
+
+
 def test_exact_neighbours_pad_when_collection_is_smaller_than_k(data) -> None:
     docs, queries = data
     got = exact_neighbours(docs[:3], queries[:5], 5, Metric.IP)
