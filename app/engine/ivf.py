@@ -603,11 +603,7 @@ class VectorIndex:
                 quantization = quantization.with_codebook(None, None)
             if not is_fast_scan(ivf):
                 ivf.set_direct_map_type(ivf_lists.HASHTABLE)
-            for ids, vecs in blocks():
-                for start in range(0, len(ids), WRITE_CHUNK):
-                    chunk_ids = np.ascontiguousarray(ids[start : start + WRITE_CHUNK])
-                    chunk_x = np.ascontiguousarray(vecs[start : start + WRITE_CHUNK])
-                    _add_codes(ivf, quantization, clustering, chunk_x, chunk_ids)
+            _fill_codes(ivf, quantization, clustering, blocks)
             return _State(ivf, clustering, router, quantization, exact)
         flat = ivf_lists.new_ivf(self.dim, self.metric, clustering, hashtable=False)
         ivf_lists.fill_exact(flat, blocks, clustering)
@@ -674,8 +670,7 @@ class VectorIndex:
             view._state = replace(view._state, quantization=state.quantization)
         else:
             ivf.reset()  # the same trained codebooks, empty lists
-            for block_ids, vecs in kept.blocks(WRITE_CHUNK):
-                _add_codes(ivf, state.quantization, state.clustering, vecs, block_ids)
+            _fill_codes(ivf, state.quantization, state.clustering, lambda: kept.blocks(WRITE_CHUNK))
             view = VectorIndex.from_faiss(
                 self.dim, self.metric, ivf, state.clustering, state.quantization, kept
             )
@@ -774,12 +769,23 @@ def _codes_of(state: _State, x: np.ndarray) -> np.ndarray:
     return list_codes(state.quantization, x) if state.coded else x
 
 
-def _add_codes(
-    ivf: Any, q: Quantization, clustering: Clustering | None, x: np.ndarray, ids: np.ndarray
+def _fill_codes(
+    ivf: Any,
+    q: Quantization,
+    clustering: Clustering | None,
+    blocks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
 ) -> None:
-    """Add prepared ``x`` to code lists ``ivf`` of kind ``q``, in the clustering's lists."""
-    assign = ivf_lists.assign_lists(clustering, x)
-    ivf_lists.add(ivf, list_codes(q, x), assign, ids)
+    """Add every block of (ids, prepared vectors) to empty code lists ``ivf`` of kind ``q``,
+    in the clustering's lists, each reserved first to its final length (``lists.reserve``)."""
+    assigns = [ivf_lists.assign_lists(clustering, vecs) for _, vecs in blocks()]
+    if assigns and not is_fast_scan(ivf):
+        ivf_lists.reserve(ivf, np.concatenate(assigns))
+    for (ids, vecs), assign in zip(blocks(), assigns, strict=True):
+        for start in range(0, len(ids), WRITE_CHUNK):
+            chunk = slice(start, start + WRITE_CHUNK)
+            codes = list_codes(q, np.ascontiguousarray(vecs[chunk]))
+            chunk_ids = np.ascontiguousarray(ids[chunk])
+            ivf_lists.add(ivf, codes, np.ascontiguousarray(assign[chunk]), chunk_ids)
 
 
 def code_metric_of(q: Quantization, metric: Metric) -> int | None:

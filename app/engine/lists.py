@@ -94,6 +94,19 @@ def _fill_part(
         filled[list_no] += end - start
 
 
+def reserve(ivf: faiss.IndexIVF, lists: np.ndarray) -> None:
+    """Room in each empty list of ``ivf`` (not fast-scan) for the entries ``lists`` numbers,
+    so that appending them never moves a list: faiss's appends grow a list geometrically,
+    up to twice its final size, and leave the blocks it outgrew behind. A list resized to
+    its count and back to zero keeps the capacity, as a ``std::vector`` does."""
+    counts = np.bincount(lists, minlength=ivf.nlist)
+    invlists: Any = ivf.invlists
+    for list_no in np.flatnonzero(counts).tolist():
+        if invlists.list_size(list_no) == 0:
+            invlists.resize(list_no, int(counts[list_no]))
+            invlists.resize(list_no, 0)
+
+
 def assign_lists(clustering: Clustering | None, x: np.ndarray) -> np.ndarray:
     if clustering is None:
         return np.zeros(x.shape[0], dtype=np.int64)
