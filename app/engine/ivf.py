@@ -440,10 +440,9 @@ class VectorIndex:
 
     def load(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """``upsert`` of a whole collection read into one (n, dim) float32 array that the
-        caller gives up: normalised in place, and into an empty index of float lists each
-        list is sized once. Loaded a block at a time, each list would grow geometrically
-        instead, and the index would end up holding its vectors' size again in slack and
-        freed blocks. (Code lists are filled as faiss appends.)"""
+        caller gives up: normalised in place, and into an empty index each list is sized
+        once. Loaded a block at a time, each list would grow geometrically instead, and the
+        index would end up holding its vectors' size again in slack and freed blocks."""
         x = as_matrix(vectors, self.dim)
         if x is not vectors:
             raise ValueError("load takes a C-contiguous float32 (n, dim) array")
