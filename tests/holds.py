@@ -13,12 +13,12 @@ def hold_ivf_builds(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, t
     """(building, release): every bulk fill of a new IVF sets ``building``, then waits for
     ``release`` before it starts, i.e. after the lists were copied, before the swap."""
     building, release = threading.Event(), threading.Event()
-    real_fill = lists_module.fill_exact
+    real_fill = lists_module.fill
 
     def held_fill(*args: object) -> None:
         building.set()
         release.wait()
         real_fill(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(lists_module, "fill_exact", held_fill)
+    monkeypatch.setattr(lists_module, "fill", held_fill)
     return building, release

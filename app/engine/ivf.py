@@ -46,6 +46,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -600,12 +601,13 @@ class VectorIndex:
                 )
                 ivf = train_code_ivf(quantization, self.dim, self.metric, clustering, sample)
                 quantization = quantization.with_codebook(None, None)
+            ivf_lists.fill(ivf, blocks, clustering, partial(list_codes, quantization))
             if not is_fast_scan(ivf):
-                ivf.set_direct_map_type(ivf_lists.HASHTABLE)
-            _fill_codes(ivf, quantization, clustering, blocks)
+                ivf.set_direct_map_type(ivf_lists.HASHTABLE)  # built once, for every id
             return _State(ivf, clustering, router, quantization, exact)
         flat = ivf_lists.new_ivf(self.dim, self.metric, clustering, hashtable=False)
-        ivf_lists.fill_exact(flat, blocks, clustering)
+        ivf_lists.fill(flat, blocks, clustering)
+        flat.set_direct_map_type(ivf_lists.HASHTABLE)  # built once, for every id
         return _State(flat, clustering, router, quantization, exact)
 
     def subset(self, allowed: np.ndarray, generation: int) -> VectorIndex | None:
@@ -669,7 +671,8 @@ class VectorIndex:
             view._state = replace(view._state, quantization=state.quantization)
         else:
             ivf.reset()  # the same trained codebooks, empty lists
-            _fill_codes(ivf, state.quantization, state.clustering, lambda: kept.blocks(WRITE_CHUNK))
+            encode = partial(list_codes, state.quantization)
+            ivf_lists.fill(ivf, lambda: kept.blocks(WRITE_CHUNK), state.clustering, encode)
             view = VectorIndex.from_faiss(
                 self.dim, self.metric, ivf, state.clustering, state.quantization, kept
             )
@@ -766,25 +769,6 @@ def _write(state: _State, ids: np.ndarray, x: np.ndarray, assign: np.ndarray | N
 def _codes_of(state: _State, x: np.ndarray) -> np.ndarray:
     """What ``state``'s lists hold for ``x``: catalyzer codes in code lists, else ``x``."""
     return list_codes(state.quantization, x) if state.coded else x
-
-
-def _fill_codes(
-    ivf: Any,
-    q: Quantization,
-    clustering: Clustering | None,
-    blocks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
-) -> None:
-    """Add every block of (ids, prepared vectors) to empty code lists ``ivf`` of kind ``q``,
-    in the clustering's lists, each reserved first to its final length (``lists.reserve``)."""
-    assigns = [ivf_lists.assign_lists(clustering, vecs) for _, vecs in blocks()]
-    if assigns and not is_fast_scan(ivf):
-        ivf_lists.reserve(ivf, np.concatenate(assigns))
-    for (ids, vecs), assign in zip(blocks(), assigns, strict=True):
-        for start in range(0, len(ids), WRITE_CHUNK):
-            chunk = slice(start, start + WRITE_CHUNK)
-            codes = list_codes(q, np.ascontiguousarray(vecs[chunk]))
-            chunk_ids = np.ascontiguousarray(ids[chunk])
-            ivf_lists.add(ivf, codes, np.ascontiguousarray(assign[chunk]), chunk_ids)
 
 
 def code_metric_of(q: Quantization, metric: Metric) -> int | None:

@@ -22,8 +22,8 @@ from app.engine.metric import Metric, faiss_metric
 HASHTABLE: int = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]  # missing from stubs
 # Probe widths whose search parameters a thread keeps (adaptive routing varies the width).
 KEPT_PARAMS = 64
-# Vectors ``fill_exact`` sorts into lists at once: a sorted copy of a part, not of a block.
-FILL_BYTES = 32 << 20
+# Vectors ``fill`` encodes and adds at once: what a code kind's encoder holds for one part.
+FILL_ROWS = 8192
 
 _per_thread = threading.local()
 
@@ -33,7 +33,7 @@ def new_ivf(
 ) -> faiss.IndexIVFFlat:
     """An empty, trained IVF whose quantizer holds the representatives (one zero list if none).
 
-    ``hashtable=False`` leaves the id map to ``_fill_exact``, which builds it once at the end.
+    ``hashtable=False`` leaves the id map to be built once, after a bulk ``fill``.
     """
     reps = clustering.representatives if clustering is not None else np.zeros((1, dim), np.float32)
     quantizer = faiss.IndexFlat(dim, faiss_metric(metric))
@@ -46,52 +46,30 @@ def new_ivf(
     return ivf
 
 
-def fill_exact(
-    ivf: faiss.IndexIVFFlat,
+def fill(
+    ivf: faiss.IndexIVF,
     blocks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]],
     clustering: Clustering | None,
+    encode: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> None:
-    """Bulk-fill an empty IVF (without id map) from ``blocks()`` of (ids, prepared vectors).
+    """Bulk-fill the empty lists of ``ivf`` from ``blocks()`` of (ids, prepared vectors), in
+    the clustering's lists, ``encode`` giving what code lists hold (e.g. ``list_codes``).
 
-    faiss's ``add`` appends entry by entry, so each list's vector grows geometrically and
-    ends up to twice its size (about +40% memory on average). Here every list is sized
-    once to its final length, then written in place: two passes over ``blocks()`` (the
-    first only assigns), never a second copy of the whole collection.
+    faiss's ``add`` appends entry by entry, so each list grows geometrically and ends up to
+    twice its size (about +40% memory on average), leaving the blocks it outgrew behind.
+    Here every list is first reserved to its final length (``reserve``): two passes over
+    ``blocks()``, the first only assigns. Vectors are added in place, a part at a time; an
+    id map is best built after, once for every id.
     """
     assigns = [assign_lists(clustering, vecs) for _, vecs in blocks()]
-    total = sum(len(a) for a in assigns)
-    invlists: Any = ivf.invlists
-    if total:
-        counts = np.bincount(np.concatenate(assigns), minlength=ivf.nlist)
-        for list_no in np.flatnonzero(counts):
-            invlists.resize(int(list_no), int(counts[list_no]))
-    filled = np.zeros(ivf.nlist, dtype=np.int64)
-    rows = max(1, FILL_BYTES // ivf.code_size)  # a flat IVF's code is its vector
-    for (block_ids, block_vecs), block_assign in zip(blocks(), assigns, strict=True):
-        for at in range(0, len(block_assign), rows):  # sorted a part at a time
-            part = slice(at, at + rows)
-            _fill_part(invlists, filled, block_ids[part], block_vecs[part], block_assign[part])
-    ivf.ntotal = total
-    ivf.set_direct_map_type(HASHTABLE)  # built from the lists, sized once for ``total`` ids
-
-
-def _fill_part(
-    invlists: Any, filled: np.ndarray, ids: np.ndarray, vecs: np.ndarray, assign: np.ndarray
-) -> None:
-    """Write one part of a block after each list's ``filled`` entries, list by list."""
-    order = np.argsort(assign, kind="stable")
-    lists, ids, vecs = assign[order], ids[order], vecs[order]
-    targets, starts = np.unique(lists, return_index=True)
-    ends = np.append(starts[1:], len(lists))
-    for list_no, start, end in zip(targets.tolist(), starts.tolist(), ends.tolist(), strict=True):
-        invlists.update_entries(
-            list_no,
-            int(filled[list_no]),
-            end - start,
-            faiss.swig_ptr(ids[start:end]),
-            faiss.swig_ptr(vecs[start:end].view(np.uint8)),
-        )
-        filled[list_no] += end - start
+    if assigns and not is_fast_scan(ivf):
+        reserve(ivf, np.concatenate(assigns))
+    for (ids, vecs), assign in zip(blocks(), assigns, strict=True):
+        for start in range(0, len(ids), FILL_ROWS):
+            part = slice(start, start + FILL_ROWS)
+            x = np.ascontiguousarray(vecs[part])
+            codes = encode(x) if encode is not None else x
+            add(ivf, codes, np.ascontiguousarray(assign[part]), np.ascontiguousarray(ids[part]))
 
 
 def reserve(ivf: faiss.IndexIVF, lists: np.ndarray) -> None:

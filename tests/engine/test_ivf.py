@@ -344,8 +344,7 @@ def test_a_collection_loaded_at_once_is_held_as_its_upsert_holds_it(
     ids = np.arange(10, 10 + len(random_vectors))
     upserted = VectorIndex(random_vectors.shape[1], metric, clustering)
     upserted.upsert(ids, random_vectors)
-    row = random_vectors.shape[1] * 4
-    monkeypatch.setattr(lists_module, "FILL_BYTES", 7 * row)  # lists written in many parts
+    monkeypatch.setattr(lists_module, "FILL_ROWS", 7)  # lists written in many parts
     loaded = VectorIndex(random_vectors.shape[1], metric, clustering)
     given = random_vectors.copy()
     loaded.load(ids, given)
