@@ -12,7 +12,10 @@ are done:
   read from the store into its index;
 - ``snapshot write``: then, in the same process, the snapshot a server writes of a changed
   collection (its peak counted from its start: ``/proc/self/clear_refs``);
-- ``load (snapshot)``: a new process loading that snapshot.
+- ``load (snapshot)``: a new process loading that snapshot;
+- ``shard load``: a shard replica (app/cluster/replica.py, in-process, no Ray) loading every
+  other list from the store, as a cluster node does (the rows labelled first, as placing
+  the clustering does; the peak counted from after that).
 
     .venv/bin/python bench/memory.py                      # 200,000 x 384, a few minutes
     .venv/bin/python bench/memory.py --n 50000 --dim 128  # smaller
@@ -43,7 +46,7 @@ from app.store.seq import next_seq
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "docs"
-STEPS = ("build", "train-router", "load", "load (snapshot)")
+STEPS = ("build", "train-router", "load", "load (snapshot)", "shard load")
 BLOCK = 20_000
 
 
@@ -97,6 +100,8 @@ def run_step(step: str, data_dir: Path) -> dict[str, dict[str, float]]:
     if step == "train-router":
         import torch  # noqa: F401  (the job's child process holds it before the job starts)
     url = f"sqlite:///{data_dir / 'store.sqlite'}"
+    if step == "shard load":
+        return {step: shard_load(url)}
     start = status_mb("VmRSS")
     started = time.perf_counter()
     if step == "build":
@@ -124,6 +129,47 @@ def run_step(step: str, data_dir: Path) -> dict[str, dict[str, float]]:
         service.stop()
         return {step: loaded}
     return {step: sizes(start, started)}
+
+
+def shard_load(url: str) -> dict[str, float]:
+    """A replica of every other list of the built clustering, loaded from the store."""
+    from app.cluster.replica import ShardReplica, ShardSpec
+    from app.engine.metric import prepare
+    from app.heap import release_free_memory
+    from app.store.collections import get_collection
+    from app.store.point_lists import relabel
+    from app.store.versions import load_clustering
+
+    store = Store(url)
+    with store.read() as session:
+        record = get_collection(session, NAME)
+        assert record is not None and record.clustering_version is not None, "not built"
+        clustering = load_clustering(session, record.id, record.clustering_version)
+    metric = record.metric
+
+    def assign(vectors: np.ndarray) -> np.ndarray:
+        return clustering.assign(prepare(vectors, metric, record.dim))
+
+    relabel(store, record.id, clustering.version, record.dim, assign)
+    spec = ShardSpec(
+        url,
+        record.id,
+        record.dim,
+        metric,
+        clustering.version,
+        shard=0,
+        lists=tuple(range(0, clustering.nlist, 2)),
+    )
+    store.dispose()
+    release_free_memory()
+    Path("/proc/self/clear_refs").write_text("5")  # the peak starts again from here
+    start, started = status_mb("VmRSS"), time.perf_counter()
+    replica = ShardReplica(spec)
+    loaded = sizes(start, started)
+    loaded["points"] = replica.shard.count
+    loaded["index_mb"] = replica.shard.index.memory_bytes() / 2**20  # its entries' payload
+    replica.close()
+    return loaded
 
 
 def sizes(start: float, started: float) -> dict[str, float]:
@@ -170,6 +216,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{step:<18}{s['start_mb']:>10.0f}{s['peak_mb']:>8.0f}"
             f"{s['peak_mb'] - s['start_mb']:>14.0f}{s['end_mb']:>8.0f}{s['seconds']:>7.1f}"
         )
+    shard = steps["shard load"]
+    print(f"shard load: {shard['points']:.0f} points, {shard['index_mb']:.0f} MB of entries")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")

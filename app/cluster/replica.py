@@ -40,7 +40,7 @@ from app.engine.metric import Metric
 from app.heap import release_free_memory
 from app.store.codebooks import load_codes
 from app.store.db import Store
-from app.store.point_lists import ListsOf, iter_shard_points, shard_changes_since
+from app.store.point_lists import ListsOf, iter_shard_points, list_sizes, shard_changes_since
 from app.store.seq import current_seq
 from app.store.versions import load_clustering
 
@@ -149,6 +149,10 @@ class ShardReplica:
                 exact_storage=storage,
                 exact_dir=exact_dir,
             )
+            # Each list sized once for the points labelled for it (those the store does not
+            # label for this clustering, written meanwhile or before it, are few).
+            cid, version = spec.collection_id, spec.clustering_version
+            shard.reserve(list_sizes(session, cid, version, clustering.nlist, spec.lists))
             for ids, vectors, labels in iter_shard_points(session, spec.part, spec.dim):
                 self.vectors_read += len(ids)
                 shard.upsert(ids, vectors, labels)

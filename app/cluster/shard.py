@@ -94,6 +94,11 @@ class ShardIndex:
         self.index.upsert(ids[mine], vectors[mine], (self.clustering.version, lists[mine]))
         return int(np.count_nonzero(mine))
 
+    def reserve(self, counts: np.ndarray) -> None:
+        """Room in our lists for ``counts[list]`` points each (the others' counts are not
+        ours), before a load a block at a time: ``VectorIndex.reserve``."""
+        self.index.reserve(np.where(self._owns[:-1], counts, 0))
+
     def remove(self, ids: np.ndarray) -> int:
         return self.index.remove(ids)
 

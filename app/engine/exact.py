@@ -216,6 +216,10 @@ class ExactVectors:
             out.put(chunk, self.get(chunk))
         return out
 
+    def reserve(self, more: int) -> None:
+        """Room for ``more`` rows beyond those handed out, taken at once rather than grown."""
+        self._ensure(self._high + more)
+
     def _ensure(self, rows: int) -> None:
         if rows <= len(self._data):
             return

@@ -439,15 +439,33 @@ class VectorIndex:
         """
         self._upsert_prepared(_as_ids(ids), prepare(vectors, self.metric, self.dim), assigned)
 
-    def load(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+    def load(self, ids: np.ndarray, vectors: np.ndarray, *, prepared: bool = False) -> None:
         """``upsert`` of a whole collection read into one (n, dim) float32 array that the
         caller gives up: normalised in place, and into an empty index each list is sized
         once. Loaded a block at a time, each list would grow geometrically instead, and the
-        index would end up holding its vectors' size again in slack and freed blocks."""
+        index would end up holding its vectors' size again in slack and freed blocks.
+
+        ``prepared``: the vectors are prepared already (``prepare``), held as they are and
+        only read, so the caller keeps them."""
         x = as_matrix(vectors, self.dim)
         if x is not vectors:
             raise ValueError("load takes a C-contiguous float32 (n, dim) array")
-        self._upsert_prepared(_as_ids(ids), prepare_in_place(x, self.metric), None)
+        if not prepared:
+            prepare_in_place(x, self.metric)
+        self._upsert_prepared(_as_ids(ids), x, None)
+
+    def reserve(self, counts: np.ndarray) -> None:
+        """Room for ``counts[list]`` more entries in each empty list (and as many exact
+        vectors), before an ``upsert`` a block at a time of points whose lists are known
+        (a shard replica's load): else each list grows geometrically, and the index ends up
+        holding up to its size again in slack and outgrown blocks. Fast-scan lists pack
+        their codes in blocks of their own and are left as they are."""
+        with self._mutate:
+            state = self._state
+            if not is_fast_scan(state.ivf):
+                ivf_lists.reserve(state.ivf, counts)
+            if state.exact is not None:
+                state.exact.reserve(int(counts.sum()))
 
     def _upsert_prepared(self, ids: np.ndarray, x: np.ndarray, assigned: Assignment | None) -> None:
         if x.shape[0] != ids.shape[0]:

@@ -63,7 +63,7 @@ def fill(
     """
     assigns = [assign_lists(clustering, vecs) for _, vecs in blocks()]
     if assigns and not is_fast_scan(ivf):
-        reserve(ivf, np.concatenate(assigns))
+        reserve(ivf, np.bincount(np.concatenate(assigns), minlength=ivf.nlist))
     for (ids, vecs), assign in zip(blocks(), assigns, strict=True):
         for start in range(0, len(ids), FILL_ROWS):
             part = slice(start, start + FILL_ROWS)
@@ -72,12 +72,11 @@ def fill(
             add(ivf, codes, np.ascontiguousarray(assign[part]), np.ascontiguousarray(ids[part]))
 
 
-def reserve(ivf: faiss.IndexIVF, lists: np.ndarray) -> None:
-    """Room in each empty list of ``ivf`` (not fast-scan) for the entries ``lists`` numbers,
-    so that appending them never moves a list: faiss's appends grow a list geometrically,
-    up to twice its final size, and leave the blocks it outgrew behind. A list resized to
-    its count and back to zero keeps the capacity, as a ``std::vector`` does."""
-    counts = np.bincount(lists, minlength=ivf.nlist)
+def reserve(ivf: faiss.IndexIVF, counts: np.ndarray) -> None:
+    """Room in each empty list of ``ivf`` (not fast-scan) for ``counts[list]`` entries, so
+    that appending them never moves a list: faiss's appends grow a list geometrically, up
+    to twice its final size, and leave the blocks it outgrew behind. A list resized to its
+    count and back to zero keeps the capacity, as a ``std::vector`` does."""
     invlists: Any = ivf.invlists
     for list_no in np.flatnonzero(counts).tolist():
         if invlists.list_size(list_no) == 0:

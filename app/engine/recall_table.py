@@ -98,10 +98,11 @@ def code_stamp(codes: Quantization, catalyzer_version: int | None) -> dict[str, 
 
 
 def coded_index(codes: Quantization, clustering: Clustering, docs: np.ndarray) -> VectorIndex:
-    """``docs`` under their row numbers in lists of ``codes`` with its codebook or
-    catalyzer, as a serving index holds them (codebooks of its own if none is attached)."""
+    """Prepared ``docs`` (the jobs' exact neighbours are of them) under their row numbers
+    in lists of ``codes`` with its codebook or catalyzer, as a serving index holds them
+    (codebooks of its own if none is attached); read in place, not copied to be prepared."""
     index = VectorIndex(clustering.dim, clustering.metric, clustering, codes)
-    index.upsert(np.arange(len(docs), dtype=np.int64), docs)
+    index.load(np.arange(len(docs), dtype=np.int64), docs, prepared=True)
     if not index.coded:
         index.set_quantization(codes)
     return index

@@ -74,7 +74,8 @@ class Point(Base):
         UniqueConstraint("collection_id", "external_id", name="uq_points_collection_external"),
         Index("ix_points_collection_seq", "collection_id", "seq"),
         Index("ix_points_seq", "seq"),
-        Index("ix_points_collection_list", "collection_id", "list_version", "list_no"),
+        # With ``deleted``: a list's live points are counted from the index alone.
+        Index("ix_points_collection_list", "collection_id", "list_version", "list_no", "deleted"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -3,6 +3,7 @@ tests/cluster/test_ray_shards.py runs the same shards as Ray actors)."""
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pytest
 
@@ -160,3 +161,36 @@ def test_coded_shards_rerank_a_superset_of_the_single_process_candidates(world, 
     everything = [s.search(queries, K, probes, rerank=n) for s in shards]
     scores, ids = merge_topk([(p.scores, p.ids) for p in everything], len(queries), K)
     assert_same_hits(scores, ids, truth.scores, truth.ids, ds.docs)
+
+
+@pytest.mark.parametrize("reserved", [True, False])
+def test_a_shard_sized_for_its_lists_fills_them_where_they_are(
+    world: tuple[debian.Dataset, Clustering, VectorIndex, Router], reserved: bool
+) -> None:
+    """Loaded a block at a time (as a replica reads the store), a list sized first never
+    moves, so it holds no slack; one that is not moves as it grows. Counts of lists not
+    the shard's are not its business."""
+    ds, clustering, _, _ = world
+    shard = ShardIndex(ds.docs.shape[1], ds.metric, clustering, np.arange(0, NLIST, 2))
+    lists = clustering.assign(prepare(ds.docs, ds.metric))
+    if reserved:
+        shard.reserve(np.bincount(lists, minlength=NLIST))
+    addresses: dict[int, set[int]] = {}
+    for start in range(0, len(ds.docs), 100):
+        part = slice(start, start + 100)
+        shard.upsert(np.arange(len(ds.docs))[part], ds.docs[part], lists[part])
+        for list_no in shard.lists.tolist():
+            address = _list_address(shard.index, list_no)
+            if address is not None:
+                addresses.setdefault(list_no, set()).add(address)
+    assert shard.count == int(np.isin(lists, shard.lists).sum())
+    moved = [list_no for list_no, seen in addresses.items() if len(seen) > 1]
+    assert (not moved) is reserved
+
+
+def _list_address(index: VectorIndex, list_no: int) -> int | None:
+    """Where a list's entries are (None while it is empty)."""
+    ivf = index._state.ivf
+    if ivf.invlists.list_size(list_no) == 0:
+        return None
+    return int(faiss.rev_swig_ptr(ivf.invlists.get_codes(list_no), 1).ctypes.data)

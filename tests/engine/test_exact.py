@@ -78,3 +78,18 @@ def test_scores_are_exact_and_minus_inf_where_not_held(
         want = -((v - q[i]) ** 2).sum() if metric is Metric.L2 else v @ q[i]
         assert got[i, j] == pytest.approx(want, rel=1e-5, abs=1e-5)
     assert got[0, 2] == -np.inf and got[1, 0] == -np.inf
+
+
+@pytest.mark.parametrize("storage", [ExactStorage.FLOAT32, ExactStorage.MMAP])
+def test_reserved_rows_are_taken_without_growing_the_store(
+    storage: ExactStorage, tmp_path: Path
+) -> None:
+    store = ExactVectors(4, storage, tmp_path)
+    store.reserve(1000)
+    held = store._data
+    for start in range(0, 1000, 100):
+        ids = np.arange(start, start + 100, dtype=np.int64)
+        store.put(ids, np.ones((100, 4), np.float32))
+    assert store._data is held and len(held) == 1000
+    store.put(np.array([1000]), np.ones((1, 4), np.float32))  # one more: it grows
+    assert store._data is not held

@@ -358,6 +358,22 @@ def test_a_collection_loaded_at_once_is_held_as_its_upsert_holds_it(
         VectorIndex(random_vectors.shape[1], metric).load(ids, random_vectors.astype(np.float64))
 
 
+def test_prepared_vectors_are_loaded_as_they_are_and_only_read(random_vectors: np.ndarray) -> None:
+    metric = Metric.COSINE
+    clustering = train_clustering(
+        prepare(random_vectors, metric), 16, Algorithm.KMEANS, metric, seed=3
+    )
+    ids = np.arange(len(random_vectors))
+    # Not unit vectors, so that a second normalisation would show.
+    given = random_vectors.copy()
+    index = VectorIndex(random_vectors.shape[1], metric, clustering)
+    index.load(ids, given, prepared=True)
+    got_ids, got = index.vectors(ids)
+    np.testing.assert_array_equal(got_ids, ids)
+    np.testing.assert_array_equal(got, random_vectors)
+    np.testing.assert_array_equal(given, random_vectors)
+
+
 def test_memory_is_about_a_vector_plus_its_bookkeeping(random_vectors: np.ndarray) -> None:
     index = filled(random_vectors, Metric.IP, nlist=16)
     per_vector = index.memory_bytes() / len(index)

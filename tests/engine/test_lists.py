@@ -33,7 +33,7 @@ def test_a_reserved_list_takes_its_entries_where_it_is(reserved: bool) -> None:
         faiss.IndexFlatL2(DIM), DIM, 4, faiss.ScalarQuantizer.QT_8bit
     )
     if reserved:
-        reserve(ivf, np.zeros(200, np.int64))  # 200 entries for list 0
+        reserve(ivf, np.array([200, 0, 0, 0]))  # 200 entries for list 0
     addresses = _append_in_tens(ivf, 200)
     assert ivf.invlists.list_size(0) == 200
     # Appended, a list moves as it grows; reserved, it never does.

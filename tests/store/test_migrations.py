@@ -14,7 +14,7 @@ from app.store.db import Store
 from app.store.migrate import current_revision, upgrade
 from app.store.models import Base, Collection, Point, QueryLogRow, WriteSeq
 
-HEAD = "0012"
+HEAD = "0013"
 
 
 def _diff(store: Store) -> list:

@@ -4,7 +4,10 @@ never overwrites the label of a row rewritten meanwhile."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from sqlalchemy import event
 
 from app.store.collections import create_collection
 from app.store.db import Store
@@ -64,6 +67,37 @@ def test_a_shard_reads_its_lists_and_the_rows_not_labelled_for_its_clustering(
     assert got == {labelled[2]: 2, older[0]: -1, unlabelled[0]: -1}
     with store.read() as session:
         np.testing.assert_array_equal(list_sizes(session, cid, VERSION, 5), [0, 1, 1, 1, 0])
+        only = list_sizes(session, cid, VERSION, 5, lists=(0, 2))
+        np.testing.assert_array_equal(only, [0, 0, 1, 0, 0])
+
+
+def test_list_sizes_are_counted_from_the_index_without_reading_a_row(store: Store) -> None:
+    """A row holds its vector: counting a list's live points must not read rows for their
+    ``deleted`` flag (a shard replica sizes its lists so, the coordinator places them)."""
+    cid = _collection(store)
+    _write(store, cid, ["a", "b", "c"], (VERSION, np.array([0, 1, 1])))
+    statements: list[tuple[str, Any]] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "count(" in statement.lower():
+            statements.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        with store.read() as session:
+            list_sizes(session, cid, VERSION, 4, lists=(0, 1))
+    finally:
+        event.remove(store.engine, "before_cursor_execute", seen)
+    [(statement, parameters)] = statements
+    with store.engine.connect() as conn:
+        if store.engine.dialect.name == "sqlite":
+            rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)
+            assert "USING COVERING INDEX ix_points_collection_list" in str(rows.all())
+        else:  # the planner's choice on a tiny table aside: only the index is needed
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            conn.exec_driver_sql("SET enable_bitmapscan = off")
+            rows = conn.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+            assert "Index Only Scan using ix_points_collection_list" in str(rows.all())
 
 
 def test_changes_carry_vectors_only_for_the_shard_and_ids_for_the_rest(store: Store) -> None:
