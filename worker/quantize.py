@@ -46,7 +46,7 @@ from app.store import counters
 from app.store.codebooks import NewCodebook
 from app.store.collections import get_collection, set_quantization
 from app.store.db import Store
-from app.store.points import iter_live_points
+from app.store.points import sample_live_points
 from app.store.versions import load_clustering
 from worker.build import run_build
 
@@ -106,8 +106,9 @@ def run_quantize(
         )
         catalyzed = quantization.kind in CATALYZER_KINDS
         coded = clustering is not None and quantization.compressed and not recluster
-        wanted = coded or catalyzed
-        sample = _sample(session, record.id, record.dim, total) if wanted else None
+        sample = None
+        if coded or catalyzed:
+            sample = sample_live_points(session, record.id, record.dim, TRAIN_SAMPLE)
     weights = None
     if catalyzed:
         if total < budget.min_points:
@@ -170,12 +171,3 @@ def _train_catalyzer(
         quantizer=quantizer, bits=quantization.bits, epochs=budget.epochs, hidden=budget.hidden
     )
     return train_catalyzer(x, config, lambda f: progress(0.85 * f))
-
-
-def _sample(session: Any, collection_id: int, dim: int, total: int) -> np.ndarray:
-    share = min(1.0, TRAIN_SAMPLE / max(total, 1))
-    rng = np.random.default_rng(0)
-    picked = []
-    for _, vectors, _ in iter_live_points(session, collection_id, dim):
-        picked.append(vectors[rng.random(len(vectors)) < share] if share < 1 else vectors)
-    return np.concatenate(picked) if picked else np.empty((0, dim), np.float32)
