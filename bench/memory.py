@@ -134,7 +134,7 @@ def run_step(step: str, data_dir: Path) -> dict[str, dict[str, float]]:
 def shard_load(url: str) -> dict[str, float]:
     """A replica of every other list of the built clustering, loaded from the store."""
     from app.cluster.replica import ShardReplica, ShardSpec
-    from app.engine.metric import prepare
+    from app.engine.metric import Metric, prepare
     from app.heap import release_free_memory
     from app.store.collections import get_collection
     from app.store.point_lists import relabel
@@ -145,7 +145,7 @@ def shard_load(url: str) -> dict[str, float]:
         record = get_collection(session, NAME)
         assert record is not None and record.clustering_version is not None, "not built"
         clustering = load_clustering(session, record.id, record.clustering_version)
-    metric = record.metric
+    metric = Metric(record.metric)  # as app.cluster.sharded.label_lists (not imported: Ray)
 
     def assign(vectors: np.ndarray) -> np.ndarray:
         return clustering.assign(prepare(vectors, metric, record.dim))

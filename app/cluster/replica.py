@@ -149,10 +149,10 @@ class ShardReplica:
                 exact_storage=storage,
                 exact_dir=exact_dir,
             )
-            # Each list sized once for the points labelled for it (those the store does not
-            # label for this clustering, written meanwhile or before it, are few).
+            # Each list sized once, for the points labelled for it (placing a clustering
+            # labels every row first; rows written meanwhile are few).
             cid, version = spec.collection_id, spec.clustering_version
-            shard.reserve(list_sizes(session, cid, version, clustering.nlist, spec.lists))
+            shard.reserve(list_sizes(session, cid, version, clustering.nlist))
             for ids, vectors, labels in iter_shard_points(session, spec.part, spec.dim):
                 self.vectors_read += len(ids)
                 shard.upsert(ids, vectors, labels)

@@ -30,6 +30,9 @@ from app.engine.exact import ExactStorage
 from app.engine.ivf import VectorIndex
 from app.engine.metric import Metric, prepare
 
+# A reserved list gets 1/HEADROOM more room than its count (``ShardIndex.reserve``).
+HEADROOM = 32
+
 
 @dataclass(frozen=True)
 class ShardHits:
@@ -95,9 +98,13 @@ class ShardIndex:
         return int(np.count_nonzero(mine))
 
     def reserve(self, counts: np.ndarray) -> None:
-        """Room in our lists for ``counts[list]`` points each (the others' counts are not
-        ours), before a load a block at a time: ``VectorIndex.reserve``."""
-        self.index.reserve(np.where(self._owns[:-1], counts, 0))
+        """Room in our lists for about ``counts[list]`` points each (the others' counts are
+        not ours), before a load a block at a time (``VectorIndex.reserve``). Counts from
+        the store's labels may fall short (rows not labelled for this clustering, rows
+        written between the count and the read), and a list one entry over its room
+        doubles: each gets ~3% more, and 2."""
+        room = counts + counts // HEADROOM + 2
+        self.index.reserve(np.where(self._owns[:-1], room, 0))
 
     def remove(self, ids: np.ndarray) -> int:
         return self.index.remove(ids)

@@ -217,7 +217,8 @@ class ExactVectors:
         return out
 
     def reserve(self, more: int) -> None:
-        """Room for ``more`` rows beyond those handed out, taken at once rather than grown."""
+        """Room for ``more`` rows beyond those handed out, taken at once rather than grown
+        (rows freed by removals, reused first, are not counted in)."""
         self._ensure(self._high + more)
 
     def _ensure(self, rows: int) -> None:

@@ -455,17 +455,22 @@ class VectorIndex:
         self._upsert_prepared(_as_ids(ids), x, None)
 
     def reserve(self, counts: np.ndarray) -> None:
-        """Room for ``counts[list]`` more entries in each empty list (and as many exact
-        vectors), before an ``upsert`` a block at a time of points whose lists are known
-        (a shard replica's load): else each list grows geometrically, and the index ends up
-        holding up to its size again in slack and outgrown blocks. Fast-scan lists pack
-        their codes in blocks of their own and are left as they are."""
+        """Room for ``counts[list]`` entries in each empty list (lists holding entries are
+        left as they are), and for ``counts.sum()`` more exact vectors, before an ``upsert``
+        a block at a time of points whose lists are known (a shard replica's load): else
+        each list grows geometrically, and the index ends up holding up to its size again
+        in slack and outgrown blocks. Fast-scan lists pack their codes in blocks of their
+        own and are not reserved."""
+        counts = np.asarray(counts, np.int64)
         with self._mutate:
             state = self._state
-            if not is_fast_scan(state.ivf):
-                ivf_lists.reserve(state.ivf, counts)
-            if state.exact is not None:
-                state.exact.reserve(int(counts.sum()))
+            if counts.shape != (state.ivf.nlist,) or (counts < 0).any():
+                raise ValueError(f"counts must be {state.ivf.nlist} non-negative entry counts")
+            with self._rw.write():  # a list moves while it is sized: no scan may read it
+                if not is_fast_scan(state.ivf):
+                    ivf_lists.reserve(state.ivf, counts)
+                if state.exact is not None:
+                    state.exact.reserve(int(counts.sum()))
 
     def _upsert_prepared(self, ids: np.ndarray, x: np.ndarray, assigned: Assignment | None) -> None:
         if x.shape[0] != ids.shape[0]:

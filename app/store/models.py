@@ -75,7 +75,7 @@ class Point(Base):
         Index("ix_points_collection_seq", "collection_id", "seq"),
         Index("ix_points_seq", "seq"),
         # With ``deleted``: a list's live points are counted from the index alone.
-        Index("ix_points_collection_list", "collection_id", "list_version", "list_no", "deleted"),
+        Index("ix_points_list_live", "collection_id", "list_version", "list_no", "deleted"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -9,7 +9,7 @@ assigns every other row itself (written under another clustering, or before any)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -180,24 +180,15 @@ def relabel(
         last = rows[-1][0]
 
 
-def list_sizes(
-    session: Session,
-    collection_id: int,
-    version: int,
-    nlist: int,
-    lists: Sequence[int] | None = None,
-) -> np.ndarray:
-    """Live points per list of clustering ``version`` (only of ``lists``, if given; 0 for
-    the others), counted from the labels: from the index (collection, list_version, list_no,
-    deleted) alone, without reading a row."""
+def list_sizes(session: Session, collection_id: int, version: int, nlist: int) -> np.ndarray:
+    """Live points per list of clustering ``version``, counted from the labels: from the
+    list index (collection, list_version, list_no, deleted) alone, without reading a row."""
     sizes = np.zeros(nlist, dtype=np.int64)
     stmt = select(Point.list_no, func.count()).where(
         Point.collection_id == collection_id,
         Point.list_version == version,
         Point.deleted.is_(False),
     )
-    if lists is not None:
-        stmt = stmt.where(Point.list_no.in_(lists))
     rows = session.execute(stmt.group_by(Point.list_no))
     for list_no, count in rows:
         if list_no is not None:  # labelled with a version, always with a list

@@ -235,20 +235,25 @@ def read_live_points(
 
 
 def sample_live_points(session: Session, collection_id: int, dim: int, n: int) -> np.ndarray:
-    """The raw vectors of ``n`` live points drawn at random (seeded), all of them if fewer.
+    """The raw vectors of ``n`` live points drawn at random (seeded, from the ids in order),
+    all of them if fewer, in id order.
 
-    Their ids come first, from the list index alone (it holds ``deleted``), then only the
-    vectors drawn, ``ID_CHUNK`` at a time: the sample costs its own size to read, not the
-    collection's. Points deleted between the two reads are left out."""
+    The ids are read first (on SQLite from the list index alone, which holds ``deleted``
+    and the rowid), then only the vectors drawn, by id, ``ID_CHUNK`` at a time: the sample
+    costs its own size to read, not the collection's. Points deleted between the two reads
+    are left out."""
     live = Point.deleted.is_(False)
     stmt = select(Point.id).where(Point.collection_id == collection_id, live)
-    ids = np.fromiter(session.execute(stmt).scalars(), np.int64)
+    ids = np.sort(np.fromiter(session.execute(stmt).scalars(), np.int64))
     if len(ids) > n:
-        ids = np.random.default_rng(0).choice(ids, n, replace=False)
-    ids.sort()  # the rows in storage order
+        ids = np.sort(np.random.default_rng(0).choice(ids, n, replace=False))
     # By id alone (ids are the table's, not a collection's): SQLite, also given the
     # collection, walked its index for every chunk (15x slower).
-    drawn = select(Point.vector).where(Point.id.in_(bindparam("ids", expanding=True)), live)
+    drawn = (
+        select(Point.vector)
+        .where(Point.id.in_(bindparam("ids", expanding=True)), live)
+        .order_by(Point.id)
+    )
     blobs: list[bytes] = []
     for start in range(0, len(ids), ID_CHUNK):
         chunk = ids[start : start + ID_CHUNK].tolist()

@@ -13,6 +13,7 @@ from sqlalchemy import delete as sql_delete
 
 from app.cluster.placement import contiguous_placement
 from app.cluster.replica import ShardReplica, ShardSpec, StaleRead
+from app.cluster.shard import ShardIndex
 from app.cluster.sharded import label_lists
 from app.engine.catalyzer import Catalyzer
 from app.engine.codes import Quantization
@@ -98,6 +99,28 @@ def test_replicas_load_their_lists_from_the_store(replicas, data: debian.Dataset
         assert replica.info()["points"] == replica.shard.count
         # The points are labelled: a replica reads the vectors of its own lists, no other.
         assert replica.info()["vectors_read"] == replica.shard.count < len(data.docs)
+
+
+def test_a_replica_sizes_its_lists_by_the_store_s_count_before_reading_a_point(
+    replicas, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shards, _ = replicas
+    given: list[tuple[np.ndarray, int]] = []
+    reserve = ShardIndex.reserve
+
+    def spy(shard: ShardIndex, counts: np.ndarray) -> None:
+        given.append((counts.copy(), shard.count))
+        reserve(shard, counts)
+
+    monkeypatch.setattr(ShardIndex, "reserve", spy)
+    again = ShardReplica(shards[0].spec)
+    try:
+        [(counts, held)] = given
+        assert held == 0
+        ours = again.shard.lists
+        np.testing.assert_array_equal(counts[ours], again.shard.list_sizes()[ours])
+    finally:
+        again.close()
 
 
 def test_a_labelled_write_is_read_only_by_the_shard_of_its_list(

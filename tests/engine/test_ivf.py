@@ -358,6 +358,17 @@ def test_a_collection_loaded_at_once_is_held_as_its_upsert_holds_it(
         VectorIndex(random_vectors.shape[1], metric).load(ids, random_vectors.astype(np.float64))
 
 
+def test_reserve_takes_a_count_per_list(random_vectors: np.ndarray) -> None:
+    clustering = train_clustering(random_vectors, 8, Algorithm.KMEANS, Metric.IP, seed=3)
+    index = VectorIndex(random_vectors.shape[1], Metric.IP, clustering)
+    for wrong in (np.ones(12, np.int64), np.ones(7, np.int64), np.full(8, -1)):
+        with pytest.raises(ValueError, match="8 non-negative entry counts"):
+            index.reserve(wrong)
+    index.reserve(np.bincount(clustering.assign(random_vectors), minlength=8))
+    index.upsert(np.arange(len(random_vectors)), random_vectors)
+    assert len(index) == len(random_vectors)
+
+
 def test_prepared_vectors_are_loaded_as_they_are_and_only_read(random_vectors: np.ndarray) -> None:
     metric = Metric.COSINE
     clustering = train_clustering(
