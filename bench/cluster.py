@@ -40,7 +40,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +52,6 @@ ray_runtime.bind_loopback()  # before ray is imported: every node binds 127.0.0.
 import numpy as np
 import ray
 from ray.cluster_utils import Cluster
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from app.cluster.placement import coprobe_placement
 from app.cluster.replica import ShardSpec
@@ -70,12 +67,10 @@ from app.store.points import upsert_points
 from app.store.seq import next_seq
 from app.store.versions import load_clustering
 from bench import debian
+from bench.databases import postgres_database
 from worker.build import run_build
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PG_BASE = os.environ.get(
-    "VECROUTE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 BATCH = 5000
 K = 10
 
@@ -191,103 +186,98 @@ def main() -> None:
     args = ap.parse_args()
 
     ds = debian.load(args.variant, n_docs=args.docs) if args.docs else debian.load(args.variant)
-    name = f"vecroute_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_BASE, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_BASE).set(database=name).render_as_string(hide_password=False)
-    root = tempfile.mkdtemp(prefix="vr-ray-")
-    os.makedirs(os.path.join(root, "ray"))
-    os.environ["RAY_TMPDIR"] = root
-    cluster = None
-    rows: list[dict[str, Any]] = []
-    try:
-        store = Store(url)
-        upgrade(store)
-        t = time.perf_counter()
-        cid = fill_store(store, ds)
-        fill_s = time.perf_counter() - t
-        with store.read() as session:
-            record = get_collection(session, "docs")
-            assert record is not None and record.clustering_version is not None
-            clustering = load_clustering(session, cid, record.clustering_version)
-        t = time.perf_counter()
-        if not args.no_labels:
-            label_lists(store, cid, record.metric, clustering)
-        label_s = time.perf_counter() - t
-        sizes = np.bincount(
-            clustering.assign(prepare(ds.docs, ds.metric)), minlength=clustering.nlist
-        )
-        router = centroid_router(clustering)
-        logged = router.route(prepare(ds.train_queries, ds.metric), args.nprobe)
-        queries = ds.test_queries[: args.queries]
-        probes = router.route(prepare(queries, ds.metric), args.nprobe)
-        n_docs = len(ds.docs)
-        # Stored: the coordinator holds none (a fresh empty array: a view would keep them).
-        ds = dataclasses.replace(ds, docs=np.empty((0, record.dim), np.float32))
-        gc.collect()
-        with store.read() as session:
-            coordinator = routing_index(session, record, clustering)
-        head = {"num_cpus": 1, "include_dashboard": False, "temp_dir": os.path.join(root, "ray")}
-        cluster = Cluster(initialize_head=True, head_node_args=head)
-        for _ in range(args.nodes - 1):
-            cluster.add_node(num_cpus=1)
-        ray.init(address=cluster.address, namespace=ray_runtime.NAMESPACE, log_to_driver=False)
-        spec = ShardSpec(
-            url,
-            cid,
-            record.dim,
-            record.metric,
-            record.clustering_version,
-            0,
-            (),
-            snapshot_dir=os.path.join(root, "shard-snapshots") if args.snapshots else None,
-            snapshot_interval_s=1.0,
-        )
-        for shards in args.shards:
-            placement = coprobe_placement(logged, sizes, shards)
+    with postgres_database("vecroute_bench") as url:
+        root = tempfile.mkdtemp(prefix="vr-ray-")
+        os.makedirs(os.path.join(root, "ray"))
+        os.environ["RAY_TMPDIR"] = root
+        cluster = None
+        rows: list[dict[str, Any]] = []
+        try:
+            store = Store(url)
+            upgrade(store)
             t = time.perf_counter()
-            shard_set = ShardSet(spec, placement, args.replicas, ray_runtime.alive_nodes())
-            assert shard_set.wait_ready(600)
-            ready_s = time.perf_counter() - t
-            shard_set.search(queries[:50], K, probes[:50])  # warm the actors' first calls
-            row: dict[str, Any] = {"shards": shards, "replicas": args.replicas}
-            row |= measure(shard_set, queries, probes, args.clients)
-            infos = [r.info for row_ in shard_set.replicas for r in row_]
-            row["replica_load_s_max"] = max(i["load_seconds"] for i in infos)
-            row["all_ready_s"] = round(ready_s, 2)
-            row["index_mib_per_replica"] = round(max(i["memory_bytes"] for i in infos) / 2**20, 1)
-            row["rss_mib_per_node"] = {
-                n: round(b / 2**20) for n, b in memory_per_node(shard_set).items()
-            }
-            row["vectors_read_per_replica"] = [i["vectors_read"] for i in infos]
-            row["peak_rss_mib_per_replica"] = [
-                round(rss_bytes(r.pid, "VmHWM") / 2**20)
-                for row_ in shard_set.replicas
-                for r in row_
-                if r.pid
-            ]
-            rebuild_s, row["rebuilt_from"] = rebuild_seconds(shard_set, args.snapshots)
-            row["rebuild_s"] = round(rebuild_s, 2)
-            row["points_per_shard"] = [s["points"] for s in shard_set.describe()]
-            row["replica_bytes_per_vector"] = round(
-                max(i["memory_bytes"] / max(i["points"], 1) for i in infos), 1
+            cid = fill_store(store, ds)
+            fill_s = time.perf_counter() - t
+            with store.read() as session:
+                record = get_collection(session, "docs")
+                assert record is not None and record.clustering_version is not None
+                clustering = load_clustering(session, cid, record.clustering_version)
+            t = time.perf_counter()
+            if not args.no_labels:
+                label_lists(store, cid, record.metric, clustering)
+            label_s = time.perf_counter() - t
+            sizes = np.bincount(
+                clustering.assign(prepare(ds.docs, ds.metric)), minlength=clustering.nlist
             )
-            row["coordinator_index_mib"] = round(coordinator.memory_bytes() / 2**20, 2)
-            row["coordinator_bytes_per_vector"] = round(coordinator.bytes_per_vector(), 1)
-            row["coordinator_rss_mib"] = round(rss_bytes(os.getpid()) / 2**20)
-            rows.append(row)
-            print(json.dumps(row))
-            shard_set.close()
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        if cluster is not None:
-            cluster.shutdown()
-        shutil.rmtree(root, ignore_errors=True)
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+            router = centroid_router(clustering)
+            logged = router.route(prepare(ds.train_queries, ds.metric), args.nprobe)
+            queries = ds.test_queries[: args.queries]
+            probes = router.route(prepare(queries, ds.metric), args.nprobe)
+            n_docs = len(ds.docs)
+            # Stored: the coordinator holds none (a fresh empty array: a view would keep them).
+            ds = dataclasses.replace(ds, docs=np.empty((0, record.dim), np.float32))
+            gc.collect()
+            with store.read() as session:
+                coordinator = routing_index(session, record, clustering)
+            ray_dir = os.path.join(root, "ray")
+            head = {"num_cpus": 1, "include_dashboard": False, "temp_dir": ray_dir}
+            cluster = Cluster(initialize_head=True, head_node_args=head)
+            for _ in range(args.nodes - 1):
+                cluster.add_node(num_cpus=1)
+            ray.init(address=cluster.address, namespace=ray_runtime.NAMESPACE, log_to_driver=False)
+            spec = ShardSpec(
+                url,
+                cid,
+                record.dim,
+                record.metric,
+                record.clustering_version,
+                0,
+                (),
+                snapshot_dir=os.path.join(root, "shard-snapshots") if args.snapshots else None,
+                snapshot_interval_s=1.0,
+            )
+            for shards in args.shards:
+                placement = coprobe_placement(logged, sizes, shards)
+                t = time.perf_counter()
+                shard_set = ShardSet(spec, placement, args.replicas, ray_runtime.alive_nodes())
+                assert shard_set.wait_ready(600)
+                ready_s = time.perf_counter() - t
+                shard_set.search(queries[:50], K, probes[:50])  # warm the actors' first calls
+                row: dict[str, Any] = {"shards": shards, "replicas": args.replicas}
+                row |= measure(shard_set, queries, probes, args.clients)
+                infos = [r.info for row_ in shard_set.replicas for r in row_]
+                row["replica_load_s_max"] = max(i["load_seconds"] for i in infos)
+                row["all_ready_s"] = round(ready_s, 2)
+                largest = max(i["memory_bytes"] for i in infos)
+                row["index_mib_per_replica"] = round(largest / 2**20, 1)
+                row["rss_mib_per_node"] = {
+                    n: round(b / 2**20) for n, b in memory_per_node(shard_set).items()
+                }
+                row["vectors_read_per_replica"] = [i["vectors_read"] for i in infos]
+                row["peak_rss_mib_per_replica"] = [
+                    round(rss_bytes(r.pid, "VmHWM") / 2**20)
+                    for row_ in shard_set.replicas
+                    for r in row_
+                    if r.pid
+                ]
+                rebuild_s, row["rebuilt_from"] = rebuild_seconds(shard_set, args.snapshots)
+                row["rebuild_s"] = round(rebuild_s, 2)
+                row["points_per_shard"] = [s["points"] for s in shard_set.describe()]
+                row["replica_bytes_per_vector"] = round(
+                    max(i["memory_bytes"] / max(i["points"], 1) for i in infos), 1
+                )
+                row["coordinator_index_mib"] = round(coordinator.memory_bytes() / 2**20, 2)
+                row["coordinator_bytes_per_vector"] = round(coordinator.bytes_per_vector(), 1)
+                row["coordinator_rss_mib"] = round(rss_bytes(os.getpid()) / 2**20)
+                rows.append(row)
+                print(json.dumps(row))
+                shard_set.close()
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
+            if cluster is not None:
+                cluster.shutdown()
+            shutil.rmtree(root, ignore_errors=True)
     meta = {
         "args": vars(args),
         "docs": n_docs,

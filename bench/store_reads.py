@@ -21,15 +21,13 @@ import json
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
@@ -40,9 +38,9 @@ from app.store.migrate import upgrade
 from app.store.point_lists import list_sizes
 from app.store.points import iter_live_points, sample_live_points, upsert_points
 from app.store.seq import next_seq
+from bench.databases import postgres_database
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 NLIST = 1000
 VERSION = 1
 BLOCK = 20_000
@@ -67,16 +65,8 @@ def database(backend: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory(prefix="vecroute-reads-") as tmp:
             yield f"sqlite:///{tmp}/store.sqlite"
         return
-    name = f"vecroute_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres_database("vecroute_bench") as url:
+        yield url
 
 
 def fill(store: Store, n: int, dim: int) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +18,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from app.store.db import Store
 from app.store.migrate import upgrade
+from bench.databases import postgres_database
 from tests.hermetic import isolate
 
 _HERMETIC = pytest.StashKey[tuple[pytest.MonkeyPatch, tempfile.TemporaryDirectory[str]]]()
@@ -41,22 +40,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     workdir.cleanup()
 
 
-PG_BASE_URL = os.environ.get(
-    "VECROUTE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-
-
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A database created for this test session and dropped at its end."""
-    name = f"vecroute_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_BASE_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(PG_BASE_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with postgres_database("vecroute_test") as url:
+        yield url
 
 
 def reset_pg(url: str) -> None:

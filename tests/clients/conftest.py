@@ -10,11 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
+from bench.databases import postgres_database
 from tests.api.servers import ROOT, Server
-from tests.conftest import PG_BASE_URL
 
 
 @pytest.fixture(scope="package", params=["sqlite", "postgresql"])
@@ -54,13 +52,5 @@ def database(backend: str, root: Path) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{root / 'store.db'}"
         return
-    name = f"vecroute_clients_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_BASE_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_BASE_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres_database("vecroute_clients") as url:
+        yield url
