@@ -7,12 +7,12 @@ default, so every connection turns them on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Row, Select, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -97,3 +97,17 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+_Columns = TypeVarTuple("_Columns")
+
+
+def row_blocks(
+    session: Session, stmt: Select[*_Columns], block: int
+) -> Iterator[Sequence[Row[*_Columns]]]:
+    """The rows of ``stmt`` in blocks of ``block``, streamed (a server-side cursor where the
+    driver has one). Through the session's connection, not the ORM: for plain columns the
+    ORM's result layer cost a quarter of reading a collection (200,000 x 384 on SQLite:
+    1.7 s against 1.3 s)."""
+    result = session.connection().execute(stmt.execution_options(yield_per=block))
+    return result.partitions(block)

@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Table, and_, bindparam, case, func, or_, s
 from sqlalchemy.orm import Session
 
 from app.store.arrays import vectors_from_bytes
-from app.store.db import Store
+from app.store.db import Store, row_blocks
 from app.store.models import Point
 
 BLOCK = 8192
@@ -71,9 +71,8 @@ def iter_shard_points(
         select(Point.id, Point.vector, _label(part))
         .where(Point.collection_id == part.collection_id, Point.deleted.is_(False))
         .where(_readable(part))
-        .execution_options(yield_per=block)
     )
-    for rows in session.execute(stmt).partitions(block):
+    for rows in row_blocks(session, stmt, block):
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         lists = np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows))
         yield ids, vectors_from_bytes([r[1] for r in rows], dim), lists
@@ -86,16 +85,12 @@ def iter_point_lists(
     labelled for it: blocks of (internal ids, lists: -1 where not labelled for ``version``,
     the raw vectors of those -1 rows in their order, for the reader to assign)."""
     unlabelled = or_(Point.list_version.is_(None), Point.list_version != version)
-    stmt = (
-        select(
-            Point.id,
-            _label(ListsOf(collection_id, version, ())),
-            case((unlabelled, Point.vector), else_=None),
-        )
-        .where(Point.collection_id == collection_id, Point.deleted.is_(False))
-        .execution_options(yield_per=block)
-    )
-    for rows in session.execute(stmt).partitions(block):
+    stmt = select(
+        Point.id,
+        _label(ListsOf(collection_id, version, ())),
+        case((unlabelled, Point.vector), else_=None),
+    ).where(Point.collection_id == collection_id, Point.deleted.is_(False))
+    for rows in row_blocks(session, stmt, block):
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         lists = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
         yield ids, lists, vectors_from_bytes([r[2] for r in rows if r[2] is not None], dim)

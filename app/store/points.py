@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.store import counters
 from app.store.arrays import vector_to_bytes, vectors_from_bytes
+from app.store.db import row_blocks
 from app.store.models import Collection, Point
 
 ID_CHUNK = 500
@@ -201,9 +202,8 @@ def iter_live_points(
         select(Point.id, Point.vector, Point.external_id)
         .where(Point.collection_id == collection_id, Point.deleted.is_(False))
         .order_by(Point.id)
-        .execution_options(yield_per=block)
     )
-    for part in session.execute(stmt).partitions(block):
+    for part in row_blocks(session, stmt, block):
         ids = np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part))
         yield ids, vectors_from_bytes([r[1] for r in part], dim), [r[2] for r in part]
 
