@@ -107,7 +107,7 @@ def best_ms(store: Store, read: Callable[[Any], object]) -> float:
 
 
 def every_vector(session: Any, cid: int, dim: int) -> int:
-    return sum(len(ids) for ids, _, _ in iter_live_points(session, cid, dim))
+    return sum(len(ids) for ids, _ in iter_live_points(session, cid, dim))
 
 
 def measure(backend: str, n: int, dim: int) -> dict[str, float]:

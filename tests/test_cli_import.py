@@ -82,7 +82,7 @@ def test_npy_with_ids_and_jsonl_with_payloads(
     with docs_store.read() as session:
         record = get_collection(session, "docs")
         assert record is not None
-        rows = sum(len(ids) for ids, _, _ in iter_live_points(session, record.id, 3))
+        rows = sum(len(ids) for ids, _ in iter_live_points(session, record.id, 3))
         assert rows == counters.live_points(session, record.id) == 6  # n1 replaced, 7 added
         n1 = get_point(session, record.id, "n1", 3)
         n4 = get_point(session, record.id, "n4", 3)

@@ -196,16 +196,16 @@ def get_labels(session: Session, collection_id: int) -> dict[int, tuple[str, Any
 
 def iter_live_points(
     session: Session, collection_id: int, dim: int, block: int = 8192
-) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
-    """Every live point as blocks of (internal ids, raw vectors, external ids)."""
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Every live point as blocks of (internal ids, raw vectors), in id order."""
     stmt = (
-        select(Point.id, Point.vector, Point.external_id)
+        select(Point.id, Point.vector)
         .where(Point.collection_id == collection_id, Point.deleted.is_(False))
         .order_by(Point.id)
     )
     for part in row_blocks(session, stmt, block):
         ids = np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part))
-        yield ids, vectors_from_bytes([r[1] for r in part], dim), [r[2] for r in part]
+        yield ids, vectors_from_bytes([r[1] for r in part], dim)
 
 
 def read_live_points(
@@ -223,7 +223,7 @@ def read_live_points(
     ids = np.empty(expected, np.int64)
     vectors = np.empty((expected, dim), np.float32)
     n = 0
-    for block_ids, block, _ in iter_live_points(session, collection_id, dim):
+    for block_ids, block in iter_live_points(session, collection_id, dim):
         end = n + len(block_ids)
         if end > len(ids):
             ids, vectors = _grown(ids, end), _grown(vectors, end)
