@@ -71,8 +71,8 @@ def run_train_router(
     progress(0.1)
     metric = Metric(record.metric)
     k = int(params.get("k", plan.k))
-    # Normalised in place on cosine: the job's own array, and the coded index below
-    # prepares what it is given as it would the raw vectors.
+    # Normalised in place on cosine (the job's own array): the exact neighbours and the
+    # coded index below read it as it is.
     docs = prepare_in_place(docs, metric)
     doc_lists = clustering.assign(docs)
     q = prepare(queries, metric, record.dim)

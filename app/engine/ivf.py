@@ -459,16 +459,14 @@ class VectorIndex:
         left as they are), and for ``counts.sum()`` more exact vectors, before an ``upsert``
         a block at a time of points whose lists are known (a shard replica's load): else
         each list grows geometrically, and the index ends up holding up to its size again
-        in slack and outgrown blocks. Fast-scan lists pack their codes in blocks of their
-        own and are not reserved."""
+        in slack and outgrown blocks (``lists.reserve``)."""
         counts = np.asarray(counts, np.int64)
         with self._mutate:
             state = self._state
             if counts.shape != (state.ivf.nlist,) or (counts < 0).any():
                 raise ValueError(f"counts must be {state.ivf.nlist} non-negative entry counts")
             with self._rw.write():  # a list moves while it is sized: no scan may read it
-                if not is_fast_scan(state.ivf):
-                    ivf_lists.reserve(state.ivf, counts)
+                ivf_lists.reserve(state.ivf, counts)
                 if state.exact is not None:
                     state.exact.reserve(int(counts.sum()))
 
@@ -625,12 +623,9 @@ class VectorIndex:
                 ivf = train_code_ivf(quantization, self.dim, self.metric, clustering, sample)
                 quantization = quantization.with_codebook(None, None)
             ivf_lists.fill(ivf, blocks, clustering, partial(list_codes, quantization))
-            if not is_fast_scan(ivf):
-                ivf.set_direct_map_type(ivf_lists.HASHTABLE)  # built once, for every id
             return _State(ivf, clustering, router, quantization, exact)
         flat = ivf_lists.new_ivf(self.dim, self.metric, clustering, hashtable=False)
         ivf_lists.fill(flat, blocks, clustering)
-        flat.set_direct_map_type(ivf_lists.HASHTABLE)  # built once, for every id
         return _State(flat, clustering, router, quantization, exact)
 
     def subset(self, allowed: np.ndarray, generation: int) -> VectorIndex | None:

@@ -20,6 +20,7 @@ from app.engine.codes import is_binary, is_fast_scan, set_scan_modes
 from app.engine.metric import Metric, faiss_metric
 
 HASHTABLE: int = faiss.DirectMap.Hashtable  # type: ignore[attr-defined]  # missing from stubs
+NO_MAP: int = faiss.DirectMap.NoMap  # type: ignore[attr-defined]
 # Probe widths whose search parameters a thread keeps (adaptive routing varies the width).
 KEPT_PARAMS = 64
 # Vectors ``fill`` encodes and adds at once: what a code kind's encoder holds for one part.
@@ -33,7 +34,7 @@ def new_ivf(
 ) -> faiss.IndexIVFFlat:
     """An empty, trained IVF whose quantizer holds the representatives (one zero list if none).
 
-    ``hashtable=False`` leaves the id map to be built once, after a bulk ``fill``.
+    ``hashtable=False`` leaves the id map to be built once, after the lists are filled.
     """
     reps = clustering.representatives if clustering is not None else np.zeros((1, dim), np.float32)
     quantizer = faiss.IndexFlat(dim, faiss_metric(metric))
@@ -53,16 +54,19 @@ def fill(
     encode: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> None:
     """Bulk-fill the empty lists of ``ivf`` from ``blocks()`` of (ids, prepared vectors), in
-    the clustering's lists, ``encode`` giving what code lists hold (e.g. ``list_codes``).
+    the clustering's lists, ``encode`` giving what code lists hold (e.g. ``list_codes``),
+    then build its id map (none for fast-scan lists), once for every id.
 
     faiss's ``add`` appends entry by entry, so each list grows geometrically and ends up to
     twice its size (about +40% memory on average), leaving the blocks it outgrew behind.
     Here every list is first reserved to its final length (``reserve``): two passes over
-    ``blocks()``, the first only assigns. Vectors are added in place, a part at a time; an
-    id map is best built after, once for every id.
+    ``blocks()``, the first only assigns. Vectors are added in place, a part at a time.
     """
+    mapped = not is_fast_scan(ivf)
+    if mapped:
+        ivf.set_direct_map_type(NO_MAP)  # not kept up entry by entry: built at the end
     assigns = [assign_lists(clustering, vecs) for _, vecs in blocks()]
-    if assigns and not is_fast_scan(ivf):
+    if assigns:
         reserve(ivf, np.bincount(np.concatenate(assigns), minlength=ivf.nlist))
     for (ids, vecs), assign in zip(blocks(), assigns, strict=True):
         for start in range(0, len(ids), FILL_ROWS):
@@ -70,13 +74,18 @@ def fill(
             x = np.ascontiguousarray(vecs[part])
             codes = encode(x) if encode is not None else x
             add(ivf, codes, np.ascontiguousarray(assign[part]), np.ascontiguousarray(ids[part]))
+    if mapped:
+        ivf.set_direct_map_type(HASHTABLE)
 
 
 def reserve(ivf: faiss.IndexIVF, counts: np.ndarray) -> None:
-    """Room in each empty list of ``ivf`` (not fast-scan) for ``counts[list]`` entries, so
-    that appending them never moves a list: faiss's appends grow a list geometrically, up
-    to twice its final size, and leave the blocks it outgrew behind. A list resized to its
-    count and back to zero keeps the capacity, as a ``std::vector`` does."""
+    """Room in each empty list of ``ivf`` for ``counts[list]`` entries, so that appending
+    them never moves a list: faiss's appends grow a list geometrically, up to twice its
+    final size, and leave the blocks it outgrew behind. A list resized to its count and back
+    to zero keeps the capacity, as a ``std::vector`` does. Fast-scan lists pack their codes
+    in blocks of their own and are left as they are."""
+    if is_fast_scan(ivf):
+        return
     invlists: Any = ivf.invlists
     for list_no in np.flatnonzero(counts).tolist():
         if invlists.list_size(list_no) == 0:
